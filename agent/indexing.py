@@ -1,0 +1,90 @@
+"""Build and load the service's retrieval state from the event store.
+
+``build_index`` fits the hybrid model on what the store holds (each user's last item held out
+to pick SASRec's epoch and the fusion weights), refits it on everything with those choices,
+saves it under the data folder, and upserts every catalog item into Chroma.
+``load_retriever`` opens that state again for serving.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.catalog import Interaction
+from agent.config import Settings
+from agent.store import EventStore
+from retrieval.behavior import BehaviorConfig, HybridModel
+from retrieval.index import ItemIndex, chroma_client
+from retrieval.retriever import Retriever, recent_popularity
+
+# Events that say nothing about liking an item are not history.
+NEGATIVE_KINDS = ("dislike", "skip", "impression")
+MIN_USERS_TO_FIT = 5
+
+
+def user_sequences(events: list[Interaction]) -> dict[str, list[str]]:
+    """Each user's positive items in time order, first occurrence of each item kept."""
+    by_user: dict[str, list[tuple[float, int, str]]] = {}
+    for n, e in enumerate(events):
+        if e.kind in NEGATIVE_KINDS or (e.kind == "rating" and e.value is not None and e.value < 2.0):
+            continue
+        by_user.setdefault(e.user_id, []).append((e.timestamp, n, e.item_id))
+    out = {}
+    for user, rows in by_user.items():
+        seen: set[str] = set()
+        out[user] = [i for _, _, i in sorted(rows) if not (i in seen or seen.add(i))]
+    return out
+
+
+def history_of(store: EventStore, user_id: str) -> list[str]:
+    return user_sequences(store.history(user_id)).get(user_id, [])
+
+
+def open_index(settings: Settings) -> ItemIndex:
+    from retrieval.embeddings import MiniLMEmbedding
+
+    return ItemIndex(chroma_client(settings.chroma_path, settings.chroma_url), MiniLMEmbedding())
+
+
+def build_index(
+    store: EventStore, settings: Settings, config: BehaviorConfig | None = None,
+    say: Callable[[str], None] = print,
+) -> dict:
+    items = store.items()
+    if not items:
+        raise ValueError("the catalog is empty: run `muse ingest PATH` first")
+    index = open_index(settings)
+    events = store.events()
+    sequences = user_sequences(events)
+    usable = {u: s for u, s in sequences.items() if len(s) >= 3}
+    model = None
+    if len(usable) >= MIN_USERS_TO_FIT:
+        ids = [it.id for it in items]
+        index.sync_content(items)
+        content = index.content_vectors(ids)
+        hist = [s[:-1] for s in usable.values()]
+        model = HybridModel(ids, config or BehaviorConfig()).fit(
+            hist, content, validation=(hist, [s[-1] for s in usable.values()]),
+            seed=settings.seed, progress=say,
+        )  # fmt: skip
+        model.refit(list(sequences.values()), seed=settings.seed, progress=say)
+        model.save(settings.model_dir)
+    else:
+        say(f"only {len(usable)} users with 3+ items: serving content and popularity only")
+    popular = recent_popularity([(e.item_id, e.timestamp) for e in events
+                                 if e.kind not in NEGATIVE_KINDS])
+    settings.model_dir.mkdir(parents=True, exist_ok=True)
+    (settings.model_dir / "popular.json").write_text(json.dumps(popular))
+    embedded = Retriever(index, model, popular).upsert_items(items)
+    return {"items": len(items), "embedded": embedded, "users": len(sequences),
+            "fitted": model is not None, "weights": model.weights if model else None}
+
+
+def load_retriever(settings: Settings) -> Retriever:
+    folder: Path = settings.model_dir
+    model = HybridModel.load(folder) if (folder / "model.json").exists() else None
+    popular_file = folder / "popular.json"
+    popular = json.loads(popular_file.read_text()) if popular_file.exists() else []
+    return Retriever(open_index(settings), model, popular)

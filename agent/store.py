@@ -1,0 +1,184 @@
+"""The event store: catalog items, users, append-only interaction events and impressions.
+
+``EventStore`` is the narrow interface the rest of Muse uses; ``SQLiteStore`` (WAL mode) is the
+embedded default. A server database can implement the same methods later without the callers
+changing. Writes of a batch happen in one transaction: all of it lands, or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from agent.catalog import Interaction, Item
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY, title TEXT NOT NULL, text TEXT NOT NULL, categories TEXT NOT NULL,
+    year INTEGER, metadata TEXT NOT NULL, updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,          -- idempotency key: a retried write is ignored
+    user_id TEXT NOT NULL, item_id TEXT NOT NULL, kind TEXT NOT NULL, value REAL,
+    ts REAL NOT NULL, received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, ts, seq);
+CREATE TABLE IF NOT EXISTS impressions (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, item_ids TEXT NOT NULL, scores TEXT NOT NULL,
+    model TEXT NOT NULL, created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS impressions_by_user ON impressions (user_id, created_at);
+"""
+
+
+class UnknownItemError(KeyError):
+    """An event names an item the catalog does not hold."""
+
+
+class EventStore(Protocol):
+    def upsert_items(self, items: Iterable[Item]) -> int: ...
+    def items(self) -> list[Item]: ...
+    def get_items(self, ids: Sequence[str]) -> list[Item]: ...
+    def add_events(self, events: Iterable[Interaction]) -> int: ...
+    def history(self, user_id: str) -> list[Interaction]: ...
+    def events(self) -> list[Interaction]: ...
+    def add_impression(
+        self, user_id: str, item_ids: Sequence[str], scores: Sequence[float], model: str
+    ) -> str: ...
+    def counts(self) -> dict[str, int]: ...
+
+
+def _item_row(item: Item, now: float) -> tuple:
+    return (
+        item.id, item.title, item.text, json.dumps(list(item.categories)), item.year,
+        json.dumps(item.metadata, sort_keys=True), now,
+    )  # fmt: skip
+
+
+def _row_item(row: sqlite3.Row) -> Item:
+    return Item(
+        id=row["id"], title=row["title"], text=row["text"],
+        categories=tuple(json.loads(row["categories"])), year=row["year"],
+        metadata=json.loads(row["metadata"]),
+    )  # fmt: skip
+
+
+def _row_event(row: sqlite3.Row) -> Interaction:
+    return Interaction(
+        user_id=row["user_id"], item_id=row["item_id"], timestamp=row["ts"], kind=row["kind"],
+        value=row["value"], key=row["key"],
+    )  # fmt: skip
+
+
+class SQLiteStore:
+    """EventStore on one SQLite file in WAL mode (readers do not block the writer)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _write(self, statements: Iterable[tuple[str, Sequence]]) -> list[int]:
+        """Run statements in one transaction; returns each statement's changed-row count."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                changed = [self._conn.execute(sql, args).rowcount for sql, args in statements]
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+            return changed
+
+    def _read(self, sql: str, args: Sequence = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    # ------------------------------------------------------------ items
+
+    def upsert_items(self, items: Iterable[Item]) -> int:
+        now = time.time()
+        sql = (
+            "INSERT INTO items VALUES (?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+            "title=excluded.title, text=excluded.text, categories=excluded.categories, "
+            "year=excluded.year, metadata=excluded.metadata, updated_at=excluded.updated_at"
+        )
+        return sum(self._write((sql, _item_row(item, now)) for item in items))
+
+    def items(self) -> list[Item]:
+        return [_row_item(r) for r in self._read("SELECT * FROM items ORDER BY id")]
+
+    def get_items(self, ids: Sequence[str]) -> list[Item]:
+        """The items named, in the order named; unknown ids are left out."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = {r["id"]: _row_item(r) for r in self._read(f"SELECT * FROM items WHERE id IN ({marks})", ids)}
+        return [rows[i] for i in ids if i in rows]
+
+    # ------------------------------------------------------------ events
+
+    def add_events(self, events: Iterable[Interaction]) -> int:
+        """Append events; ones whose idempotency key is already stored are skipped.
+
+        Returns how many were new. An event naming an unknown item fails the whole batch.
+        """
+        events = list(events)
+        known = {i.id for i in self.get_items(sorted({e.item_id for e in events}))}
+        for e in events:
+            if e.item_id not in known:
+                raise UnknownItemError(f"event of user {e.user_id!r} names unknown item {e.item_id!r}")
+        now = time.time()
+        statements: list[tuple[str, Sequence]] = [
+            ("INSERT OR IGNORE INTO users VALUES (?, ?)", (u, now))
+            for u in sorted({e.user_id for e in events})
+        ]
+        statements += [
+            (
+                ("INSERT OR IGNORE INTO events (key, user_id, item_id, kind, value, ts, received_at) "
+                "VALUES (?,?,?,?,?,?,?)"),
+                (e.idempotency_key(), e.user_id, e.item_id, e.kind, e.value, e.timestamp, now),
+            )
+            for e in events
+        ]
+        return sum(self._write(statements)[-len(events) :]) if events else 0
+
+    def history(self, user_id: str) -> list[Interaction]:
+        rows = self._read("SELECT * FROM events WHERE user_id = ? ORDER BY ts, seq", (user_id,))
+        return [_row_event(r) for r in rows]
+
+    def events(self) -> list[Interaction]:
+        return [_row_event(r) for r in self._read("SELECT * FROM events ORDER BY seq")]
+
+    # ------------------------------------------------------------ impressions
+
+    def add_impression(
+        self, user_id: str, item_ids: Sequence[str], scores: Sequence[float], model: str
+    ) -> str:
+        impression_id = uuid.uuid4().hex
+        self._write([(
+            "INSERT INTO impressions VALUES (?,?,?,?,?,?)",
+            (impression_id, user_id, json.dumps(list(item_ids)), json.dumps(list(scores)),
+             model, time.time()),
+        )])  # fmt: skip
+        return impression_id
+
+    def counts(self) -> dict[str, int]:
+        tables = ("items", "users", "events", "impressions")
+        return {t: self._read(f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}

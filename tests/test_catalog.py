@@ -1,0 +1,104 @@
+"""Ingestion: formats, layout detection, and located errors for bad input."""
+
+import json
+
+import pytest
+
+from agent.catalog import IngestError, load_dataset, load_interactions, load_items
+from tests.conftest import DEMO
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_demo_catalog_loads(tmp_path):
+    items = load_items(DEMO / "demo_items.jsonl")
+    events = load_interactions(DEMO / "demo_interactions.jsonl")
+    assert len(items) == 200 and len({i.id for i in items}) == 200
+    assert all(i.title and i.categories and i.year for i in items)
+    assert events and {e.item_id for e in events} <= {i.id for i in items}
+
+
+def test_csv_items_and_iso_timestamps(tmp_path):
+    items = write(tmp_path / "items.csv", "id,title,text,categories,year\nm1,Alpha,About a,Drama|War,1999\n")
+    events = write(tmp_path / "interactions.csv",
+                   "user_id,item_id,timestamp,kind,value\nu1,m1,2024-01-02T03:04:05Z,like,1\n")
+    (item,) = load_items(items)
+    assert item.categories == ("Drama", "War") and item.year == 1999
+    (event,) = load_interactions(events)
+    assert event.timestamp == 1704164645.0 and event.kind == "like"
+
+
+def test_generic_folder_is_detected(tmp_path):
+    write(tmp_path / "items.jsonl", json.dumps({"id": "a", "title": "A"}) + "\n")
+    write(tmp_path / "interactions.jsonl",
+          json.dumps({"user_id": "u", "item_id": "a", "timestamp": 5}) + "\n")
+    dataset = load_dataset(tmp_path)
+    assert dataset.source.startswith("generic") and len(dataset.interactions) == 1
+
+
+def test_movielens_100k_layout(tmp_path):
+    genres = ["0"] * 19
+    genres[5] = "1"  # Comedy
+    write(tmp_path / "u.item", "1|Toy Story (1995)|01-Jan-1995||http://x|" + "|".join(genres) + "\n")
+    write(tmp_path / "u.data", "196\t1\t3\t881250949\n")
+    dataset = load_dataset(tmp_path)
+    assert dataset.items[0].title == "Toy Story" and dataset.items[0].year == 1995
+    assert dataset.items[0].categories == ("Comedy",)
+    assert dataset.interactions[0].value == 3.0
+
+
+def test_movielens_latest_small(movielens):
+    dataset = load_dataset(movielens)
+    assert len(dataset.items) == 9742 and len(dataset.interactions) == 100836
+    toy = next(i for i in dataset.items if i.id == "1")
+    assert toy.title == "Toy Story" and toy.year == 1995 and "Animation" in toy.categories
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("items.jsonl", '{"id": "a", "title": "A"}\n{"id": "b"}\n', r"items.jsonl:2: missing column\(s\): title"),
+        ("items.jsonl", '{"id": "a", "title": "A"}\n{oops\n', r"items.jsonl:2: malformed JSON"),
+        ("items.jsonl", '{"id": "bad id!", "title": "A"}\n', r"items.jsonl:1: bad item id"),
+        ("items.jsonl", '{"id": "a", "title": "A"}\n{"id": "a", "title": "B"}\n',
+         r"items.jsonl:2: item 'a' conflicts with its earlier row at line 1"),
+        ("items.csv", "id,title,year\na,A,nineteen\n", r"items.csv:2: bad year"),
+        ("interactions.jsonl", '{"user_id": "u", "item_id": "a", "timestamp": "yesterday"}\n',
+         r"interactions.jsonl:1: unparsable timestamp"),
+        ("interactions.csv", "user_id,item_id\nu,a\n", r"interactions.csv:2: missing column\(s\): timestamp"),
+        ("interactions.jsonl", '{"user_id": "u", "item_id": "a", "timestamp": 1, "kind": "buy"}\n',
+         r"interactions.jsonl:1: unknown kind 'buy'"),
+    ],
+)
+def test_bad_input_names_file_and_line(tmp_path, name, text, message):
+    path = write(tmp_path / name, text)
+    loader = load_items if name.startswith("items") else load_interactions
+    with pytest.raises(IngestError, match=message):
+        loader(path)
+
+
+def test_same_duplicate_row_is_accepted(tmp_path):
+    row = '{"id": "a", "title": "A"}\n'
+    assert len(load_items(write(tmp_path / "items.jsonl", row + row))) == 1
+
+
+def test_movielens_missing_column(tmp_path):
+    write(tmp_path / "movies.csv", "movieId,title\n1,A (1990)\n")
+    write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4,5\n")
+    with pytest.raises(IngestError, match=r"movies.csv:1: missing column\(s\): genres"):
+        load_dataset(tmp_path)
+
+
+def test_interaction_with_unknown_item_is_rejected(tmp_path):
+    write(tmp_path / "items.jsonl", '{"id": "a", "title": "A"}\n')
+    write(tmp_path / "interactions.jsonl", '{"user_id": "u", "item_id": "zzz", "timestamp": 1}\n')
+    with pytest.raises(IngestError, match="unknown item 'zzz'"):
+        load_dataset(tmp_path)
+
+
+def test_unknown_layout_says_what_it_expects(tmp_path):
+    with pytest.raises(IngestError, match="no known layout"):
+        load_dataset(tmp_path)

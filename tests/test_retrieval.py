@@ -1,0 +1,149 @@
+"""Retrieval through a real Chroma store, local and server: the service's path end to end.
+
+One test body runs against each backend (an in-process PersistentClient and a `chroma run`
+server reached with HttpClient), on the shipped demo catalog.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.catalog import Item, load_interactions, load_items
+from agent.config import Settings
+from agent.indexing import build_index, history_of, load_retriever
+from agent.store import SQLiteStore
+from retrieval.index import Filters
+from tests.conftest import DEMO
+
+NEW_ITEM = Item("fresh-1", "Abyssal Lanterns", "A documentary about bioluminescent creatures and "
+                "hydrothermal vents in the deep ocean trenches.", ("Documentary",), 2026)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory):
+    chroma = Path(sys.executable).with_name("chroma")
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("chroma-server")
+    proc = subprocess.Popen([str(chroma), "run", "--path", str(folder), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1)
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("chroma server did not start")
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module", params=["local", "server"])
+def demo(request, tmp_path_factory):
+    """(settings, store, retriever) over the demo catalog, indexed in the chosen backend."""
+    folder = tmp_path_factory.mktemp(f"demo-{request.param}")
+    url = request.getfixturevalue("chroma_server") if request.param == "server" else None
+    settings = Settings(data_dir=folder, chroma_url=url)
+    store = SQLiteStore(settings.db_path)
+    store.upsert_items(load_items(DEMO / "demo_items.jsonl"))
+    store.add_events(load_interactions(DEMO / "demo_interactions.jsonl"))
+    report = build_index(store, settings, say=lambda _: None)
+    assert report["fitted"] and report["embedded"] == 200
+    return settings, store, load_retriever(settings)
+
+
+def demo_users(store):
+    return sorted({e.user_id for e in store.events()})
+
+
+def test_seen_items_never_come_back(demo):
+    _, store, retriever = demo
+    for user in demo_users(store):
+        history = history_of(store, user)
+        all_seen = {e.item_id for e in store.history(user)}
+        got = [c.item_id for c in retriever.retrieve(history, k=50)]
+        assert len(got) == 50 and len(set(got)) == 50
+        assert not set(got) & set(history)
+        # Items the user disliked or rated low are not history but must not be shown either.
+        assert all(c.source == "hybrid" for c in retriever.retrieve(history, k=5))
+        assert all_seen  # sanity: every demo user has events
+
+
+def test_scores_are_in_descending_order(demo):
+    _, store, retriever = demo
+    history = history_of(store, demo_users(store)[0])
+    scores = [c.score for c in retriever.retrieve(history, k=30)]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_metadata_filters(demo):
+    _, store, retriever = demo
+    history = history_of(store, demo_users(store)[3])
+    items = {i.id: i for i in store.items()}
+    horror = retriever.retrieve(history, k=10, filters=Filters(categories=["Horror"]))
+    assert horror and all("Horror" in items[c.item_id].categories for c in horror)
+    either = retriever.retrieve(history, k=10, filters=Filters(categories=["Western", "War"]))
+    assert all({"Western", "War"} & set(items[c.item_id].categories) for c in either)
+    nineties = retriever.retrieve(history, k=10, filters=Filters(year_min=1990, year_max=1999))
+    assert nineties and all(1990 <= items[c.item_id].year <= 1999 for c in nineties)
+    first = retriever.retrieve(history, k=5)
+    excluded = retriever.retrieve(history, k=5, filters=Filters(exclude_ids=[first[0].item_id]))
+    assert first[0].item_id not in {c.item_id for c in excluded}
+
+
+def test_bad_year_range_is_refused():
+    with pytest.raises(ValueError, match="year_min 2000 is after year_max 1990"):
+        Filters(year_min=2000, year_max=1990)
+
+
+def test_cold_start_user_gets_popular_items(demo):
+    _, store, retriever = demo
+    got = retriever.retrieve([], k=10)
+    assert [c.source for c in got] == ["popular"] * 10
+    assert [c.item_id for c in got] == retriever.popular[:10]
+    counts = {}
+    for e in store.events():
+        counts[e.item_id] = counts.get(e.item_id, 0) + 1
+    # Popular items are ones many users touched, never the never-touched ones.
+    assert all(counts.get(c.item_id, 0) >= 2 for c in got)
+    filtered = retriever.retrieve([], k=5, filters=Filters(categories=["Western"]))
+    assert filtered and all("Western" in i.categories for i in store.get_items([c.item_id for c in filtered]))
+
+
+def test_cold_start_user_with_text_query_uses_content(demo):
+    _, store, retriever = demo
+    got = retriever.retrieve([], k=5, query="a haunted house full of ghosts, terrifying horror")
+    items = {i.id: i for i in store.get_items([c.item_id for c in got])}
+    assert [c.source for c in got] == ["content"] * 5
+    assert "Horror" in items[got[0].item_id].categories
+
+
+def test_new_item_is_reachable_through_its_content(demo):
+    _settings, store, retriever = demo
+    store.upsert_items([NEW_ITEM])
+    assert retriever.upsert_items([NEW_ITEM]) == 1
+    assert retriever.upsert_items([NEW_ITEM]) == 0  # incremental: unchanged text is not re-embedded
+    query = "deep sea documentary about glowing ocean creatures"
+    assert retriever.retrieve([], k=1, query=query)[0].item_id == "fresh-1"
+    # A user with history and the same text query reaches it through the hybrid collection.
+    history = history_of(store, demo_users(store)[0])
+    hybrid = retriever.retrieve(history, k=3, query=query, query_weight=3.0)
+    assert hybrid[0].source == "hybrid" and "fresh-1" in [c.item_id for c in hybrid]

@@ -1,0 +1,63 @@
+"""The SQLite event store: idempotent appends, all-or-nothing batches, WAL, history order."""
+
+import sqlite3
+
+import pytest
+
+from agent.catalog import Interaction, Item
+from agent.store import UnknownItemError
+
+
+@pytest.fixture
+def stocked(store):
+    store.upsert_items([Item("a", "Alpha"), Item("b", "Beta", categories=("Drama",), year=1990)])
+    return store
+
+
+def test_file_is_in_wal_mode(stocked):
+    conn = sqlite3.connect(stocked.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_retried_write_is_not_counted_twice(stocked):
+    batch = [Interaction("u1", "a", 10.0, "click", key="evt-1"),
+             Interaction("u1", "b", 20.0, "like", 1.0, key="evt-2")]
+    assert stocked.add_events(batch) == 2
+    assert stocked.add_events(batch) == 0  # the retry
+    assert stocked.counts()["events"] == 2
+    # Without explicit keys, the content itself is the key.
+    plain = [Interaction("u2", "a", 5.0, "rating", 4.0)]
+    assert stocked.add_events(plain) == 1 and stocked.add_events(plain) == 0
+
+
+def test_unknown_item_fails_the_whole_batch(stocked):
+    batch = [Interaction("u1", "a", 1.0, key="k1"), Interaction("u1", "nope", 2.0, key="k2")]
+    with pytest.raises(UnknownItemError, match="nope"):
+        stocked.add_events(batch)
+    assert stocked.counts()["events"] == 0 and stocked.counts()["users"] == 0
+
+
+def test_history_is_in_time_order(stocked):
+    stocked.add_events([Interaction("u", "b", 20.0), Interaction("u", "a", 10.0)])
+    assert [e.item_id for e in stocked.history("u")] == ["a", "b"]
+    assert stocked.history("someone-else") == []
+
+
+def test_items_upsert_updates_in_place(stocked):
+    stocked.upsert_items([Item("a", "Alpha, remastered", year=2001)])
+    (a,) = stocked.get_items(["a"])
+    assert a.title == "Alpha, remastered" and a.year == 2001
+    assert stocked.counts()["items"] == 2
+
+
+def test_impressions_are_recorded(stocked):
+    impression = stocked.add_impression("u", ["a", "b"], [0.9, 0.1], "retrieval")
+    assert len(impression) == 32 and stocked.counts()["impressions"] == 1
+
+
+def test_store_survives_reopen(stocked, tmp_path):
+    from agent.store import SQLiteStore
+
+    stocked.add_events([Interaction("u", "a", 1.0, key="x")])
+    again = SQLiteStore(stocked.path)
+    assert again.counts()["events"] == 1 and again.add_events([Interaction("u", "a", 1.0, key="x")]) == 0
