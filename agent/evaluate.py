@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from agent.catalog import Item, load_dataset
 from retrieval import baselines
@@ -95,7 +96,8 @@ def run_retrieval_eval(
     tag = hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:10]
     client = chroma_client(workdir / f"chroma-{tag}", chroma_url)
     index = ItemIndex(client, MiniLMEmbedding())
-    embedded = index.sync_content(proto.items)
+    with tqdm(total=len(proto.items), desc="embed items", unit="item", leave=False) as bar:
+        embedded = index.sync_content(proto.items, progress=bar.update)
     say(f"content index: {embedded} items embedded, {len(proto.items) - embedded} unchanged")
     ids = [item.id for item in proto.items]
     content = index.content_vectors(ids)
@@ -114,7 +116,7 @@ def run_retrieval_eval(
     retriever = Retriever(index, model, popular=[])
     retriever.upsert_items(proto.items)
     ranks = []
-    for user in users:
+    for user in tqdm(users, desc=f"retrieve ({split})", unit="user", leave=False):
         history, target = proto.loo.history_and_target(user, split)
         candidates = retriever.retrieve(history, k=RETRIEVE_K)
         ranks.append(rank_of(target, [c.item_id for c in candidates]))

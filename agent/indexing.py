@@ -12,6 +12,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from tqdm import tqdm
+
 from agent.catalog import Interaction
 from agent.config import Settings
 from agent.store import EventStore
@@ -56,13 +58,14 @@ def build_index(
     if not items:
         raise ValueError("the catalog is empty: run `muse ingest PATH` first")
     index = open_index(settings)
+    with tqdm(total=len(items), desc="embed items", unit="item", leave=False) as bar:
+        embedded = index.sync_content(items, progress=bar.update)
     events = store.events()
     sequences = user_sequences(events)
     usable = {u: s for u, s in sequences.items() if len(s) >= 3}
     model = None
     if len(usable) >= MIN_USERS_TO_FIT:
         ids = [it.id for it in items]
-        index.sync_content(items)
         content = index.content_vectors(ids)
         hist = [s[:-1] for s in usable.values()]
         model = HybridModel(ids, config or BehaviorConfig()).fit(
@@ -77,7 +80,7 @@ def build_index(
                                  if e.kind not in NEGATIVE_KINDS])
     settings.model_dir.mkdir(parents=True, exist_ok=True)
     (settings.model_dir / "popular.json").write_text(json.dumps(popular))
-    embedded = Retriever(index, model, popular).upsert_items(items)
+    Retriever(index, model, popular).upsert_items(items)
     return {"items": len(items), "embedded": embedded, "users": len(sequences),
             "fitted": model is not None, "weights": model.weights if model else None}
 

@@ -80,14 +80,10 @@ class HybridModel:
     ) -> HybridModel:
         """Fit every space on ``train`` sequences; ``validation`` = (histories, targets) picks
         SASRec's epoch and the fusion weights."""
-        cfg, n = self.config, len(self.item_ids)
-        seqs = [[self.index[i] for i in s if i in self.index] for s in train]
-        known = np.zeros(n, dtype=bool)
-        known[[i for s in seqs for i in s]] = True
-        self.ease = EaseFactors(fit_ease(seqs, n, cfg.ease_lambda), cfg.ease_rank, cfg.window, cfg.decay)
-        self.spaces["ease"] = Space.of(self.ease.right * known[:, None], known)
+        n = len(self.item_ids)
+        seqs, known = self._fit_ease(train)
         self.spaces["content"] = Space.of(content, np.ones(n, dtype=bool))
-        if cfg.sasrec:
+        if self.config.sasrec:
             if validation is None:
                 raise ValueError("SASRec needs validation (histories, targets) to pick its epoch")
             hist, targets = validation
@@ -107,19 +103,24 @@ class HybridModel:
     def refit(self, train: Sequence[Sequence[str]], seed: int = 0, progress=None) -> None:
         """Refit on more data (e.g. train + validation before testing), keeping what validation
         chose: EASE is refitted, SASRec retrained from scratch for its chosen number of epochs,
-        and the fusion weights stay. Retraining matters: on ml-latest-small it moved test N@10
-        from 0.082 to 0.093, the newest item being the most telling one."""
+        and the fusion weights stay. Retraining SASRec matters: in a probe on ml-latest-small
+        (two seeds) it moved test N@10 from 0.082 to 0.088-0.093, the newest item being the
+        most telling one."""
+        seqs, known = self._fit_ease(train)
+        if self.sasrec is not None:
+            sasrec_cfg = replace(self.sasrec.config, max_epochs=self.sasrec.best_epoch)
+            self.sasrec = SASRecModel(len(self.item_ids), sasrec_cfg, seed=seed).fit(seqs, None, progress)
+            self.spaces["sasrec"] = Space.of(self.sasrec.item_vectors() * known[:, None], known)
+
+    def _fit_ease(self, train: Sequence[Sequence[str]]) -> tuple[list[list[int]], np.ndarray]:
+        """Fit the EASE space; returns the sequences as indices and which items they touch."""
         cfg, n = self.config, len(self.item_ids)
         seqs = [[self.index[i] for i in s if i in self.index] for s in train]
         known = np.zeros(n, dtype=bool)
         known[[i for s in seqs for i in s]] = True
         self.ease = EaseFactors(fit_ease(seqs, n, cfg.ease_lambda), cfg.ease_rank, cfg.window, cfg.decay)
         self.spaces["ease"] = Space.of(self.ease.right * known[:, None], known)
-        if self.sasrec is not None:
-            epochs = self.sasrec.best_epoch
-            sasrec_cfg = replace(self.sasrec.config, max_epochs=epochs)
-            self.sasrec = SASRecModel(n, sasrec_cfg, seed=seed).fit(seqs, None, progress)
-            self.spaces["sasrec"] = Space.of(self.sasrec.item_vectors() * known[:, None], known)
+        return seqs, known
 
     # ------------------------------------------------------------ vectors
 

@@ -104,8 +104,8 @@ class SASRecModel:
         validate: Callable[[SASRecModel], float] | None,
         progress: Callable[[str], None] | None = None,
     ) -> SASRecModel:
-        """Train on ``sequences``; keep the epoch with the best ``validate`` score, or, with
-        no ``validate``, train exactly ``max_epochs`` epochs (an epoch count chosen earlier)."""
+        """Train on ``sequences`` and keep the epoch with the best ``validate`` score; with no
+        ``validate``, train exactly ``max_epochs`` epochs (a count chosen earlier)."""
         import torch
         import torch.nn.functional as F
 

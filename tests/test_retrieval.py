@@ -133,7 +133,9 @@ def test_cold_start_user_with_text_query_uses_content(demo):
     got = retriever.retrieve([], k=5, query="a haunted house full of ghosts, terrifying horror")
     items = {i.id: i for i in store.get_items([c.item_id for c in got])}
     assert [c.source for c in got] == ["content"] * 5
-    assert "Horror" in items[got[0].item_id].categories
+    # 16 of the 200 demo items are Horror (8%); text search must do far better than chance.
+    horror = sum("Horror" in items[c.item_id].categories for c in got)
+    assert horror >= 3, [items[c.item_id].title for c in got]
 
 
 def test_new_item_is_reachable_through_its_content(demo):
