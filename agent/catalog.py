@@ -228,6 +228,23 @@ def load_interactions(path: Path | str) -> list[Interaction]:
     return out
 
 
+def load_file(path: Path | str) -> Dataset:
+    """One items or interactions file, told apart by its first record's fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(path, None, "no such file")
+    first = next(_rows(path), None)
+    if first is None:
+        raise IngestError(path, None, "the file holds no records")
+    line, record = first
+    if "user_id" in record:
+        return Dataset([], load_interactions(path), f"file:{path}")
+    if "id" in record and "title" in record:
+        return Dataset(load_items(path), [], f"file:{path}")
+    raise IngestError(path, line, "neither items (id, title, ...) nor interactions "
+                                  "(user_id, item_id, timestamp, ...)")
+
+
 # ---------------------------------------------------------------- MovieLens
 
 

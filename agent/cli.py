@@ -31,16 +31,11 @@ def _settings():
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from agent.catalog import Dataset, check_references, load_dataset, load_interactions, load_items
+    from agent.catalog import Dataset, check_references, load_dataset, load_file
     from agent.store import SQLiteStore
 
     settings = _settings()
-    if args.path.is_dir():
-        dataset = load_dataset(args.path)
-    else:
-        items = load_items(args.path) if args.path.name.startswith("items") else []
-        events = load_interactions(args.path) if not items else []
-        dataset = Dataset(items, events, str(args.path))
+    dataset = load_dataset(args.path) if args.path.is_dir() else load_file(args.path)
     store = SQLiteStore(settings.db_path)
     if dataset.items:
         store.upsert_items(dataset.items)

@@ -74,3 +74,30 @@ def test_rerank_stage_is_refused_clearly(tmp_path, data_dir, capsys):
     folder = synthetic_dataset(tmp_path / "ds")
     assert main(["eval", "--data", str(folder), "--stage", "rerank", "--json"]) == 2
     assert "rerank stage" in capsys.readouterr().err
+
+
+def test_demo_files_ingest_one_by_one(data_dir, capsys):
+    from tests.conftest import DEMO
+
+    assert main(["ingest", str(DEMO / "demo_items.jsonl")]) == 0
+    assert main(["ingest", str(DEMO / "demo_interactions.jsonl")]) == 0
+    counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert counts["items"] == 200 and counts["events"] == 821 and counts["users"] == 40
+
+
+def test_events_for_items_not_in_the_store_are_refused(tmp_path, data_dir, capsys):
+    from tests.conftest import DEMO
+
+    assert main(["ingest", str(DEMO / "demo_interactions.jsonl")]) == 2
+    assert "unknown item" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end(data_dir, capsys):
+    """What `make run` does today: ingest, index, recommend for two demo users."""
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip()[:3].strip(". ").isdigit()]
+    assert len(lines) == 10 and all("via hybrid" in line for line in lines)
+    assert main(["recommend", "--user", "demo-user-01", "--k", "3", "--category", "Western", "--json"]) == 0
+    reply = json.loads(capsys.readouterr().out)
+    assert len(reply["items"]) == 3 and all("Western" in i["categories"] for i in reply["items"])
