@@ -67,6 +67,7 @@ class HybridModel:
         self.weights: dict[str, float] = {"sasrec": 0.5, "ease": 0.5, "content": 0.0}
         self.ease: EaseFactors | None = None
         self.sasrec: SASRecModel | None = None
+        self.validation_ndcg: float | None = None  # N@10 of the chosen weights, in memory
 
     # ------------------------------------------------------------ fitting
 
@@ -194,7 +195,7 @@ class HybridModel:
         out = []
         for row, (hist, target) in enumerate(zip(histories, targets)):
             s = scores[row]
-            seen = self._indices(hist)
+            seen = sorted(set(self._indices(hist)))  # an item seen twice must not count twice
             t = s[self.index[target]]
             rank = int((s > t).sum() - (s[seen] > t).sum()) + 1
             out.append(ndcg_at(rank, 10))
