@@ -28,15 +28,40 @@ def fit_ease(sequences: Sequence[Sequence[int]], n_items: int, lam: float = 500.
     return weights
 
 
+EXACT_SVD_MAX = 4096
+
+
+def truncated_svd(matrix: np.ndarray, rank: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The top ``rank`` singular triplets. Exact LAPACK SVD up to EXACT_SVD_MAX items; above
+    that (or when LAPACK fails to converge, as it did on ml-latest-small's 9,742 items) a
+    randomized range finder with power iterations (Halko et al. 2011), which costs a few
+    n x n x rank products instead of a full n^3 decomposition."""
+    n = matrix.shape[0]
+    if n <= EXACT_SVD_MAX:
+        try:
+            u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+            return u[:, :rank], s[:rank], vt[:rank]
+        except np.linalg.LinAlgError:
+            pass
+    rng = np.random.default_rng(seed)
+    sketch = matrix @ rng.standard_normal((matrix.shape[1], min(n, rank + 64)))
+    for _ in range(3):  # power iterations sharpen the captured range
+        q, _ = np.linalg.qr(sketch)
+        sketch = matrix @ (matrix.T @ q)
+    q, _ = np.linalg.qr(sketch)
+    u, s, vt = np.linalg.svd(q.T @ matrix, full_matrices=False)
+    return (q @ u)[:, :rank], s[:rank], vt[:rank]
+
+
 class EaseFactors:
     """Low-rank EASE: ``left`` (n x r) maps history to a user vector, ``right`` (n x r) holds items."""
 
     def __init__(self, weights: np.ndarray, rank: int, window: int = 20, decay: float = 0.9):
         rank = min(rank, weights.shape[0])
-        u, s, vt = np.linalg.svd(weights, full_matrices=False)
-        root = np.sqrt(s[:rank])
-        self.left = (u[:, :rank] * root).astype(np.float32)
-        self.right = (vt[:rank].T * root).astype(np.float32)
+        u, s, vt = truncated_svd(weights, rank)
+        root = np.sqrt(s)
+        self.left = (u * root).astype(np.float32)
+        self.right = (vt.T * root).astype(np.float32)
         self.window, self.decay = window, decay
 
     def user_vector(self, history: Sequence[int]) -> np.ndarray:

@@ -69,3 +69,16 @@ def test_sasrec_learns_a_ring_and_refit_trains_the_chosen_epochs(rng):
     assert 1 <= model.best_epoch <= len(model.history)
     again = SASRecModel(12, SASRecConfig(**{**cfg.__dict__, "max_epochs": 3}), seed=0).fit(seqs, None)
     assert again.best_epoch == 3 and again.history == []
+
+
+def test_randomized_svd_matches_exact_on_the_top_singular_values(rng, monkeypatch):
+    from retrieval import ease
+
+    low_rank = rng.normal(size=(300, 40)) @ rng.normal(size=(40, 300))
+    matrix = low_rank + 0.01 * rng.normal(size=(300, 300))
+    exact = np.linalg.svd(matrix, compute_uv=False)[:40]
+    monkeypatch.setattr(ease, "EXACT_SVD_MAX", 100)  # force the randomized path
+    u, s, vt = ease.truncated_svd(matrix, 40)
+    assert u.shape == (300, 40) and vt.shape == (40, 300)
+    assert np.allclose(s, exact, rtol=1e-3)
+    assert np.linalg.norm(matrix - (u * s) @ vt) / np.linalg.norm(matrix) < 0.01
