@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from agent.catalog import Item, load_dataset
+from agent.indexing import embed_catalog
 from retrieval import baselines
 from retrieval.behavior import BehaviorConfig, HybridModel
 from retrieval.index import ItemIndex, chroma_client
@@ -96,8 +97,7 @@ def run_retrieval_eval(
     tag = hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:10]
     client = chroma_client(workdir / f"chroma-{tag}", chroma_url)
     index = ItemIndex(client, MiniLMEmbedding())
-    with tqdm(total=len(proto.items), desc="embed items", unit="item", leave=False) as bar:
-        embedded = index.sync_content(proto.items, progress=bar.update)
+    embedded = embed_catalog(index, proto.items)
     say(f"content index: {embedded} items embedded, {len(proto.items) - embedded} unchanged")
     ids = [item.id for item in proto.items]
     content = index.content_vectors(ids)
@@ -114,7 +114,7 @@ def run_retrieval_eval(
         model.refit(model_history(proto, "test"), seed=seed, progress=say)
 
     retriever = Retriever(index, model, popular=[])
-    retriever.upsert_items(proto.items)
+    retriever.write_hybrid(proto.items)
     ranks = []
     for user in tqdm(users, desc=f"retrieve ({split})", unit="user", leave=False):
         history, target = proto.loo.history_and_target(user, split)

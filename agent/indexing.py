@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from agent.catalog import Interaction
+from agent.catalog import Interaction, Item
 from agent.config import Settings
 from agent.store import EventStore
 from retrieval.behavior import BehaviorConfig, HybridModel
@@ -44,6 +44,12 @@ def history_of(store: EventStore, user_id: str) -> list[str]:
     return user_sequences(store.history(user_id)).get(user_id, [])
 
 
+def embed_catalog(index: ItemIndex, items: list[Item]) -> int:
+    """Embed new and changed items into the content collection, with a progress bar."""
+    with tqdm(total=len(items), desc="embed items", unit="item", leave=False) as bar:
+        return index.sync_content(items, progress=bar.update)
+
+
 def open_index(settings: Settings) -> ItemIndex:
     from retrieval.embeddings import MiniLMEmbedding
 
@@ -58,8 +64,7 @@ def build_index(
     if not items:
         raise ValueError("the catalog is empty: run `muse ingest PATH` first")
     index = open_index(settings)
-    with tqdm(total=len(items), desc="embed items", unit="item", leave=False) as bar:
-        embedded = index.sync_content(items, progress=bar.update)
+    embedded = embed_catalog(index, items)
     events = store.events()
     sequences = user_sequences(events)
     usable = {u: s for u, s in sequences.items() if len(s) >= 3}
@@ -80,7 +85,7 @@ def build_index(
                                  if e.kind not in NEGATIVE_KINDS])
     settings.model_dir.mkdir(parents=True, exist_ok=True)
     (settings.model_dir / "popular.json").write_text(json.dumps(popular))
-    Retriever(index, model, popular).upsert_items(items)
+    Retriever(index, model, popular).write_hybrid(items)
     return {"items": len(items), "embedded": embedded, "users": len(sequences),
             "fitted": model is not None, "weights": model.weights if model else None}
 

@@ -31,17 +31,22 @@ class Retriever:
         self.popular = list(popular)  # item ids, most popular (recency-weighted) first
 
     def upsert_items(self, items: Sequence[CatalogItem], progress=None) -> int:
-        """Index items in both collections: new and changed text is embedded, hybrid vectors
-        are written for every item (zeros in the behavioural parts for items the model has
-        not seen). Returns how many items were (re-)embedded."""
+        """Index items in both collections: new and changed text is embedded, then hybrid
+        vectors are written. Returns how many items were (re-)embedded."""
         embedded = self.index.sync_content(items, progress)
-        if self.model is not None and items:
-            content = self.index.content_vectors([it.id for it in items])
-            fitted = self.model.item_vectors()
-            rows = [fitted[self.model.index[it.id]] if it.id in self.model.index
-                    else self.model.cold_item_vector(content[n]) for n, it in enumerate(items)]
-            self.index.upsert_hybrid(items, np.stack(rows))
+        self.write_hybrid(items)
         return embedded
+
+    def write_hybrid(self, items: Sequence[CatalogItem]) -> None:
+        """Hybrid vectors for items whose content is already indexed (zeros in the
+        behavioural parts for items the model has not seen)."""
+        if self.model is None or not items:
+            return
+        content = self.index.content_vectors([it.id for it in items])
+        fitted = self.model.item_vectors()
+        rows = [fitted[self.model.index[it.id]] if it.id in self.model.index
+                else self.model.cold_item_vector(content[n]) for n, it in enumerate(items)]
+        self.index.upsert_hybrid(items, np.stack(rows))
 
     def retrieve(
         self,
