@@ -3,7 +3,9 @@
     muse ingest PATH            load a dataset folder (or items/interactions files) into the store
     muse index                  fit the retrieval models and (re)build the Chroma index
     muse recommend --user ID    top-k candidates for a user (retrieval stage)
-    muse eval --data PATH       the LlamaRec protocol, retrieval through Chroma
+    muse eval --data PATH       the LlamaRec protocol: retrieval through Chroma (+ the LLM ranker)
+    muse llm serve              run the vLLM server with the base model and every adapter
+    muse bench rank             ranking latency/throughput, vLLM vs transformers
     muse demo                   ingest the shipped demo catalog, index it, show recommendations
     muse setup-model            convert the packaged SmolLM2 model into a cached checkpoint
 
@@ -89,26 +91,87 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if args.stage == "rerank":
+        return _eval_rerank(args, settings)
     from agent.evaluate import run_retrieval_eval
 
-    if args.stage != "retrieval":
-        say("muse eval: the rerank stage arrives with the LLM ranker; only --stage retrieval "
-            "is available in this version")
-        return 2
-    settings = _settings()
     report = run_retrieval_eval(args.data, settings.data_dir / "eval", args.split, args.seed,
                                 chroma_url=settings.chroma_url, say=say)
     if args.json:
         print(json.dumps(report))
     else:
-        from retrieval.metrics import METRIC_KEYS
-
         rows = [("muse retrieval", report["metrics"])] + list(report["baselines"].items())
         print(f"{report['users']} users, {report['items']} items, {report['interactions']} "
               f"interactions; split {report['split']}, seed {report['seed']}")
-        print(f"{'model':<16}" + "".join(f"{k:>8}" for k in METRIC_KEYS))
-        for name, m in rows:
-            print(f"{name:<16}" + "".join(f"{m[k]:>8.4f}" for k in METRIC_KEYS))
+        _table(rows)
+    return 0
+
+
+def _table(rows) -> None:
+    from retrieval.metrics import METRIC_KEYS
+
+    print(f"{'model':<22}" + "".join(f"{k:>8}" for k in METRIC_KEYS))
+    for name, m in rows:
+        print(f"{name:<22}" + "".join(f"{m[k]:>8.4f}" for k in METRIC_KEYS))
+
+
+def _eval_rerank(args: argparse.Namespace, settings) -> int:
+    from agent.llm.engine import read_manifest
+    from agent.llm_session import open_engine
+    from agent.ranker import prompt_config_of
+    from agent.rerank_eval import run_rerank_eval
+
+    adapter = settings.ranker_adapter()
+    prompt = prompt_config_of(read_manifest(settings.adapters()[adapter])) if adapter else None
+    with open_engine(settings, say, engine=args.engine) as engine:
+        report = run_rerank_eval(args.data, settings.data_dir / "eval", engine, adapter, args.split,
+                                 args.seed, settings.chroma_url, prompt, say)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"adapter {report['adapter'] or '(base model)'}, fusion weight {report['fusion_weight']}")
+    for split, block in report["splits"].items():
+        print(f"\n{split}: all {report['users']} users, then the {block['valid_users']} whose item is "
+              "among the candidates")
+        _table([(f"{name}", r["all_users"]) for name, r in block["rows"].items()])
+        _table([(f"{name} (valid)", r["valid_subset"]) for name, r in block["rows"].items()])
+    return 0
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_llm_serve(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from agent.llm.server import ServerConfig, VLLMServer
+
+    settings = _settings()
+    adapters = settings.adapters()
+    config = ServerConfig(settings.model_path, adapters, host=args.host, port=args.port or settings.llm_port,
+                          dtype=settings.llm_dtype, log_file=settings.data_dir / "vllm.log",
+                          extra_args=args.vllm_args[1:] if args.vllm_args[:1] == ["--"] else args.vllm_args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    say(f"starting vLLM: {' '.join(config.command())}")
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops vLLM as cleanly as Ctrl-C does
+    with VLLMServer(config):
+        say(f"ready on {config.url}: models base, {', '.join(adapters) or '(no adapters)'}; Ctrl-C stops it")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            say("stopping vLLM")
+    return 0
+
+
+def cmd_bench_rank(args: argparse.Namespace) -> int:
+    from agent.bench import run_rank_bench
+
+    report = run_rank_bench(_settings(), n=args.requests, levels=args.concurrency, say=say)
+    print(json.dumps(report))
     return 0
 
 
@@ -156,8 +219,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=("retrieval", "rerank"), default="retrieval")
     p.add_argument("--split", choices=("test", "validation"), default="test")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--engine", choices=("vllm", "transformers"), default=None,
+                   help="LLM engine for --stage rerank (default: MUSE_LLM_ENGINE, i.e. vllm)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("llm", help="the LLM server")
+    llm = p.add_subparsers(dest="llm_command", required=True)
+    p = llm.add_parser("serve", help="run vLLM with the base model and every registered adapter")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="default: MUSE_LLM_PORT (8100)")
+    p.add_argument("vllm_args", nargs=argparse.REMAINDER, help="extra vLLM flags after --")
+    p.set_defaults(func=cmd_llm_serve)
+
+    p = sub.add_parser("bench", help="benchmarks that print figures")
+    bench = p.add_subparsers(dest="bench_command", required=True)
+    p = bench.add_parser("rank", help="ranking latency and throughput, vLLM vs transformers")
+    p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    p.set_defaults(func=cmd_bench_rank)
 
     p = sub.add_parser("demo", help="ingest + index the shipped demo catalog, show recommendations")
     p.set_defaults(func=cmd_demo)
@@ -171,11 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from agent.catalog import IngestError
+    from agent.llm.engine import EngineError
     from agent.store import UnknownItemError
 
     try:
         return args.func(args)
-    except (IngestError, UnknownItemError, ValueError) as e:
+    except (IngestError, UnknownItemError, EngineError, ValueError) as e:
         say(f"muse {args.command}: error: {e}")
         return 2
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ADAPTERS_DIR = Path(__file__).resolve().parents[1] / "adapters"
 
 
 class Settings(BaseSettings):
@@ -19,12 +22,27 @@ class Settings(BaseSettings):
         None, description="event store; unset = SQLite file in data_dir (the only backend today)"
     )
     seed: int = Field(0, description="seed for model training")
+    llm_engine: Literal["vllm", "transformers"] = Field(
+        "vllm", description="vllm: an OpenAI-compatible vLLM server; transformers: in-process"
+    )
+    llm_url: str | None = Field(
+        None, description="URL of a running vLLM server; unset = Muse starts one (`muse llm serve`)"
+    )
+    llm_model: Path | None = Field(
+        None, description="Hugging Face causal LM folder; unset = the packaged SmolLM2-135M-Instruct"
+    )
+    llm_dtype: Literal["bfloat16", "float32", "float16"] = Field("bfloat16", description="weights dtype")
+    llm_port: int = Field(8100, ge=1, le=65535, description="port of the vLLM server Muse starts")
+    adapters_dir: Path = Field(ADAPTERS_DIR, description="registry of LoRA adapters (the allow-list)")
+    rank_adapter: str | None = Field(
+        None, description="ranker adapter name; unset = the last registered `rank-*`, or the base model"
+    )
 
-    @field_validator("chroma_url")
+    @field_validator("chroma_url", "llm_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://")):
-            raise ValueError(f"MUSE_CHROMA_URL must start with http:// or https://, got {value!r}")
+            raise ValueError(f"URL must start with http:// or https://, got {value!r}")
         return value or None
 
     @field_validator("database_url")
@@ -50,3 +68,25 @@ class Settings(BaseSettings):
     @property
     def model_dir(self) -> Path:
         return self.data_dir / "model"
+
+    @property
+    def model_path(self) -> Path:
+        from agent.model_files import ensure_checkpoint
+
+        return self.llm_model or ensure_checkpoint()
+
+    def adapters(self) -> dict[str, Path]:
+        from agent.llm.engine import discover_adapters
+
+        return discover_adapters(self.adapters_dir)
+
+    def ranker_adapter(self) -> str | None:
+        """The configured ranker adapter (it must be registered), else the newest registered one."""
+        from agent.llm.engine import check_adapter
+
+        adapters = self.adapters()
+        if self.rank_adapter:
+            check_adapter(self.rank_adapter, adapters)
+            return self.rank_adapter
+        ranked = sorted(n for n in adapters if n.startswith("rank-"))
+        return ranked[-1] if ranked else None

@@ -26,7 +26,7 @@ from retrieval import baselines
 from retrieval.behavior import BehaviorConfig, HybridModel
 from retrieval.index import ItemIndex, chroma_client
 from retrieval.metrics import rank_of, summarize
-from retrieval.retriever import Retriever
+from retrieval.retriever import Candidate, Retriever
 from retrieval.split import LeaveOneOut, Split, k_core
 
 RETRIEVE_K = 20
@@ -39,6 +39,7 @@ class Protocol:
     items: list[Item]
     loo: LeaveOneOut
     n_interactions: int
+    source: Path  # the dataset folder
 
     @property
     def item_index(self) -> dict[str, int]:
@@ -51,7 +52,7 @@ def prepare(data: Path) -> Protocol:
     loo = LeaveOneOut.from_events(events)
     kept = set(loo.items)
     items = [item for item in dataset.items if item.id in kept]
-    return Protocol(items, loo, len(events))
+    return Protocol(items, loo, len(events), Path(data))
 
 
 def model_history(proto: Protocol, split: Split) -> list[list[str]]:
@@ -77,6 +78,97 @@ def baseline_metrics(proto: Protocol, split: Split) -> dict[str, dict[str, float
     return {name: summarize(r) for name, r in ranks.items()}
 
 
+@dataclass
+class Fitted:
+    """Everything fitted for one evaluation run: the protocol data, the Chroma index and the
+    hybrid model (fitted on train, epoch and weights chosen on the validation item)."""
+
+    proto: Protocol
+    index: ItemIndex
+    model: HybridModel
+
+    def retriever(self) -> Retriever:
+        retriever = Retriever(self.index, self.model, popular=[])
+        retriever.write_hybrid(self.proto.items)
+        return retriever
+
+
+@dataclass
+class UserCandidates:
+    user: str
+    history: list[str]
+    target: str
+    candidates: list[Candidate]
+
+    @property
+    def rank(self) -> int | None:
+        return rank_of(self.target, [c.item_id for c in self.candidates])
+
+
+def fit_for_validation(
+    data: Path,
+    workdir: Path,
+    seed: int = 0,
+    config: BehaviorConfig | None = None,
+    chroma_url: str | None = None,
+    say: Callable[[str], None] = print,
+) -> Fitted:
+    proto = prepare(data)
+    say(f"{len(proto.loo.users)} users, {len(proto.items)} items, {proto.n_interactions} interactions")
+
+    index, content = content_index(proto, workdir, chroma_url, say)
+    ids = [item.id for item in proto.items]
+    model = fit_hybrid(ids, content, list(model_history(proto, "test")), seed, config, say)
+    return Fitted(proto, index, model)
+
+
+def content_index(proto: Protocol, workdir: Path, chroma_url: str | None = None,
+                  say: Callable[[str], None] = print) -> tuple[ItemIndex, np.ndarray]:
+    """The Chroma content collection of the protocol's items (embedding only what changed)
+    and their content vectors, in item order."""
+    from retrieval.embeddings import MiniLMEmbedding
+
+    # A store per dataset, so re-runs only embed what changed (upserts are incremental).
+    tag = hashlib.sha1(str(Path(proto.source).resolve()).encode()).hexdigest()[:10]
+    index = ItemIndex(chroma_client(workdir / f"chroma-{tag}", chroma_url), MiniLMEmbedding())
+    embedded = embed_catalog(index, proto.items)
+    say(f"content index: {embedded} items embedded, {len(proto.items) - embedded} unchanged")
+    return index, index.content_vectors([item.id for item in proto.items])
+
+
+def fit_hybrid(
+    item_ids: list[str],
+    content: np.ndarray,
+    sequences: list[list[str]],
+    seed: int = 0,
+    config: BehaviorConfig | None = None,
+    say: Callable[[str], None] = print,
+) -> HybridModel:
+    """Fit on every sequence but its last item; the last items choose SASRec's epoch and the
+    fusion weights."""
+    np.random.seed(seed)  # for anything that draws from numpy's global generator
+    usable = [s for s in sequences if len(s) >= 2]
+    model = HybridModel(item_ids, config or BehaviorConfig()).fit(
+        [s[:-1] for s in usable], content,
+        validation=([s[:-1] for s in usable], [s[-1] for s in usable]), seed=seed, progress=say,
+    )  # fmt: skip
+    say(f"fusion weights chosen on validation: {model.weights}")
+    return model
+
+
+def refit_for_test(fitted: Fitted, seed: int = 0, say: Callable[[str], None] = print) -> None:
+    say("refitting on train + validation with the epochs and weights validation chose")
+    fitted.model.refit(model_history(fitted.proto, "test"), seed=seed, progress=say)
+
+
+def retrieve_all(retriever: Retriever, proto: Protocol, split: Split, k: int = RETRIEVE_K) -> list[UserCandidates]:
+    out = []
+    for user in tqdm(proto.loo.users, desc=f"retrieve ({split})", unit="user", leave=False):
+        history, target = proto.loo.history_and_target(user, split)
+        out.append(UserCandidates(user, list(history), target, retriever.retrieve(history, k=k)))
+    return out
+
+
 def run_retrieval_eval(
     data: Path,
     workdir: Path,
@@ -87,45 +179,16 @@ def run_retrieval_eval(
     say: Callable[[str], None] = print,
 ) -> dict:
     started = time.perf_counter()
-    np.random.seed(seed)
-    proto = prepare(data)
-    say(f"{len(proto.loo.users)} users, {len(proto.items)} items, {proto.n_interactions} interactions")
-
-    from retrieval.embeddings import MiniLMEmbedding
-
-    # A store per dataset, so re-runs only embed what changed (upserts are incremental).
-    tag = hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:10]
-    client = chroma_client(workdir / f"chroma-{tag}", chroma_url)
-    index = ItemIndex(client, MiniLMEmbedding())
-    embedded = embed_catalog(index, proto.items)
-    say(f"content index: {embedded} items embedded, {len(proto.items) - embedded} unchanged")
-    ids = [item.id for item in proto.items]
-    content = index.content_vectors(ids)
-
-    users = proto.loo.users
-    val = [proto.loo.history_and_target(u, "validation") for u in users]
-    model = HybridModel(ids, config or BehaviorConfig()).fit(
-        model_history(proto, "validation"), content,
-        validation=([h for h, _ in val], [t for _, t in val]), seed=seed, progress=say,
-    )  # fmt: skip
-    say(f"fusion weights chosen on validation: {model.weights}")
+    fitted = fit_for_validation(data, workdir, seed, config, chroma_url, say)
     if split == "test":
-        say("refitting on train + validation with the epochs and weights validation chose")
-        model.refit(model_history(proto, "test"), seed=seed, progress=say)
-
-    retriever = Retriever(index, model, popular=[])
-    retriever.write_hybrid(proto.items)
-    ranks = []
-    for user in tqdm(users, desc=f"retrieve ({split})", unit="user", leave=False):
-        history, target = proto.loo.history_and_target(user, split)
-        candidates = retriever.retrieve(history, k=RETRIEVE_K)
-        ranks.append(rank_of(target, [c.item_id for c in candidates]))
-
+        refit_for_test(fitted, seed, say)
+    proto, model = fitted.proto, fitted.model
+    ranks = [u.rank for u in retrieve_all(fitted.retriever(), proto, split)]
     return {
         "stage": "retrieval",
         "split": split,
         "seed": seed,
-        "users": len(users),
+        "users": len(proto.loo.users),
         "items": len(proto.items),
         "interactions": proto.n_interactions,
         "metrics": summarize(ranks),

@@ -1,5 +1,8 @@
-"""Turning logged feedback into preference data and new LoRA adapters (issues 3 and 5).
+"""Training Muse's LoRA adapters.
 
-Nothing is trained here yet: the retrieval models train in ``retrieval/`` and are fitted by
-``muse index`` / ``muse eval``.
+- ``rank_data.py``: ranking examples from interaction sequences and the retriever's own candidates.
+- ``rank_sft.py``: LlamaRec-style ranker tuning (TRL ``SFTTrainer`` with a label-only loss);
+  its docstring holds the commands.
+
+Preference data from logged feedback (SFT / DPO / KTO) arrives with issue 5.
 """

@@ -41,3 +41,53 @@ def encoder():
     from retrieval.embeddings import MiniLMEmbedding
 
     return MiniLMEmbedding()
+
+
+@pytest.fixture(scope="session")
+def packaged_model() -> Path:
+    """The converted SmolLM2 checkpoint (`make setup` creates it)."""
+    from agent.model_files import ensure_checkpoint
+
+    return ensure_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, packaged_model) -> Path:
+    """A 2-layer random Llama with SmolLM2's tokenizer and chat template: same token ids as the
+    real model, a forward pass in milliseconds."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(packaged_model).save_pretrained(folder)
+    return folder
+
+
+def random_adapter(model_dir: Path, folder: Path, layers: list[int], r: int = 4) -> Path:
+    """A LoRA adapter with random (non-zero) weights on ``layers``, saved as a registry entry."""
+    import json
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "down_proj"],
+                        layers_to_transform=layers, init_lora_weights=False, task_type="CAUSAL_LM")
+    get_peft_model(model, config).save_pretrained(folder)
+    (folder / "manifest.json").write_text(json.dumps({"kind": "ranker", "lora_r": r, "config": {}}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(tmp_path_factory, tiny_model) -> Path:
+    """An adapter registry holding one random ranker adapter for the tiny model."""
+    registry = tmp_path_factory.mktemp("adapters")
+    random_adapter(tiny_model, registry / "rank-test", layers=[1])
+    return registry

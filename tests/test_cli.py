@@ -1,4 +1,4 @@
-"""The `muse` command: ingest (all-or-nothing), eval's JSON contract, the unavailable stage."""
+"""The `muse` command: ingest (all-or-nothing), eval's JSON contract for both stages."""
 
 from __future__ import annotations
 
@@ -70,10 +70,33 @@ def test_eval_json_contract(tmp_path, data_dir, capsys):
     assert report["metrics"]["R@10"] > report["baselines"]["popularity"]["R@10"] + 0.3
 
 
-def test_rerank_stage_is_refused_clearly(tmp_path, data_dir, capsys):
+def test_rerank_eval_contract_and_never_worse_than_retrieval_on_validation(
+        tmp_path, data_dir, monkeypatch, capsys, tiny_model, tiny_registry):
+    monkeypatch.setenv("MUSE_LLM_MODEL", str(tiny_model))
+    monkeypatch.setenv("MUSE_ADAPTERS_DIR", str(tiny_registry))
+    monkeypatch.setenv("MUSE_LLM_DTYPE", "float32")
     folder = synthetic_dataset(tmp_path / "ds")
-    assert main(["eval", "--data", str(folder), "--stage", "rerank", "--json"]) == 2
-    assert "rerank stage" in capsys.readouterr().err
+    assert main(["eval", "--data", str(folder), "--stage", "rerank", "--split", "validation",
+                 "--engine", "transformers", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["stage"] == "rerank" and report["adapter"] == "rank-test"
+    assert set(METRIC_KEYS) <= set(report["metrics"])
+    block = report["splits"]["validation"]
+    assert set(block["rows"]) == {"retrieval", "zero_shot", "tuned", "fused"}
+    rows = {name: r["valid_subset"] for name, r in block["rows"].items()}
+    # The fusion weight is chosen on this split from a grid that includes 0 (retrieval order).
+    assert rows["fused"]["N@10"] >= rows["retrieval"]["N@10"]
+    # Reordering the top 20 cannot change who has the item in the top 20.
+    assert len({r["R@20"] for r in rows.values()}) == 1
+    assert report["metrics"] == block["rows"]["fused"]["all_users"]
+
+
+def test_unknown_rank_adapter_is_refused(tmp_path, data_dir, monkeypatch, capsys, tiny_registry):
+    monkeypatch.setenv("MUSE_ADAPTERS_DIR", str(tiny_registry))
+    monkeypatch.setenv("MUSE_RANK_ADAPTER", "../../etc")
+    folder = synthetic_dataset(tmp_path / "ds")
+    assert main(["eval", "--data", str(folder), "--stage", "rerank", "--engine", "transformers"]) == 2
+    assert "unknown adapter '../../etc'" in capsys.readouterr().err
 
 
 def test_demo_files_ingest_one_by_one(data_dir, capsys):

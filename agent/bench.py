@@ -1,0 +1,102 @@
+"""`muse bench rank`: the same ranking requests through both engines, side by side.
+
+200 distinct 20-candidate ranking prompts are built from the shipped demo catalog (histories
+from its users, candidates drawn with a fixed seed), so the benchmark needs no dataset. Each
+engine first answers a few warm-up requests (not counted), then the requests at each
+concurrency level:
+
+- vLLM: ``c`` client threads, each sending one request at a time (the server batches them);
+- transformers (in-process): requests taken ``c`` at a time as one padded batch.
+
+Latency is per request as the caller sees it; throughput is requests per second of wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from agent.llm.engine import Engine, Message
+from agent.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
+
+DEMO_DIR = Path(__file__).parent / "data"
+
+
+def demo_conversations(n: int = 200, seed: int = 0, prompt: PromptConfig | None = None) -> list[list[Message]]:
+    from agent.catalog import load_file
+
+    prompt = prompt or PromptConfig()
+
+    items = {i.id: i for i in load_file(DEMO_DIR / "demo_items.jsonl").items}
+    events = load_file(DEMO_DIR / "demo_interactions.jsonl").interactions
+    histories: dict[str, list[str]] = {}
+    for e in sorted(events, key=lambda e: e.timestamp):
+        histories.setdefault(e.user_id, []).append(e.item_id)
+    rng = random.Random(seed)
+    users, ids = sorted(histories), sorted(items)
+    out = []
+    for k in range(n):
+        history = histories[users[k % len(users)]]
+        end = rng.randint(min(3, len(history)), len(history))  # distinct prompts: no free cache hits
+        candidates = rng.sample([i for i in ids if i not in history[:end]], len(LABELS))
+        request = RankRequest.of(history[:end], candidates, [0.0] * len(candidates), items, prompt)
+        out.append(rank_conversation(request.history, request.candidates, prompt))
+    return out
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run_level(engine: Engine, conversations, concurrency: int, batched: bool, adapter: str | None) -> dict:
+    latencies: list[float] = []
+
+    def one(chunk):
+        t = time.perf_counter()
+        engine.label_logprobs(chunk, LABELS, adapter)
+        latencies.extend([time.perf_counter() - t] * len(chunk))
+
+    started = time.perf_counter()
+    if batched:
+        for s in range(0, len(conversations), concurrency):
+            one(conversations[s:s + concurrency])
+    else:
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(lambda c: one([c]), conversations))
+    wall = time.perf_counter() - started
+    return {"concurrency": concurrency, "requests": len(conversations),
+            "p50_s": round(statistics.median(latencies), 4), "p95_s": round(percentile(latencies, 0.95), 4),
+            "throughput_rps": round(len(conversations) / wall, 2), "wall_s": round(wall, 1)}
+
+
+def bench_engine(engine: Engine, conversations, levels: Sequence[int], batched: bool,
+                 adapter: str | None, warmup: int = 5) -> list[dict]:
+    engine.label_logprobs(conversations[:warmup], LABELS, adapter)
+    return [run_level(engine, conversations, c, batched, adapter) for c in levels]
+
+
+def run_rank_bench(settings, n: int = 200, levels: Sequence[int] = (1, 8), say=print) -> dict:
+    from agent.llm.engine import read_manifest
+    from agent.llm_session import open_engine
+    from agent.ranker import prompt_config_of
+
+    adapter = settings.ranker_adapter()
+    prompt = prompt_config_of(read_manifest(settings.adapters()[adapter])) if adapter else None
+    conversations = demo_conversations(n, prompt=prompt)
+    report: dict = {"requests": n, "candidates": len(LABELS), "adapter": adapter, "dtype": settings.llm_dtype}
+    for name in ("transformers", "vllm"):
+        say(f"benchmarking {name} ...")
+        with open_engine(settings, say, engine=name) as engine:
+            report[name] = bench_engine(engine, conversations, levels, batched=name == "transformers",
+                                        adapter=adapter)
+        say(json.dumps(report[name]))
+    report["vllm_over_transformers_throughput"] = {
+        str(v["concurrency"]): round(v["throughput_rps"] / t["throughput_rps"], 2)
+        for v, t in zip(report["vllm"], report["transformers"])}
+    return report

@@ -1,0 +1,141 @@
+"""Start and stop a vLLM OpenAI-compatible server for Muse (``muse llm serve``).
+
+The base checkpoint is served as model ``base`` and every registered LoRA adapter as a model
+of its own name. Flags that make vLLM start on a CPU machine (design.md) are the defaults;
+on a GPU machine pass ``--gpu-memory-utilization 0.9`` or any vLLM flag (tensor parallel,
+...) through ``extra_args``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+from agent.llm.engine import EngineError, read_manifest
+from agent.llm.vllm_engine import BASE_MODEL_NAME
+
+
+@dataclass
+class ServerConfig:
+    model_dir: Path
+    adapters: dict[str, Path] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 8100
+    dtype: str = "bfloat16"
+    max_model_len: int = 2048
+    gpu_memory_utilization: float = 0.5
+    kv_cache_gib: int = 2  # VLLM_CPU_KVCACHE_SPACE; vLLM CPU fails at start without it here
+    max_lora_rank: int = 16
+    extra_args: list[str] = field(default_factory=list)
+    startup_timeout: float = 600.0
+    log_file: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        # `vllm` the console script looks up the distribution "vllm", absent with vllm-cpu.
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+               "--model", str(self.model_dir), "--served-model-name", BASE_MODEL_NAME,
+               "--host", self.host, "--port", str(self.port), "--dtype", self.dtype,
+               "--max-model-len", str(self.max_model_len),
+               "--gpu-memory-utilization", str(self.gpu_memory_utilization)]
+        if self.adapters:
+            rank = max([self.max_lora_rank] + [read_manifest(p).get("lora_r", 0) for p in self.adapters.values()])
+            cmd += ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras", str(len(self.adapters)),
+                    "--lora-modules", *[f"{n}={p}" for n, p in self.adapters.items()]]
+        return cmd + self.extra_args
+
+
+class VLLMServer:
+    """A vLLM server process: ``with VLLMServer(cfg) as server: ...`` starts it, waits until
+    it answers, and stops it (the whole process group) on exit."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    def start(self) -> VLLMServer:
+        cfg = self.config
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(cfg.kv_cache_gib),
+               "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+        # Its own session, so stop() can take down the engine-core and worker children too.
+        if cfg.log_file:
+            with open(cfg.log_file, "ab") as log:  # the child keeps its own copy of the handle
+                self.process = subprocess.Popen(cfg.command(), env=env, stdout=log,
+                                                stderr=subprocess.STDOUT, start_new_session=True)
+        else:
+            self.process = subprocess.Popen(cfg.command(), env=env, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        import httpx
+
+        deadline = time.monotonic() + self.config.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise EngineError(f"vLLM exited with code {self.process.returncode} while starting"
+                                  f"{self._log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/v1/models", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1.0)
+        self.stop()
+        raise EngineError(f"vLLM did not answer within {self.config.startup_timeout:.0f} s{self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        log = self.config.log_file
+        if log and log.exists():
+            return "; log tail:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        return ""
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM the server's process group (API server, engine core, workers), wait up to
+        ``grace`` seconds for every member to exit, then SIGKILL what is left."""
+        proc, self.process = self.process, None
+        if proc is None:
+            return
+        deadline = time.monotonic() + grace
+        _signal_group(proc.pid, signal.SIGTERM)
+        while time.monotonic() < deadline and _group_alive(proc.pid):
+            proc.poll()  # reap the leader so it does not linger as a zombie
+            time.sleep(0.2)
+        if _group_alive(proc.pid):
+            _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,69 @@
+"""In-process engine: transformers (+ peft adapters). The light path for tests and for machines
+without vLLM; the same numbers as the vLLM engine for the same model, prompt and adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent.llm.engine import Message, check_adapter, single_token_ids
+
+
+class TransformersEngine:
+    def __init__(
+        self,
+        model_dir: Path,
+        adapters: dict[str, Path] | None = None,
+        dtype: str = "bfloat16",
+        batch_size: int = 8,
+    ):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.adapters = dict(adapters or {})
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.tokenizer.padding_side = "left"  # the answer's first token is read at the last position
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+        if self.adapters:
+            from peft import PeftModel
+
+            names = list(self.adapters)
+            model = PeftModel.from_pretrained(model, self.adapters[names[0]], adapter_name=names[0])
+            for name in names[1:]:
+                model.load_adapter(self.adapters[name], adapter_name=name)
+        self.model = model.eval()
+
+    def encode(self, conversation: list[Message]) -> list[int]:
+        """Token ids of the prompt, ending where the assistant's answer begins."""
+        ids = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True)
+        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+    def label_logprobs(
+        self, conversations: Sequence[list[Message]], labels: Sequence[str], adapter: str | None = None
+    ) -> list[list[float]]:
+        import torch
+
+        check_adapter(adapter, self.adapters)
+        label_ids = single_token_ids(self.tokenizer, labels)
+        out: list[list[float]] = []
+        for start in range(0, len(conversations), self.batch_size):
+            batch = [{"input_ids": self.encode(c)} for c in conversations[start:start + self.batch_size]]
+            enc = self.tokenizer.pad(batch, return_tensors="pt")
+            with torch.inference_mode(), self._adapter(adapter):
+                logits = self.model(**enc, logits_to_keep=1).logits[:, -1].float()
+            out += torch.log_softmax(logits, -1)[:, label_ids].tolist()
+        return out
+
+    def _adapter(self, name: str | None):
+        from contextlib import nullcontext
+
+        if not self.adapters:
+            return nullcontext()
+        if name is None:
+            return self.model.disable_adapter()
+        self.model.set_adapter(name)
+        return nullcontext()
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,36 @@
+"""Open the configured engine for the length of a command: connect to a running vLLM server,
+start one (and stop it afterwards), or load the model in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from agent.config import Settings
+from agent.llm.engine import Engine
+
+
+@contextmanager
+def open_engine(settings: Settings, say=print, engine: str | None = None) -> Iterator[Engine]:
+    kind = engine or settings.llm_engine
+    adapters = settings.adapters()
+    with ExitStack() as stack:
+        if kind == "transformers":
+            from agent.llm.transformers_engine import TransformersEngine
+
+            llm: Engine = TransformersEngine(settings.model_path, adapters, dtype=settings.llm_dtype)
+        else:
+            from agent.llm.server import ServerConfig, VLLMServer
+            from agent.llm.vllm_engine import VLLMEngine
+
+            url = settings.llm_url
+            if url is None:
+                settings.data_dir.mkdir(parents=True, exist_ok=True)
+                config = ServerConfig(settings.model_path, adapters, port=settings.llm_port,
+                                      dtype=settings.llm_dtype, log_file=settings.data_dir / "vllm.log")
+                say(f"starting vLLM on {config.url} (log: {config.log_file}), adapters: "
+                    f"{', '.join(adapters) or 'none'}")
+                url = stack.enter_context(VLLMServer(config)).url
+            llm = VLLMEngine(url, adapters)
+        stack.callback(llm.close)
+        yield llm

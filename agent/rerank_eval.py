@@ -1,0 +1,114 @@
+"""`muse eval --stage rerank`: retrieval through Chroma, then the LLM ranker over the top 20.
+
+Rows compared on the same candidates (LlamaRec's "valid retrieval subset" = users whose held-out
+item is among the 20 candidates; every other user scores 0 in every row, so the LLM is only
+asked about the subset, which changes no metric):
+
+- ``retrieval``: retrieval order;
+- ``zero_shot``: the base model's label distribution alone;
+- ``tuned``: the ranker adapter's distribution alone (when an adapter is registered);
+- ``fused``: ``(1 - w) z(retrieval) + w z(llm)``, ``w`` chosen on the validation split.
+
+For the test split, ``w`` is chosen on validation first, then the retriever is refitted on
+train + validation exactly as in the retrieval stage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from agent.evaluate import UserCandidates, fit_for_validation, refit_for_test, retrieve_all
+from agent.llm.engine import Engine
+from agent.ranker import PromptConfig, Ranker, RankRequest, fuse, order
+from retrieval.metrics import ndcg_at, summarize
+from retrieval.split import Split
+
+WEIGHT_GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
+
+
+def _ranks(users: Sequence[UserCandidates], orders: dict[int, list[int]]) -> list[int | None]:
+    """Rank of each user's target after reordering its candidates (None outside them)."""
+    out = []
+    for n, u in enumerate(users):
+        position = u.rank
+        out.append(None if position is None else orders[n].index(position - 1) + 1)
+    return out
+
+
+def score_split(ranker: Ranker, users: Sequence[UserCandidates], items, adapter: str | None) -> dict:
+    """LLM scores (label log-distributions) per valid user, base and adapter."""
+    valid = [n for n, u in enumerate(users) if u.rank is not None]
+    requests = [RankRequest.of(users[n].history, [c.item_id for c in users[n].candidates],
+                               [c.score for c in users[n].candidates], items, ranker.prompt) for n in valid]
+    scores = {"zero_shot": dict(zip(valid, ranker.llm_scores(requests, adapter=None)))}
+    if adapter:
+        scores["tuned"] = dict(zip(valid, ranker.llm_scores(requests, adapter=adapter)))
+    return scores
+
+
+def fused_orders(users, llm: dict[int, np.ndarray], weight: float) -> dict[int, list[int]]:
+    return {n: order(fuse([c.score for c in users[n].candidates], s, weight)) for n, s in llm.items()}
+
+
+def choose_weight(users, llm: dict[int, np.ndarray]) -> float:
+    """The fusion weight with the best N@10 (ties: the smaller weight, nearer retrieval order)."""
+    best, best_w = -1.0, 0.0
+    for w in WEIGHT_GRID:
+        value = float(np.mean([ndcg_at(r, 10) for r in _ranks(users, fused_orders(users, llm, w))
+                               if r is not None] or [0.0]))
+        if value > best + 1e-12:
+            best, best_w = value, float(w)
+    return best_w
+
+
+def split_report(users: Sequence[UserCandidates], scores: dict, weight: float) -> dict:
+    llm = scores.get("tuned", scores["zero_shot"])
+    valid = list(llm)
+    orders = {"retrieval": {n: list(range(len(users[n].candidates))) for n in valid},
+              **{name: {n: order(s) for n, s in rows.items()} for name, rows in scores.items()},
+              "fused": fused_orders(users, llm, weight)}
+    rows = {}
+    for name, o in orders.items():
+        ranks = _ranks(users, o)
+        rows[name] = {"all_users": summarize(ranks), "valid_subset": summarize([ranks[n] for n in valid])}
+    return {"metrics": rows["fused"]["all_users"], "rows": rows, "valid_users": len(valid)}
+
+
+def run_rerank_eval(
+    data: Path,
+    workdir: Path,
+    engine: Engine,
+    adapter: str | None,
+    split: Split = "test",
+    seed: int = 0,
+    chroma_url: str | None = None,
+    prompt: PromptConfig | None = None,
+    say: Callable[[str], None] = print,
+) -> dict:
+    started = time.perf_counter()
+    fitted = fit_for_validation(data, workdir, seed, chroma_url=chroma_url, say=say)
+    proto = fitted.proto
+    items = {item.id: item for item in proto.items}
+    ranker = Ranker(engine, adapter, prompt=prompt or PromptConfig())
+
+    val_users = retrieve_all(fitted.retriever(), proto, "validation")
+    say(f"ranking validation candidates with {adapter or 'the base model'}")
+    val_scores = score_split(ranker, val_users, items, adapter)
+    weight = choose_weight(val_users, val_scores.get("tuned", val_scores["zero_shot"]))
+    say(f"fusion weight chosen on validation: {weight}")
+    report = {"validation": split_report(val_users, val_scores, weight)}
+    if split == "test":
+        refit_for_test(fitted, seed, say)
+        test_users = retrieve_all(fitted.retriever(), proto, "test")
+        say("ranking test candidates")
+        report["test"] = split_report(test_users, score_split(ranker, test_users, items, adapter), weight)
+    return {
+        "stage": "rerank", "split": split, "seed": seed, "users": len(proto.loo.users),
+        "items": len(proto.items), "interactions": proto.n_interactions,
+        "metrics": report[split]["metrics"], "adapter": adapter, "fusion_weight": weight,
+        "splits": report, "seconds": round(time.perf_counter() - started, 1),
+    }
