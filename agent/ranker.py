@@ -101,16 +101,16 @@ class Ranker:
                  prompt: PromptConfig = PromptConfig()):
         self.engine, self.adapter, self.weight, self.prompt = engine, adapter, weight, prompt
 
-    def llm_scores(self, requests: Sequence[RankRequest], adapter: str | None = None) -> list[np.ndarray]:
-        """The LLM's log-distribution over each request's candidates (one pass per request)."""
+    def llm_scores(self, requests: Sequence[RankRequest]) -> list[np.ndarray]:
+        """The LLM's log-distribution over each request's candidates (one pass per request),
+        from this ranker's adapter (``None``: the base model)."""
         conversations = [rank_conversation(r.history, r.candidates, self.prompt) for r in requests]
         by_size: dict[int, list[int]] = {}
         for n, r in enumerate(requests):
             by_size.setdefault(len(r.candidates), []).append(n)
         out: list[np.ndarray] = [np.empty(0)] * len(requests)
         for size, rows in by_size.items():  # one engine call per label set
-            got = self.engine.label_logprobs([conversations[n] for n in rows], LABELS[:size],
-                                             adapter if adapter is not None else self.adapter)
+            got = self.engine.label_logprobs([conversations[n] for n in rows], LABELS[:size], self.adapter)
             for n, lp in zip(rows, got):
                 out[n] = label_distribution(lp)
         return out

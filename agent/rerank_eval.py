@@ -44,9 +44,10 @@ def score_split(ranker: Ranker, users: Sequence[UserCandidates], items, adapter:
     valid = [n for n, u in enumerate(users) if u.rank is not None]
     requests = [RankRequest.of(users[n].history, [c.item_id for c in users[n].candidates],
                                [c.score for c in users[n].candidates], items, ranker.prompt) for n in valid]
-    scores = {"zero_shot": dict(zip(valid, ranker.llm_scores(requests, adapter=None)))}
+    base = Ranker(ranker.engine, None, prompt=ranker.prompt)
+    scores = {"zero_shot": dict(zip(valid, base.llm_scores(requests)))}
     if adapter:
-        scores["tuned"] = dict(zip(valid, ranker.llm_scores(requests, adapter=adapter)))
+        scores["tuned"] = dict(zip(valid, Ranker(ranker.engine, adapter, prompt=ranker.prompt).llm_scores(requests)))
     return scores
 
 

@@ -227,10 +227,9 @@ def held_out_metrics(model_dir: Path, adapters: dict[str, Path], examples: list[
         return {}
     engine = TransformersEngine(model_dir, adapters)
     requests = [RankRequest.of(e.history, e.candidates, e.scores, items, prompt) for e in examples]
-    ranker = Ranker(engine, prompt=prompt)
     rows = {"retrieval": [list(range(len(e.candidates))) for e in examples]}
     for name in (None, *adapters):
-        rows[name or "zero_shot"] = [order(s) for s in ranker.llm_scores(requests, adapter=name)]
+        rows[name or "zero_shot"] = [order(s) for s in Ranker(engine, name, prompt=prompt).llm_scores(requests)]
     out = {}
     for name, orders in rows.items():
         ranks = [o.index(e.target) + 1 for o, e in zip(orders, examples)]

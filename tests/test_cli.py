@@ -86,6 +86,8 @@ def test_rerank_eval_contract_and_never_worse_than_retrieval_on_validation(
     rows = {name: r["valid_subset"] for name, r in block["rows"].items()}
     # The fusion weight is chosen on this split from a grid that includes 0 (retrieval order).
     assert rows["fused"]["N@10"] >= rows["retrieval"]["N@10"]
+    # The random adapter changes the scores: its row is not the base model's row.
+    assert block["rows"]["tuned"] != block["rows"]["zero_shot"]
     # Reordering the top 20 cannot change who has the item in the top 20.
     assert len({r["R@20"] for r in rows.values()}) == 1
     assert report["metrics"] == block["rows"]["fused"]["all_users"]

@@ -88,6 +88,20 @@ def test_rank_is_a_permutation_of_the_candidates(rng):
     assert Ranker(ReversedEngine(), weight=1.0).rank(requests[2:3])[0] == list(range(19, -1, -1))
 
 
+def test_the_ranker_asks_for_its_own_adapter_and_none_means_base():
+    asked = []
+
+    class Recording(ReversedEngine):
+        def label_logprobs(self, conversations, labels, adapter=None):
+            asked.append(adapter)
+            return super().label_logprobs(conversations, labels, adapter)
+
+    requests = [RankRequest(["h"], ["a", "b"], [1.0, 0.0])]
+    Ranker(Recording(), adapter=None).llm_scores(requests)
+    Ranker(Recording(), adapter="rank-x").llm_scores(requests)
+    assert asked == [None, "rank-x"]
+
+
 def test_transformers_engine_scores_every_candidate(tiny_model):
     engine = TransformersEngine(tiny_model, dtype="float32", batch_size=2)
     requests = [RankRequest([f"Seen {n}" for n in range(8)], [f"Movie {n} (1990)" for n in range(k)], [0.0] * k)
