@@ -1,7 +1,8 @@
 """`muse bench rank`: the same ranking requests through both engines, side by side.
 
-200 distinct 20-candidate ranking prompts are built from the shipped demo catalog (histories
-from its users, candidates drawn with a fixed seed), so the benchmark needs no dataset. Each
+200 distinct 20-candidate ranking prompts per concurrency level are built from the shipped demo
+catalog (histories from its users, candidates drawn with a fixed seed; no prompt repeats across
+levels), so the benchmark needs no dataset. Each
 engine first answers a few warm-up requests (not counted), then the requests at each
 concurrency level:
 
@@ -77,8 +78,10 @@ def run_level(engine: Engine, conversations, concurrency: int, batched: bool, ad
 
 def bench_engine(engine: Engine, conversations, levels: Sequence[int], batched: bool,
                  adapter: str | None, warmup: int = 5) -> list[dict]:
-    engine.label_logprobs(conversations[:warmup], LABELS, adapter)
-    return [run_level(engine, conversations, c, batched, adapter) for c in levels]
+    engine.label_logprobs(demo_conversations(warmup, seed=1), LABELS, adapter)
+    n = len(conversations) // len(levels)
+    return [run_level(engine, conversations[k * n:(k + 1) * n], c, batched, adapter)
+            for k, c in enumerate(levels)]
 
 
 def run_rank_bench(settings, n: int = 200, levels: Sequence[int] = (1, 8), say=print) -> dict:
@@ -88,7 +91,8 @@ def run_rank_bench(settings, n: int = 200, levels: Sequence[int] = (1, 8), say=p
 
     adapter = settings.ranker_adapter()
     prompt = prompt_config_of(read_manifest(settings.adapters()[adapter])) if adapter else None
-    conversations = demo_conversations(n, prompt=prompt)
+    # Each level gets its own prompts: repeats would be free prefix-cache hits for vLLM.
+    conversations = demo_conversations(n * len(levels), prompt=prompt)
     report: dict = {"requests": n, "candidates": len(LABELS), "adapter": adapter, "dtype": settings.llm_dtype}
     for name in ("transformers", "vllm"):
         say(f"benchmarking {name} ...")
