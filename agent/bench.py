@@ -85,12 +85,11 @@ def bench_engine(engine: Engine, conversations, levels: Sequence[int], batched: 
 
 
 def run_rank_bench(settings, n: int = 200, levels: Sequence[int] = (1, 8), say=print) -> dict:
-    from agent.llm.engine import read_manifest
     from agent.llm_session import open_engine
     from agent.ranker import prompt_config_of
 
     adapter = settings.ranker_adapter()
-    prompt = prompt_config_of(read_manifest(settings.adapters()[adapter])) if adapter else None
+    prompt = prompt_config_of(settings.adapters().get(adapter) if adapter else None)
     # Each level gets its own prompts: repeats would be free prefix-cache hits for vLLM.
     conversations = demo_conversations(n * len(levels), prompt=prompt)
     report: dict = {"requests": n, "candidates": len(LABELS), "adapter": adapter, "dtype": settings.llm_dtype}

@@ -117,13 +117,12 @@ def _table(rows) -> None:
 
 
 def _eval_rerank(args: argparse.Namespace, settings) -> int:
-    from agent.llm.engine import read_manifest
     from agent.llm_session import open_engine
     from agent.ranker import prompt_config_of
     from agent.rerank_eval import run_rerank_eval
 
     adapter = settings.ranker_adapter()
-    prompt = prompt_config_of(read_manifest(settings.adapters()[adapter])) if adapter else None
+    prompt = prompt_config_of(settings.adapters().get(adapter) if adapter else None)
     with open_engine(settings, say, engine=args.engine) as engine:
         report = run_rerank_eval(args.data, settings.data_dir / "eval", engine, adapter, args.split,
                                  args.seed, settings.chroma_url, prompt, say)

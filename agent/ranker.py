@@ -13,11 +13,12 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from agent.catalog import Item
-from agent.llm.engine import Engine, Message
+from agent.llm.engine import Engine, Message, read_manifest
 from agent.prompts import render
 
 LABELS = tuple(string.ascii_uppercase[:20])  # LlamaRec ranks 20 candidates
@@ -33,9 +34,10 @@ def shorten(title: str, limit: int) -> str:
     return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
 
 
-def prompt_config_of(manifest: dict) -> PromptConfig:
-    """The prompt settings an adapter was trained with (its manifest), else the defaults."""
-    cfg = manifest.get("config", {})
+def prompt_config_of(adapter_dir: Path | None) -> PromptConfig:
+    """The prompt settings an adapter was trained with (its manifest); the defaults for the base
+    model or an adapter without a manifest."""
+    cfg = read_manifest(adapter_dir).get("config", {}) if adapter_dir else {}
     defaults = PromptConfig()
     return PromptConfig(int(cfg.get("history_items", defaults.history_items)),
                         int(cfg.get("title_chars", defaults.title_chars)))

@@ -39,16 +39,15 @@ def _ranks(users: Sequence[UserCandidates], orders: dict[int, list[int]]) -> lis
     return out
 
 
-def score_split(ranker: Ranker, users: Sequence[UserCandidates], items, adapter: str | None) -> dict:
-    """LLM scores (label log-distributions) per valid user, base and adapter."""
+def score_split(engine: Engine, prompt: PromptConfig, users: Sequence[UserCandidates], items,
+                adapter: str | None) -> dict:
+    """LLM scores (label log-distributions) per valid user: the base model, and the adapter."""
     valid = [n for n, u in enumerate(users) if u.rank is not None]
     requests = [RankRequest.of(users[n].history, [c.item_id for c in users[n].candidates],
-                               [c.score for c in users[n].candidates], items, ranker.prompt) for n in valid]
-    base = Ranker(ranker.engine, None, prompt=ranker.prompt)
-    scores = {"zero_shot": dict(zip(valid, base.llm_scores(requests)))}
-    if adapter:
-        scores["tuned"] = dict(zip(valid, Ranker(ranker.engine, adapter, prompt=ranker.prompt).llm_scores(requests)))
-    return scores
+                               [c.score for c in users[n].candidates], items, prompt) for n in valid]
+    runs = {"zero_shot": None} | ({"tuned": adapter} if adapter else {})  # row name -> adapter
+    return {row: dict(zip(valid, Ranker(engine, use, prompt=prompt).llm_scores(requests)))
+            for row, use in runs.items()}
 
 
 def fused_orders(users, llm: dict[int, np.ndarray], weight: float) -> dict[int, list[int]]:
@@ -94,11 +93,11 @@ def run_rerank_eval(
     fitted = fit_for_validation(data, workdir, seed, chroma_url=chroma_url, say=say)
     proto = fitted.proto
     items = {item.id: item for item in proto.items}
-    ranker = Ranker(engine, adapter, prompt=prompt or PromptConfig())
+    prompt = prompt or PromptConfig()
 
     val_users = retrieve_all(fitted.retriever(), proto, "validation")
     say(f"ranking validation candidates with {adapter or 'the base model'}")
-    val_scores = score_split(ranker, val_users, items, adapter)
+    val_scores = score_split(engine, prompt, val_users, items, adapter)
     weight = choose_weight(val_users, val_scores.get("tuned", val_scores["zero_shot"]))
     say(f"fusion weight chosen on validation: {weight}")
     report = {"validation": split_report(val_users, val_scores, weight)}
@@ -106,7 +105,7 @@ def run_rerank_eval(
         refit_for_test(fitted, seed, say)
         test_users = retrieve_all(fitted.retriever(), proto, "test")
         say("ranking test candidates")
-        report["test"] = split_report(test_users, score_split(ranker, test_users, items, adapter), weight)
+        report["test"] = split_report(test_users, score_split(engine, prompt, test_users, items, adapter), weight)
     return {
         "stage": "rerank", "split": split, "seed": seed, "users": len(proto.loo.users),
         "items": len(proto.items), "interactions": proto.n_interactions,

@@ -19,7 +19,6 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     from agent.evaluate import prepare
-    from agent.llm.engine import read_manifest
     from agent.model_files import ensure_checkpoint
     from agent.ranker import prompt_config_of
     from finetune.rank_sft import held_out_metrics, load_examples
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     adapters = dict(a.split("=", 1) for a in args.adapter)
     adapters = {name: Path(folder) for name, folder in adapters.items()}
-    prompt = prompt_config_of(read_manifest(next(iter(adapters.values()))))
+    prompt = prompt_config_of(next(iter(adapters.values())))
     items = {item.id: item for item in prepare(args.data).items}
     report = held_out_metrics(args.model_dir or ensure_checkpoint(), adapters, load_examples(args.held_out),
                               items, prompt, say=lambda m: print(m, file=sys.stderr))

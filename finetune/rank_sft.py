@@ -5,17 +5,18 @@ candidates, in retrieval order, under labels A-T) and the label of the item the 
 chose next. The loss is cross-entropy over the 20 label logits only, read from the last
 prompt token: the last hidden state times the 20 label rows of the (tied) output embedding, so
 the 49k-way vocabulary projection is never computed. LoRA sits on every linear layer of the top
-``top_layers`` transformer layers only, so the backward pass stops there (design.md probes 2-3:
-on this CPU about 0.44 s per example).
+``top_layers`` transformer layers only, so the backward pass stops there. Measured on this
+2-core CPU: about 6.5 s per step of 8 examples (4,000 examples took 61 min).
 
 Ready-to-paste commands (run from the repository root)::
 
-    # ~3,200 examples, about 25 min on 2 CPU cores; resumes from the last checkpoint if stopped
+    # adapters/rank-v2: the retriever never saw the answers it ranks (1,941 examples, 26 min);
+    # resumes from the last checkpoint if stopped
     .venv/bin/python -m finetune.rank_sft --data ../shared/data/ml-latest-small \\
-        --output_dir .muse/train/rank-v1 --examples 3200
+        --output_dir .muse/train/rank-v2 --unseen_positions 16 --examples 4000
 
-    # then register it: adapters/<name>/ holds adapter_config.json + manifest.json
-    cp -r .muse/train/rank-v1/adapter adapters/rank-v1
+    # then register it: adapters/<name>/ holds the peft adapter + manifest.json
+    cp -r .muse/train/rank-v2/adapter adapters/rank-v2
 
     # a 2-step smoke run
     .venv/bin/python -m finetune.rank_sft --data ../shared/data/ml-latest-small \\
@@ -31,6 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from agent.llm.engine import prompt_ids
 from agent.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
 from finetune.rank_data import MIN_HISTORY, RankExample
 
@@ -67,9 +69,7 @@ class RankSFTConfig:
 
 def tokenize(example: RankExample, items, tokenizer, prompt: PromptConfig, label_ids: list[int]) -> dict:
     request = RankRequest.of(example.history, example.candidates, example.scores, items, prompt)
-    ids = tokenizer.apply_chat_template(rank_conversation(request.history, request.candidates, prompt),
-                                        add_generation_prompt=True, tokenize=True)
-    ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    ids = prompt_ids(tokenizer, rank_conversation(request.history, request.candidates, prompt))
     answer = label_ids[example.target]
     return {"input_ids": ids + [answer], "labels": [-100] * len(ids) + [answer]}
 
@@ -118,7 +118,7 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig
 
@@ -135,15 +135,14 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
     retriever_dir = out / "retriever"
     proto = prepare(cfg.data)
     train_seqs = proto.loo.train()  # everything before each user's validation item
-    # With unseen_positions, the retriever stops where the training positions begin.
-    starts = {u: max(MIN_HISTORY, len(s) - cfg.unseen_positions) for u, s in train_seqs.items()}
     if (retriever_dir / "model.json").exists():
         retriever = HybridModel.load(retriever_dir)
         say(f"reusing the retriever saved in {retriever_dir}")
     elif cfg.unseen_positions:
+        # The retriever stops where the training positions (build_examples' last N) begin.
         _, content = content_index(proto, out / "work", say=say)
-        retriever = fit_hybrid([i.id for i in proto.items], content,
-                               [s[:starts[u]] for u, s in train_seqs.items()], cfg.seed, say=say)
+        cut = [s[:max(MIN_HISTORY, len(s) - cfg.unseen_positions)] for s in train_seqs.values()]
+        retriever = fit_hybrid([i.id for i in proto.items], content, cut, cfg.seed, say=say)
         retriever.save(retriever_dir)
     else:
         retriever = fit_for_validation(cfg.data, out / "work", cfg.seed, say=say).model
@@ -167,7 +166,7 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
     label_ids = single_token_ids(tokenizer, LABELS)
     rows = [tokenize(e, items, tokenizer, cfg.prompt, label_ids) for e in examples]
     dataset = Dataset.from_list(rows)
-    n_layers = AutoModelForCausalLM.from_pretrained(model_dir).config.num_hidden_layers
+    n_layers = AutoConfig.from_pretrained(model_dir).num_hidden_layers
     lora = LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, task_type="CAUSAL_LM",
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],

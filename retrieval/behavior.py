@@ -67,7 +67,6 @@ class HybridModel:
         self.weights: dict[str, float] = {"sasrec": 0.5, "ease": 0.5, "content": 0.0}
         self.ease: EaseFactors | None = None
         self.sasrec: SASRecModel | None = None
-        self.validation_ndcg: float | None = None  # N@10 of the chosen weights, in memory
 
     # ------------------------------------------------------------ fitting
 
@@ -216,7 +215,6 @@ class HybridModel:
             value = float(np.mean(self._ndcg10(scores, histories, targets)))
             if value > best + 1e-12:
                 best, best_w = value, {s: float(w) for s, w in zip(names, combo)}
-        self.validation_ndcg = best
         return best_w
 
     # ------------------------------------------------------------ persistence

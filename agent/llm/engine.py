@@ -62,6 +62,18 @@ def check_adapter(name: str | None, adapters: dict[str, Path]) -> None:
         raise UnknownAdapterError(name, list(adapters))
 
 
+def prompt_ids(tokenizer, conversation: list[Message]) -> list[int]:
+    """Token ids of a chat prompt, ending where the assistant's answer begins. Training and the
+    in-process engine both use this, so the tuned model sees exactly the prompts it is asked."""
+    ids = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+def lora_rank(path: Path) -> int:
+    """The rank ``r`` of the peft adapter in ``path`` (from its adapter_config.json)."""
+    return int(json.loads((path / "adapter_config.json").read_text())["r"])
+
+
 def single_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
     """Token id of each label; a label the tokenizer splits cannot be scored in one pass."""
     ids = []

@@ -13,11 +13,12 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from agent.llm.engine import EngineError, read_manifest
+from agent.llm.engine import EngineError, lora_rank
 from agent.llm.vllm_engine import BASE_MODEL_NAME
 
 
@@ -48,7 +49,7 @@ class ServerConfig:
                "--max-model-len", str(self.max_model_len),
                "--gpu-memory-utilization", str(self.gpu_memory_utilization)]
         if self.adapters:
-            rank = max([self.max_lora_rank] + [read_manifest(p).get("lora_r", 0) for p in self.adapters.values()])
+            rank = max([self.max_lora_rank] + [lora_rank(p) for p in self.adapters.values()])
             cmd += ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras", str(len(self.adapters)),
                     "--lora-modules", *[f"{n}={p}" for n, p in self.adapters.items()]]
         return cmd + self.extra_args
@@ -70,14 +71,11 @@ class VLLMServer:
         cfg = self.config
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(cfg.kv_cache_gib),
                "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
-        # Its own session, so stop() can take down the engine-core and worker children too.
-        if cfg.log_file:
-            with open(cfg.log_file, "ab") as log:  # the child keeps its own copy of the handle
-                self.process = subprocess.Popen(cfg.command(), env=env, stdout=log,
-                                                stderr=subprocess.STDOUT, start_new_session=True)
-        else:
-            self.process = subprocess.Popen(cfg.command(), env=env, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+        # The child keeps its own copy of the log handle. Its own session, so stop() can take
+        # down the engine-core and worker children too.
+        with open(cfg.log_file, "ab") if cfg.log_file else nullcontext(subprocess.DEVNULL) as log:
+            self.process = subprocess.Popen(cfg.command(), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
         self.wait_ready()
         return self
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.llm.engine import Message, check_adapter, single_token_ids
+from agent.llm.engine import Message, check_adapter, prompt_ids, single_token_ids
 
 
 class TransformersEngine:
@@ -34,11 +34,6 @@ class TransformersEngine:
                 model.load_adapter(self.adapters[name], adapter_name=name)
         self.model = model.eval()
 
-    def encode(self, conversation: list[Message]) -> list[int]:
-        """Token ids of the prompt, ending where the assistant's answer begins."""
-        ids = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True)
-        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
-
     def label_logprobs(
         self, conversations: Sequence[list[Message]], labels: Sequence[str], adapter: str | None = None
     ) -> list[list[float]]:
@@ -48,7 +43,8 @@ class TransformersEngine:
         label_ids = single_token_ids(self.tokenizer, labels)
         out: list[list[float]] = []
         for start in range(0, len(conversations), self.batch_size):
-            batch = [{"input_ids": self.encode(c)} for c in conversations[start:start + self.batch_size]]
+            batch = [{"input_ids": prompt_ids(self.tokenizer, c)}
+                     for c in conversations[start:start + self.batch_size]]
             enc = self.tokenizer.pad(batch, return_tensors="pt")
             with torch.inference_mode(), self._adapter(adapter):
                 logits = self.model(**enc, logits_to_keep=1).logits[:, -1].float()
