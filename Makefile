@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/muse setup-model
 	touch $(STAMP)
 
+# Serves Muse on 127.0.0.1:8000 (demo catalog on first start; the vLLM server starts with it).
 run: setup
-	$(BIN)/muse demo
+	$(BIN)/muse serve --demo
 
 test: setup
 	$(BIN)/python -m pytest -q

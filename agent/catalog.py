@@ -67,6 +67,7 @@ class Interaction:
     kind: str = "rating"
     value: float | None = None
     key: str = ""  # idempotency key; derived from the content when empty
+    impression_id: str | None = None  # the impression this event answers, when it answers one
 
     def idempotency_key(self) -> str:
         if self.key:

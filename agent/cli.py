@@ -2,10 +2,14 @@
 
     muse ingest PATH            load a dataset folder (or items/interactions files) into the store
     muse index                  fit the retrieval models and (re)build the Chroma index
-    muse recommend --user ID    top-k candidates for a user (retrieval stage)
+    muse recommend --user ID    top-k for a user: retrieval stage, or the service with --url
+    muse serve [--demo]         the HTTP service (chat, recommendations, feedback) on :8000
+    muse chat --user ID         a terminal chat against the service (or one started in-process)
     muse eval --data PATH       the LlamaRec protocol: retrieval through Chroma (+ the LLM ranker)
     muse llm serve              run the vLLM server with the base model and every adapter
     muse bench rank             ranking latency/throughput, vLLM vs transformers
+    muse bench agent            N requests to a running service: invariants, grounding, latency
+    muse finetune build-data    logged impressions + feedback -> SFT/DPO/KTO JSONL (leak-guarded)
     muse demo                   ingest the shipped demo catalog, index it, show recommendations
     muse setup-model            convert the packaged SmolLM2 model into a cached checkpoint
 
@@ -69,6 +73,8 @@ def _filters(args: argparse.Namespace):
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
+    if args.url:
+        return _recommend_via_service(args)
     from agent.indexing import history_of, load_retriever
     from agent.store import SQLiteStore
 
@@ -88,6 +94,52 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             print(f"{n:>3}. {r['title']} ({r['year']}) [{', '.join(r['categories'])}] "
                   f"score {r['score']} via {r['source']}")
     return 0
+
+
+def _recommend_via_service(args: argparse.Namespace) -> int:
+    import httpx
+
+    body = {"user_id": args.user, "k": args.k, "query": args.query,
+            "filters": {"categories": args.category or [], "year_min": args.year_min,
+                        "year_max": args.year_max, "exclude_ids": args.exclude or []}}
+    response = httpx.post(f"{args.url.rstrip('/')}/v1/recommendations", json=body, timeout=120)
+    data = response.json()
+    if response.status_code != 200:
+        raise ValueError(data.get("error", {}).get("message", response.text))
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    say(f"user {args.user}: ranked by {data['adapter'] or 'retrieval order'}"
+        f"{' (degraded)' if data['degraded'] else ''} in {data['seconds']} s")
+    for n, it in enumerate(data["items"], 1):
+        print(f"{n:>3}. {it['title']} ({it['year']}) [#{it['id']}] score {it['score']}\n"
+              f"     why: {it['explanation']}\n     pitch: {it['draft']}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from agent.app import create_app
+    from agent.store import SQLiteStore
+
+    settings = _settings()
+    if args.demo and not SQLiteStore(settings.db_path).counts()["items"]:
+        for path in (DEMO_DIR / "demo_items.jsonl", DEMO_DIR / "demo_interactions.jsonl"):
+            cmd_ingest(argparse.Namespace(path=path))
+    if not (settings.model_dir / "popular.json").exists():
+        say("no retrieval index yet: building it")
+        cmd_index(args)
+    say(f"serving Muse on http://{settings.host}:{settings.port} (OpenAI base_url: "
+        f"http://{settings.host}:{settings.port}/v1, model 'muse')")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from agent.terminal_chat import repl
+
+    return repl(args.user, args.url, k=args.k)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -174,13 +226,34 @@ def cmd_bench_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_agent(args: argparse.Namespace) -> int:
+    from agent.bench_agent import run_agent_bench
+
+    report = run_agent_bench(_settings(), args.url, n=args.requests, k=args.k, concurrency=args.concurrency,
+                             seed=args.seed, say=say)
+    print(json.dumps(report))
+    return 0
+
+
+def cmd_finetune_build_data(args: argparse.Namespace) -> int:
+    from agent.store import SQLiteStore
+    from finetune.feedback_data import BuildConfig, build_data
+
+    settings = _settings()
+    config = BuildConfig(cutoff=args.cutoff, eval_fraction=args.eval_fraction, min_history=args.min_history)
+    report = build_data(SQLiteStore(settings.db_path), args.out, config)
+    say(f"wrote {', '.join(f'{n}: {c}' for n, c in report['files'].items())} to {args.out}")
+    print(json.dumps(report))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     for path in (DEMO_DIR / "demo_items.jsonl", DEMO_DIR / "demo_interactions.jsonl"):
         cmd_ingest(argparse.Namespace(path=path))
     cmd_index(args)
     for user in ("demo-user-01", "demo-user-07"):
         cmd_recommend(argparse.Namespace(user=user, k=5, query=None, category=None, year_min=None,
-                                         year_max=None, exclude=None, json=False))
+                                         year_max=None, exclude=None, json=False, url=None))
     return 0
 
 
@@ -210,8 +283,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--year-min", type=int)
     p.add_argument("--year-max", type=int)
     p.add_argument("--exclude", action="append", help="item id never to return")
+    p.add_argument("--url", help="ask a running Muse service (e.g. http://127.0.0.1:8000): ranked and "
+                   "explained; default: the retrieval stage in-process")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("serve", help="the HTTP service: chat, recommendations, feedback")
+    p.add_argument("--demo", action="store_true", help="load the shipped demo catalog when the store is empty")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("chat", help="chat in the terminal")
+    p.add_argument("--user", required=True)
+    p.add_argument("--url", default=None, help="Muse service URL; default: start one in-process")
+    p.add_argument("--k", type=int, default=5)
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("eval", help="LlamaRec protocol evaluation")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (e.g. ml-latest-small)")
@@ -237,6 +322,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     p.set_defaults(func=cmd_bench_rank)
+    p = bench.add_parser("agent", help="N requests to a running service, every answer checked")
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--requests", type=int, default=100)
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_bench_agent)
+
+    p = sub.add_parser("finetune", help="feedback -> training data -> adapters")
+    ft = p.add_subparsers(dest="finetune_command", required=True)
+    p = ft.add_parser("build-data", help="SFT/DPO/KTO JSONL from logged impressions and feedback")
+    p.add_argument("--out", type=Path, required=True, help="folder for {sft,dpo,kto}_{train,eval}.jsonl")
+    p.add_argument("--cutoff", type=float, default=None, help="epoch seconds: impressions from then on evaluate")
+    p.add_argument("--eval-fraction", type=float, default=0.2, help="newest share held out when no --cutoff")
+    p.add_argument("--min-history", type=int, default=3, help="liked items a user needs before an impression")
+    p.set_defaults(func=cmd_finetune_build_data)
 
     p = sub.add_parser("demo", help="ingest + index the shipped demo catalog, show recommendations")
     p.set_defaults(func=cmd_demo)

@@ -38,6 +38,19 @@ class Settings(BaseSettings):
         None, description="ranker adapter name; unset = the last registered `rank-*`, or the base model"
     )
 
+    rank_weight: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="weight of the LLM in the fused ranking; 0 = retrieval order (see README: rank-v2 "
+        "has not beaten retrieval order on validation yet)",
+    )
+    llm_deadline_s: float = Field(
+        30.0, gt=0, description="per request: past this, answer from retrieval with template texts"
+    )
+    llm_retry_after_s: float = Field(5.0, ge=0, description="after an LLM failure, skip it this long")
+    host: str = Field("127.0.0.1", description="address `muse serve` listens on")
+    port: int = Field(8000, ge=1, le=65535, description="port `muse serve` listens on")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
+
     @field_validator("chroma_url", "llm_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:

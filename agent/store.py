@@ -28,12 +28,13 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     key TEXT NOT NULL UNIQUE,          -- idempotency key: a retried write is ignored
     user_id TEXT NOT NULL, item_id TEXT NOT NULL, kind TEXT NOT NULL, value REAL,
-    ts REAL NOT NULL, received_at REAL NOT NULL
+    ts REAL NOT NULL, received_at REAL NOT NULL, impression_id TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, ts, seq);
 CREATE TABLE IF NOT EXISTS impressions (
     id TEXT PRIMARY KEY, user_id TEXT NOT NULL, item_ids TEXT NOT NULL, scores TEXT NOT NULL,
-    model TEXT NOT NULL, created_at REAL NOT NULL
+    model TEXT NOT NULL, created_at REAL NOT NULL,
+    candidates TEXT NOT NULL DEFAULT '[]'  -- what the ranker ordered, in retrieval order
 );
 CREATE INDEX IF NOT EXISTS impressions_by_user ON impressions (user_id, created_at);
 """
@@ -41,6 +42,16 @@ CREATE INDEX IF NOT EXISTS impressions_by_user ON impressions (user_id, created_
 
 class UnknownItemError(KeyError):
     """An event names an item the catalog does not hold."""
+
+    def __str__(self) -> str:  # KeyError's str() would add quotes around the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownImpressionError(KeyError):
+    """An event names an impression that was not shown to that user."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class EventStore(Protocol):
@@ -51,8 +62,13 @@ class EventStore(Protocol):
     def history(self, user_id: str) -> list[Interaction]: ...
     def events(self) -> list[Interaction]: ...
     def add_impression(
-        self, user_id: str, item_ids: Sequence[str], scores: Sequence[float], model: str
+        self, user_id: str, item_ids: Sequence[str], scores: Sequence[float], model: str,
+        candidates: Sequence[str] = (),
     ) -> str: ...
+    def impression(self, impression_id: str) -> dict | None: ...
+    def impressions(self) -> list[dict]: ...
+    def forget_user(self, user_id: str) -> dict[str, int]: ...
+    def has_user(self, user_id: str) -> bool: ...
     def counts(self) -> dict[str, int]: ...
 
 
@@ -74,8 +90,14 @@ def _row_item(row: sqlite3.Row) -> Item:
 def _row_event(row: sqlite3.Row) -> Interaction:
     return Interaction(
         user_id=row["user_id"], item_id=row["item_id"], timestamp=row["ts"], kind=row["kind"],
-        value=row["value"], key=row["key"],
+        value=row["value"], key=row["key"], impression_id=row["impression_id"],
     )  # fmt: skip
+
+
+def _row_impression(r: sqlite3.Row) -> dict:
+    return {"id": r["id"], "user_id": r["user_id"], "item_ids": json.loads(r["item_ids"]),
+            "scores": json.loads(r["scores"]), "model": r["model"], "created_at": r["created_at"],
+            "candidates": json.loads(r["candidates"])}
 
 
 class SQLiteStore:
@@ -90,6 +112,11 @@ class SQLiteStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
+        columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(events)")}
+        if "impression_id" not in columns:  # stores written before events carried impressions
+            self._conn.execute("ALTER TABLE events ADD COLUMN impression_id TEXT")
+        if "candidates" not in {r["name"] for r in self._conn.execute("PRAGMA table_info(impressions)")}:
+            self._conn.execute("ALTER TABLE impressions ADD COLUMN candidates TEXT NOT NULL DEFAULT '[]'")
 
     def close(self) -> None:
         self._conn.close()
@@ -144,6 +171,12 @@ class SQLiteStore:
         for e in events:
             if e.item_id not in known:
                 raise UnknownItemError(f"event of user {e.user_id!r} names unknown item {e.item_id!r}")
+            if e.impression_id is not None:
+                shown = self.impression(e.impression_id)
+                if shown is None or shown["user_id"] != e.user_id:
+                    raise UnknownImpressionError(
+                        f"event of user {e.user_id!r} names impression {e.impression_id!r}, "
+                        "which was not shown to that user")
         now = time.time()
         statements: list[tuple[str, Sequence]] = [
             ("INSERT OR IGNORE INTO users VALUES (?, ?)", (u, now))
@@ -151,9 +184,10 @@ class SQLiteStore:
         ]
         statements += [
             (
-                ("INSERT OR IGNORE INTO events (key, user_id, item_id, kind, value, ts, received_at) "
-                "VALUES (?,?,?,?,?,?,?)"),
-                (e.idempotency_key(), e.user_id, e.item_id, e.kind, e.value, e.timestamp, now),
+                ("INSERT OR IGNORE INTO events (key, user_id, item_id, kind, value, ts, received_at, "
+                 "impression_id) VALUES (?,?,?,?,?,?,?,?)"),
+                (e.idempotency_key(), e.user_id, e.item_id, e.kind, e.value, e.timestamp, now,
+                 e.impression_id),
             )
             for e in events
         ]
@@ -169,15 +203,36 @@ class SQLiteStore:
     # ------------------------------------------------------------ impressions
 
     def add_impression(
-        self, user_id: str, item_ids: Sequence[str], scores: Sequence[float], model: str
+        self, user_id: str, item_ids: Sequence[str], scores: Sequence[float], model: str,
+        candidates: Sequence[str] = (),
     ) -> str:
         impression_id = uuid.uuid4().hex
         self._write([(
-            "INSERT INTO impressions VALUES (?,?,?,?,?,?)",
+            ("INSERT INTO impressions (id, user_id, item_ids, scores, model, created_at, candidates) "
+             "VALUES (?,?,?,?,?,?,?)"),
             (impression_id, user_id, json.dumps(list(item_ids)), json.dumps(list(scores)),
-             model, time.time()),
+             model, time.time(), json.dumps(list(candidates))),
         )])  # fmt: skip
         return impression_id
+
+    def impression(self, impression_id: str) -> dict | None:
+        rows = self._read("SELECT * FROM impressions WHERE id = ?", (impression_id,))
+        return _row_impression(rows[0]) if rows else None
+
+    def impressions(self) -> list[dict]:
+        return [_row_impression(r) for r in self._read("SELECT * FROM impressions ORDER BY created_at, id")]
+
+    def forget_user(self, user_id: str) -> dict[str, int]:
+        """Delete everything stored about a user, in one transaction; returns rows deleted."""
+        events, impressions, users = self._write([
+            ("DELETE FROM events WHERE user_id = ?", (user_id,)),
+            ("DELETE FROM impressions WHERE user_id = ?", (user_id,)),
+            ("DELETE FROM users WHERE id = ?", (user_id,)),
+        ])  # fmt: skip
+        return {"events": events, "impressions": impressions, "users": users}
+
+    def has_user(self, user_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM users WHERE id = ?", (user_id,)))
 
     def counts(self) -> dict[str, int]:
         tables = ("items", "users", "events", "impressions")

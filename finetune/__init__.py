@@ -4,5 +4,6 @@
 - ``rank_sft.py``: LlamaRec-style ranker tuning (TRL ``SFTTrainer`` with a label-only loss);
   its docstring holds the commands.
 
-Preference data from logged feedback (SFT / DPO / KTO) arrives with issue 5.
+- ``feedback_data.py``: logged impressions + feedback -> SFT / DPO / KTO rows in TRL's formats,
+  time-split, de-duplicated and leak-guarded (``muse finetune build-data``).
 """

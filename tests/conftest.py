@@ -91,3 +91,48 @@ def tiny_registry(tmp_path_factory, tiny_model) -> Path:
     registry = tmp_path_factory.mktemp("adapters")
     random_adapter(tiny_model, registry / "rank-test", layers=[1])
     return registry
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    """A data folder holding the shipped demo catalog, ingested and indexed (about 30 s)."""
+    from agent.catalog import load_file
+    from agent.config import Settings
+    from agent.indexing import build_index
+    from agent.store import SQLiteStore
+
+    folder = tmp_path_factory.mktemp("demo-data")
+    store = SQLiteStore(folder / "muse.db")
+    store.upsert_items(load_file(DEMO / "demo_items.jsonl").items)
+    store.add_events(load_file(DEMO / "demo_interactions.jsonl").interactions)
+    build_index(store, Settings(data_dir=folder), say=lambda _: None)
+    store.close()
+    return folder
+
+
+class SwitchableEngine:
+    """Wraps an engine; ``mode`` "up", "down" (raises like a dead server) or "slow" (sleeps)."""
+
+    def __init__(self, engine, delay: float = 5.0):
+        self.engine, self.adapters, self.mode, self.delay = engine, engine.adapters, "up", delay
+
+    def _gate(self):
+        import time
+
+        from agent.llm.engine import EngineError
+
+        if self.mode == "down":
+            raise EngineError("connection refused (test)")
+        if self.mode == "slow":
+            time.sleep(self.delay)
+
+    def label_logprobs(self, *args, **kwargs):
+        self._gate()
+        return self.engine.label_logprobs(*args, **kwargs)
+
+    def generate(self, *args, **kwargs):
+        self._gate()
+        return self.engine.generate(*args, **kwargs)
+
+    def close(self) -> None:
+        self.engine.close()

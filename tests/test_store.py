@@ -51,8 +51,21 @@ def test_items_upsert_updates_in_place(stocked):
 
 
 def test_impressions_are_recorded(stocked):
-    impression = stocked.add_impression("u", ["a", "b"], [0.9, 0.1], "retrieval")
+    impression = stocked.add_impression("u", ["a", "b"], [0.9, 0.1], "retrieval", candidates=["b", "a"])
     assert len(impression) == 32 and stocked.counts()["impressions"] == 1
+    shown = stocked.impression(impression)
+    assert shown["item_ids"] == ["a", "b"] and shown["candidates"] == ["b", "a"] and shown["model"] == "retrieval"
+    assert stocked.impression("nope") is None
+
+
+def test_forget_user_removes_events_and_impressions(stocked):
+    stocked.add_events([Interaction("u", "a", 1.0, "click"), Interaction("u", "b", 2.0, "like"),
+                        Interaction("other", "a", 1.0, "click")])
+    stocked.add_impression("u", ["a"], [1.0], "retrieval")
+    assert stocked.forget_user("u") == {"events": 2, "impressions": 1, "users": 1}
+    assert stocked.counts()["events"] == 1  # other users keep theirs
+    assert stocked.history("u") == [] and not stocked.has_user("u")
+    assert stocked.forget_user("u") == {"events": 0, "impressions": 0, "users": 0}
 
 
 def test_store_survives_reopen(stocked, tmp_path):

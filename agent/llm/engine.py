@@ -42,6 +42,15 @@ class Engine(Protocol):
         (one forward pass per conversation; ``adapter=None`` is the base model)."""
         ...
 
+    def generate(
+        self, conversations: Sequence[list[Message]], max_tokens: int = 64, adapter: str | None = None,
+        temperature: float = 0.0, json_schema: dict | None = None,
+    ) -> list[str]:
+        """The assistant's reply to each conversation (greedy at temperature 0). ``json_schema``
+        asks for output constrained to the schema where the engine can enforce it (vLLM); the
+        caller validates the reply either way."""
+        ...
+
     def close(self) -> None: ...
 
 

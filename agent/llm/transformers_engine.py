@@ -3,6 +3,7 @@ without vLLM; the same numbers as the vLLM engine for the same model, prompt and
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,8 @@ class TransformersEngine:
             for name in names[1:]:
                 model.load_adapter(self.adapters[name], adapter_name=name)
         self.model = model.eval()
+        # One call at a time: the active adapter is model state, and the service calls from threads.
+        self._lock = threading.Lock()
 
     def label_logprobs(
         self, conversations: Sequence[list[Message]], labels: Sequence[str], adapter: str | None = None
@@ -46,9 +49,31 @@ class TransformersEngine:
             batch = [{"input_ids": prompt_ids(self.tokenizer, c)}
                      for c in conversations[start:start + self.batch_size]]
             enc = self.tokenizer.pad(batch, return_tensors="pt")
-            with torch.inference_mode(), self._adapter(adapter):
+            with self._lock, torch.inference_mode(), self._adapter(adapter):
                 logits = self.model(**enc, logits_to_keep=1).logits[:, -1].float()
             out += torch.log_softmax(logits, -1)[:, label_ids].tolist()
+        return out
+
+    def generate(
+        self, conversations: Sequence[list[Message]], max_tokens: int = 64, adapter: str | None = None,
+        temperature: float = 0.0, json_schema: dict | None = None,
+    ) -> list[str]:
+        """Greedy (or sampled) replies. transformers has no constrained decoding here, so
+        ``json_schema`` is not enforced: callers validate what comes back."""
+        import torch
+
+        check_adapter(adapter, self.adapters)
+        out: list[str] = []
+        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        for start in range(0, len(conversations), self.batch_size):
+            batch = [{"input_ids": prompt_ids(self.tokenizer, c)}
+                     for c in conversations[start:start + self.batch_size]]
+            enc = self.tokenizer.pad(batch, return_tensors="pt")
+            with self._lock, torch.inference_mode(), self._adapter(adapter):
+                ids = self.model.generate(**enc, max_new_tokens=max_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                                          top_p=None, top_k=None, **sampling)
+            width = enc["input_ids"].shape[1]
+            out += self.tokenizer.batch_decode(ids[:, width:], skip_special_tokens=True)
         return out
 
     def _adapter(self, name: str | None):

@@ -70,6 +70,22 @@ class VLLMEngine:
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(lambda c: self._one(c, ids, model), conversations))
 
+    def generate(
+        self, conversations: Sequence[list[Message]], max_tokens: int = 64, adapter: str | None = None,
+        temperature: float = 0.0, json_schema: dict | None = None,
+    ) -> list[str]:
+        check_adapter(adapter, self.adapters)
+        body = {"model": adapter or BASE_MODEL_NAME, "max_tokens": max_tokens, "temperature": temperature}
+        if json_schema is not None:
+            body["structured_outputs"] = {"json": json_schema}  # vLLM >= 0.12 (guided_json is gone)
+
+        def one(conversation: list[Message]) -> str:
+            reply = self._post("/v1/chat/completions", {**body, "messages": conversation})
+            return reply["choices"][0]["message"]["content"] or ""
+
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(one, conversations))
+
     def models(self) -> list[str]:
         response = self.client.get("/v1/models")
         response.raise_for_status()

@@ -1,0 +1,127 @@
+"""HTTP routes: thin, each one parses, calls the agent, and shapes the answer.
+
+Domain errors raised by the agent become HTTP errors in ``agent.app`` only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import StreamingResponse
+
+from agent import openai_chat
+from agent.catalog import Interaction, Item
+from agent.schemas import (
+    ChatRequest,
+    EventOut,
+    FeedbackRequest,
+    FeedbackResponse,
+    HistoryResponse,
+    ItemOut,
+    ItemsRequest,
+    RecommendationRequest,
+    RecommendationResponse,
+)
+from agent.service import Ask, MuseAgent
+from retrieval.index import Filters
+
+router = APIRouter()
+
+
+def get_agent(request: Request) -> MuseAgent:
+    agent = getattr(request.app.state, "agent", None)
+    if agent is None:
+        raise HTTPException(503, "Muse is starting")
+    return agent
+
+
+AgentDep = Annotated[MuseAgent, Depends(get_agent)]
+
+
+@router.post("/v1/recommendations", response_model=RecommendationResponse)
+def recommend(body: RecommendationRequest, agent: AgentDep) -> RecommendationResponse:
+    f = body.filters
+    ask = Ask(body.user_id, body.k, body.query, Filters(f.categories, f.year_min, f.year_max, f.exclude_ids),
+              body.diversity, body.adapter)
+    with agent.metrics.latency.labels("recommendations").time():
+        answer = agent.recommend(ask)
+    items = [ItemOut(id=p.item.id, title=p.item.title, year=p.item.year, categories=list(p.item.categories),
+                     score=p.score, explanation=p.explanation, draft=p.draft, text_sources=p.text_outcomes)
+             for p in answer.picks]
+    return RecommendationResponse(user_id=answer.user_id, items=items, impression_id=answer.impression_id,
+                                  adapter=answer.adapter, degraded=answer.degraded,
+                                  candidate_ids=answer.candidate_ids, seconds=answer.seconds)
+
+
+@router.post("/v1/chat/completions")
+def chat_completions(body: ChatRequest, agent: AgentDep):
+    with agent.metrics.latency.labels("chat").time():
+        answer, data = openai_chat.answer_chat(agent, body)
+    if body.stream:
+        return StreamingResponse(openai_chat.stream(answer, data, body.model), media_type="text/event-stream")
+    return openai_chat.completion(answer, data, body.model)
+
+
+@router.get("/v1/models")
+def models(agent: AgentDep) -> dict:
+    return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "muse"}
+                                       for name in openai_chat.model_names(agent)]}
+
+
+@router.post("/v1/feedback", response_model=FeedbackResponse)
+def feedback(body: FeedbackRequest, agent: AgentDep) -> FeedbackResponse:
+    now = time.time()
+    events = [Interaction(e.user_id, e.item_id, e.timestamp if e.timestamp is not None else now, e.kind,
+                          e.value, key=e.idempotency_key, impression_id=e.impression_id)
+              for e in body.events]
+    new, duplicates = agent.add_feedback(events)
+    return FeedbackResponse(accepted=new, duplicates=duplicates)
+
+
+@router.post("/v1/items")
+def upsert_items(body: ItemsRequest, agent: AgentDep) -> dict:
+    items = [Item(i.id, i.title, i.text, tuple(i.categories), i.year, i.metadata) for i in body.items]
+    return agent.upsert_items(items)
+
+
+@router.get("/v1/users/{user_id}/history", response_model=HistoryResponse)
+def history(user_id: str, agent: AgentDep) -> HistoryResponse:
+    if not agent.store.has_user(user_id):
+        raise HTTPException(404, f"unknown user {user_id!r}")
+    events = [EventOut(item_id=e.item_id, kind=e.kind, value=e.value, timestamp=e.timestamp,
+                       impression_id=e.impression_id) for e in agent.history(user_id)]
+    return HistoryResponse(user_id=user_id, events=events)
+
+
+@router.delete("/v1/users/{user_id}")
+def forget(user_id: str, agent: AgentDep) -> dict:
+    deleted = agent.forget(user_id)
+    if not any(deleted.values()):
+        raise HTTPException(404, f"unknown user {user_id!r}")
+    return {"user_id": user_id, "deleted": deleted}
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> Response:
+    import json
+
+    agent = getattr(request.app.state, "agent", None)
+    if agent is None:
+        return Response(json.dumps({"ready": False, "reason": "starting"}), 503, media_type="application/json")
+    body = {"ready": True, "llm": "up" if agent.gate.available() else "down (answers degraded)",
+            "items": agent.store.counts()["items"], "ranker_adapter": agent.default_adapter}
+    return Response(json.dumps(body), 200, media_type="application/json")
+
+
+@router.get("/metrics")
+def metrics(agent: AgentDep) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(agent.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,149 @@
+"""The FastAPI application: start-up (store, retrieval, LLM engine), the edge where domain errors
+become HTTP errors, and a request-size limit.
+
+``create_app(settings)`` serves what the settings name; tests pass an ``engine`` of their own
+(or ``None`` for an LLM-less service that answers degraded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agent.config import Settings
+from agent.llm.engine import UnknownAdapterError
+from agent.observability import Metrics
+from agent.store import UnknownImpressionError, UnknownItemError
+
+_KEEP = object()  # "open the engine the settings name"
+
+
+def error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+    """OpenAI's error shape, so OpenAI clients raise with the message."""
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors()[:5]:
+        where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+        msg = e.get("msg", "invalid")
+        if e.get("type") == "json_invalid":
+            msg = f"malformed JSON: {e.get('ctx', {}).get('error', msg)}"
+        elif e.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+class BodyLimit:
+    """ASGI middleware: bodies over ``limit`` bytes get 413 before any route reads them (by
+    Content-Length, or by counting a chunked body)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._reject(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await self._reject(scope, receive, send)
+            if not message.get("more_body"):
+                break
+        body, sent = b"".join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _reject(self, scope, receive, send):
+        response = error(413, f"request body larger than {self.limit} bytes")
+        await response(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from agent.indexing import load_retriever
+        from agent.service import MuseAgent
+        from agent.store import SQLiteStore
+
+        with ExitStack() as stack:
+            store = SQLiteStore(settings.db_path)
+            stack.callback(store.close)
+            if not store.counts()["items"]:
+                raise RuntimeError(f"the catalog in {settings.db_path} is empty: run `muse ingest PATH` "
+                                   "and `muse index` first (or `muse serve --demo`)")
+            llm = engine
+            if llm is _KEEP:
+                from agent.llm_session import open_engine
+
+                llm = stack.enter_context(open_engine(settings))
+            agent = MuseAgent(settings, store, load_retriever(settings), llm, Metrics())
+            stack.callback(agent.close)
+            app.state.agent = agent
+            yield
+            app.state.agent = None
+
+    app = FastAPI(title="Muse", version="0.1.0", lifespan=lifespan)
+    app.state.agent = None
+
+    from agent.api_router import router
+
+    app.include_router(router)
+
+    @app.middleware("http")
+    async def count(request: Request, call_next):
+        response = await call_next(request)
+        agent = request.app.state.agent
+        route = request.scope.get("route")
+        if agent is not None:
+            agent.metrics.requests.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError):
+        return error(422, _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException):
+        return error(exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "error")
+
+    @app.exception_handler(UnknownAdapterError)
+    async def unknown_adapter(_: Request, exc: UnknownAdapterError):
+        return error(400, str(exc))
+
+    @app.exception_handler(UnknownItemError)
+    @app.exception_handler(UnknownImpressionError)
+    async def unknown_reference(_: Request, exc: KeyError):
+        return error(422, str(exc))
+
+    @app.exception_handler(ValueError)
+    async def bad_value(_: Request, exc: ValueError):
+        return error(400, str(exc))
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,100 @@
+"""Multi-turn chat: the messages of a conversation -> one ``Ask``; an ``Answer`` -> reply text.
+
+Muse's replies list items as ``1. Title (year) [#id]``, so a later turn can point back at them:
+"more like the second one" makes that item the newest history item of the query, "not that
+one" excludes it, and every item already shown in the conversation is excluded (people asking
+again want new things). Filters come from the newest turn that states them; the query text
+gathers what every user turn asked for ("something light from the 90s", then "darker").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from agent.intent import Intent
+from agent.service import Answer, Ask
+from retrieval.index import Filters
+
+_SHOWN = re.compile(r"\[#([^\]\s]+)\]")
+_ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
+             "fifth": 4, "5th": 4, "sixth": 5, "6th": 5, "seventh": 6, "eighth": 7, "ninth": 8, "tenth": 9}
+_POINTER = r"(?:the\s+)?(?P<which>" + "|".join(_ORDINALS) + r"|last|#\d+|number\s+\d+|that|it|this)(?:\s+one)?"
+_MORE_LIKE = re.compile(r"\b(?:more|others?|something|anything)\s+like\s+" + _POINTER, re.IGNORECASE)
+_NOT = re.compile(r"\b(?:not|no|without|except|drop|skip)\s+" + _POINTER, re.IGNORECASE)
+
+
+@dataclass
+class Turns:
+    """What the conversation so far asks for."""
+
+    text: str  # the newest user message, pointers removed
+    queries: list[str]  # every user message, pointers removed, oldest first
+    shown: list[list[str]]  # item ids of each earlier Muse reply, oldest first
+    like_ids: list[str] = field(default_factory=list)
+    exclude_ids: list[str] = field(default_factory=list)
+
+
+def _resolve(which: str, last: list[str]) -> str | None:
+    which = which.lower()
+    if not last:
+        return None
+    if which in _ORDINALS:
+        n = _ORDINALS[which]
+    elif which == "last":
+        n = len(last) - 1
+    elif which in ("that", "it", "this"):
+        n = 0  # with no ordinal, the top pick of the last reply
+    else:
+        n = int(re.sub(r"\D", "", which)) - 1
+    return last[n] if 0 <= n < len(last) else None
+
+
+def read_turns(messages: Sequence[dict]) -> Turns:
+    user = [m["content"] for m in messages if m["role"] == "user"]
+    if not user:
+        raise ValueError("the conversation has no user message")
+    shown = [_SHOWN.findall(m["content"]) for m in messages if m["role"] == "assistant"]
+    shown = [s for s in shown if s]
+    last = shown[-1] if shown else []
+    newest = user[-1]
+    like, exclude = [], []
+    for pattern, bucket in ((_MORE_LIKE, like), (_NOT, exclude)):
+        for m in pattern.finditer(newest):
+            if (item := _resolve(m["which"], last)) is not None:
+                bucket.append(item)
+    def strip(text: str) -> str:
+        return " ".join(_NOT.sub(" ", _MORE_LIKE.sub(" ", text)).split()).strip(" ,;.-")
+
+    return Turns(strip(newest), [q for q in map(strip, user) if q], shown, like, exclude)
+
+
+def build_ask(turns: Turns, user_id: str, k: int, interpret: Callable[[str], Intent],
+              adapter: str | None = None, diversity: float = 0.0) -> tuple[Ask, Intent]:
+    """The newest turn's intent; filters fall back to earlier turns' when it states none."""
+    intents = [interpret(q) for q in turns.queries] or [Intent()]
+    newest = intents[-1]
+    categories = next((i.categories for i in reversed(intents) if i.categories), [])
+    year_min = next((i.year_min for i in reversed(intents) if i.year_min is not None), None)
+    year_max = next((i.year_max for i in reversed(intents) if i.year_max is not None), None)
+    if year_min is not None and year_max is not None and year_min > year_max:  # turns disagree: newest wins
+        year_min, year_max = newest.year_min, newest.year_max
+    seen = [i for ids in turns.shown for i in ids]
+    filters = Filters(categories=categories, year_min=year_min, year_max=year_max,
+                      exclude_ids=list(dict.fromkeys(seen + turns.exclude_ids)))
+    query = " ".join(i.query for i in intents if i.query) or None
+    return Ask(user_id, k, query, filters, diversity, adapter, turns.like_ids), newest
+
+
+def reply_lines(answer: Answer) -> list[str]:
+    """The reply as text, one chunk per item (streamed one by one)."""
+    if not answer.picks:
+        return ["I found nothing that fits; try fewer constraints."]
+    head = f"Here are {len(answer.picks)} picks for you"
+    head += " (the language model is unavailable, so these are in retrieval order):" if answer.degraded else ":"
+    lines = [head + "\n"]
+    for n, p in enumerate(answer.picks, 1):
+        year = f" ({p.item.year})" if p.item.year else ""
+        lines.append(f"{n}. {p.item.title}{year} [#{p.item.id}]\n   Why: {p.explanation}\n   Pitch: {p.draft}\n")
+    return lines

@@ -1,0 +1,78 @@
+"""Grounding: generated text may name only titles it was given.
+
+A text fails the check when it mentions a title that is neither the recommended item's nor one
+of the user's history items. "Mentions" means either
+
+- a catalog title appearing verbatim (case-sensitive, word-bounded; one-word titles need six
+  letters or more, so "Heat" does not fire on "heat"), or
+- any span in double quotes (the prompts ask the model to quote titles), which must be one of
+  the allowed titles: this catches titles the model made up, which no catalog lookup could.
+
+A text must also cite at least one of the titles it is asked to (an explanation: a history item
+it was given as evidence; a draft: the item itself). Such failures have their own reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_ARTICLE_AFTER = re.compile(r"^(.*), (The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El)$")
+_QUOTED = re.compile(r"[\"“”]([^\"“”]{2,120})[\"“”]")
+_WORDS = re.compile(r"[\w'’&:.!?-]+")
+
+
+def natural_title(title: str) -> str:
+    """MovieLens writes "Matrix, The"; people (and models) write "The Matrix"."""
+    m = _ARTICLE_AFTER.match(title.strip())
+    return f"{m[2]} {m[1]}" if m else title.strip()
+
+
+def normalize(title: str) -> str:
+    """Lower-case words of the natural title, a trailing ``(year)`` and ellipsis dropped."""
+    title = re.sub(r"\s*\(\d{4}\)\s*$", "", natural_title(title)).rstrip("…. ")
+    return " ".join(re.findall(r"\w+", title.lower()))
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    reason: str = ""  # "unknown_title: X", "not_cited" or ""
+
+
+class GroundingCheck:
+    def __init__(self, catalog_titles: Iterable[str], max_words: int = 8):
+        self.max_words = max_words
+        self.titles: set[str] = set()
+        for raw in catalog_titles:
+            for form in {raw.strip(), natural_title(raw)}:
+                if len(form.split()) > 1 or len(form) >= 6:
+                    self.titles.add(form)
+
+    def add(self, titles: Iterable[str]) -> None:
+        """Titles of items upserted after start-up."""
+        self.titles.update(natural_title(t) for t in titles)
+
+    def mentioned(self, text: str) -> set[str]:
+        """Catalog titles found verbatim in ``text`` (longest match per position)."""
+        words = _WORDS.findall(text)
+        found: set[str] = set()
+        for start in range(len(words)):
+            for n in range(min(self.max_words, len(words) - start), 0, -1):
+                phrase = " ".join(words[start:start + n]).rstrip(".,!?:")
+                if phrase in self.titles:
+                    found.add(phrase)
+                    break
+        return found
+
+    def check(self, text: str, allowed: Iterable[str], must_cite: Iterable[str] = ()) -> Verdict:
+        allowed_norm = {normalize(t) for t in allowed}
+        for title in sorted(self.mentioned(text)) + _QUOTED.findall(text):
+            norm = normalize(title)
+            if norm and not any(norm == a or (len(norm) >= 8 and a.startswith(norm)) for a in allowed_norm):
+                return Verdict(False, f"unknown_title: {title}")
+        cite = [normalize(t) for t in must_cite]
+        if cite and not any(c and c in " ".join(re.findall(r"\w+", text.lower())) for c in cite):
+            return Verdict(False, "not_cited")
+        return Verdict(True)

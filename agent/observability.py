@@ -1,0 +1,28 @@
+"""Prometheus metrics of the service (``GET /metrics``), in a registry of its own so several
+apps in one process (tests) do not collide."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter("muse_http_requests", "HTTP requests", ["route", "status"], registry=r)
+        self.latency = Histogram("muse_request_seconds", "recommendation latency", ["endpoint"], registry=r,
+                                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80))
+        self.recommendations = Counter("muse_recommendations", "recommendation answers", ["mode"], registry=r)
+        self.llm_failures = Counter("muse_llm_failures", "LLM calls that failed or passed the deadline",
+                                    ["stage"], registry=r)
+        self.texts = Counter("muse_texts", "generated texts by outcome (llm, regenerated, fallback, template)",
+                             ["kind", "outcome"], registry=r)
+        self.grounding_failures = Counter("muse_grounding_failures", "texts failing the grounding check "
+                                          "at the first try", ["kind", "reason"], registry=r)
+        self.intents = Counter("muse_intents", "requests parsed into filters, by parser", ["source"], registry=r)
+        self.feedback = Counter("muse_feedback_events", "feedback events", ["result"], registry=r)

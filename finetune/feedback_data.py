@@ -1,0 +1,186 @@
+"""Logged impressions and feedback -> training data in TRL's formats (``muse finetune build-data``).
+
+An impression is what Muse showed a user, with the 20 candidates the ranker ordered (retrieval
+order). The events that answer it (same ``impression_id``) say which shown items the user
+engaged with and which they turned down. From each impression:
+
+- **SFT** rows (``{"messages": [...]}``): the ranking prompt over the impression's candidates,
+  exactly as the ranker saw it, answered with the engaged item's label;
+- **DPO** pairs (``{"prompt", "chosen", "rejected"}``, conversational): the same prompt, the
+  engaged item's label chosen over the label of an item shown in the same impression and
+  skipped or disliked;
+- **KTO** rows (``{"prompt", "completion", "label"}``): unpaired thumbs, a like (``True``) or a
+  dislike (``False``) on a shown item.
+
+Rules:
+
+- Split by time: impressions created before the cutoff train; the rest evaluate.
+- Identical rows are kept once.
+- Minimum evidence: the user needs ``min_history`` liked items before the impression.
+- Leakage guard: no training row comes from an event at or after the cutoff, and no training
+  row answers with an evaluation item (the ``held_out`` (user, item) pairs, e.g. each user's
+  protocol validation and test items). Rows that would leak are dropped and counted, and
+  ``check_no_leak`` verifies the written training rows again before anything is saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.catalog import Interaction, Item
+from agent.indexing import user_sequences
+from agent.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
+
+POSITIVE_RATING, NEGATIVE_RATING, ENGAGED_DWELL_S = 4.0, 2.0, 30.0
+
+
+def reaction(event: Interaction) -> str | None:
+    """"pos", "neg" or None (no opinion) for one event answering an impression."""
+    if event.kind in ("click", "like") or (event.kind == "rating" and (event.value or 0) >= POSITIVE_RATING):
+        return "pos"
+    if event.kind == "dwell" and (event.value or 0) >= ENGAGED_DWELL_S:
+        return "pos"
+    if event.kind in ("skip", "dislike") or (event.kind == "rating" and (event.value or 5) <= NEGATIVE_RATING):
+        return "neg"
+    return None
+
+
+class LeakError(AssertionError):
+    """A training row carries evaluation data."""
+
+
+@dataclass
+class Row:
+    kind: str  # "sft", "dpo" or "kto"
+    split: str  # "train" or "eval"
+    user_id: str
+    item_id: str  # the answer's item (DPO: the chosen one)
+    created_at: float  # the impression's time
+    data: dict = field(default_factory=dict)
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps([self.kind, self.data], sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class BuildConfig:
+    cutoff: float | None = None  # impressions at/after this time evaluate; None: by eval_fraction
+    eval_fraction: float = 0.2  # newest share of impressions held out when cutoff is None
+    min_history: int = 3
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+
+
+def time_cutoff(impressions: Sequence[dict], eval_fraction: float) -> float:
+    times = sorted(i["created_at"] for i in impressions)
+    if not times:
+        return float("inf")
+    return times[min(len(times) - 1, int(len(times) * (1 - eval_fraction)))]
+
+
+def build_rows(impressions: Sequence[dict], events: Sequence[Interaction], items: dict[str, Item],
+               held_out: set[tuple[str, str]], cutoff: float, config: BuildConfig) -> tuple[list[Row], Counter]:
+    answers: dict[str, list[Interaction]] = {}
+    for e in events:
+        if e.impression_id:
+            answers.setdefault(e.impression_id, []).append(e)
+    by_user: dict[str, list[Interaction]] = {}
+    for e in events:
+        by_user.setdefault(e.user_id, []).append(e)
+    rows, skipped = [], Counter()
+    for imp in impressions:
+        user, reacted = imp["user_id"], answers.get(imp["id"], [])
+        if not reacted:
+            continue
+        history = user_sequences([e for e in by_user.get(user, []) if e.timestamp < imp["created_at"]
+                                  and e.impression_id != imp["id"]]).get(user, [])
+        if len(history) < config.min_history:
+            skipped["too_little_history"] += 1
+            continue
+        candidates = [i for i in (imp["candidates"] or imp["item_ids"]) if i in items][: len(LABELS)]
+        split = "train" if imp["created_at"] < cutoff and all(e.timestamp < cutoff for e in reacted) else "eval"
+        request = RankRequest.of(history, candidates, [0.0] * len(candidates), items, config.prompt)
+        prompt = rank_conversation(request.history, request.candidates, config.prompt)
+        label = {item: LABELS[n] for n, item in enumerate(candidates)}
+        opinion = {e.item_id: reaction(e) for e in sorted(reacted, key=lambda e: e.timestamp)}
+        pos = [i for i, r in opinion.items() if r == "pos" and i in label]
+        neg = [i for i, r in opinion.items() if r == "neg" and i in label]
+
+        answer = {item: [{"role": "assistant", "content": label[item]}] for item in label}
+        made = [("sft", item, {"messages": prompt + answer[item]}) for item in pos]
+        made += [("dpo", item, {"prompt": prompt, "chosen": answer[item], "rejected": answer[bad]})
+                 for item in pos for bad in neg]
+        made += [("kto", e.item_id, {"prompt": prompt, "completion": answer[e.item_id], "label": e.kind == "like"})
+                 for e in reacted if e.kind in ("like", "dislike") and e.item_id in label]
+        for kind, item, data in made:
+            if split == "train" and (user, item) in held_out:
+                skipped["held_out_item"] += 1
+            else:
+                rows.append(Row(kind, split, user, item, imp["created_at"], data))
+    return dedupe(rows, skipped), skipped
+
+
+def dedupe(rows: Iterable[Row], skipped: Counter) -> list[Row]:
+    seen: set[str] = set()
+    out = []
+    for r in rows:
+        if r.key() in seen:
+            skipped["duplicate"] += 1
+            continue
+        seen.add(r.key())
+        out.append(r)
+    return out
+
+
+def check_no_leak(rows: Iterable[Row], held_out: set[tuple[str, str]], cutoff: float) -> None:
+    for r in rows:
+        if r.split != "train":
+            continue
+        if (r.user_id, r.item_id) in held_out:
+            raise LeakError(f"training {r.kind} row of user {r.user_id!r} answers with evaluation item {r.item_id!r}")
+        if r.created_at >= cutoff:
+            raise LeakError(f"training {r.kind} row of user {r.user_id!r} is from after the cutoff")
+
+
+def write_rows(rows: Sequence[Row], out_dir: Path) -> dict[str, int]:
+    """``{kind}_{split}.jsonl`` files (written to a temporary name, then renamed: a failed build
+    leaves no half file); returns the count per file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    for kind in ("sft", "dpo", "kto"):
+        for split in ("train", "eval"):
+            name = f"{kind}_{split}.jsonl"
+            chosen = [r for r in rows if r.kind == kind and r.split == split]
+            tmp = out_dir / f".{name}.tmp"
+            tmp.write_text("".join(json.dumps(r.data) + "\n" for r in chosen))
+            tmp.replace(out_dir / name)
+            counts[name] = len(chosen)
+    return counts
+
+
+def protocol_held_out(events: Sequence[Interaction]) -> set[tuple[str, str]]:
+    """Each user's last two liked items: the validation and test items of the evaluation
+    protocol (chronological leave-one-out), which training must never see."""
+    return {(user, item) for user, seq in user_sequences(list(events)).items() for item in seq[-2:]}
+
+
+def build_data(store, out_dir: Path, config: BuildConfig | None = None,
+               held_out: set[tuple[str, str]] | None = None) -> dict:
+    """Build, guard and write the files; returns the report (also saved as report.json)."""
+    config = config or BuildConfig()
+    items = {it.id: it for it in store.items()}
+    events, impressions = store.events(), store.impressions()
+    held_out = protocol_held_out(events) if held_out is None else held_out
+    cutoff = config.cutoff if config.cutoff is not None else time_cutoff(impressions, config.eval_fraction)
+    rows, skipped = build_rows(impressions, events, items, held_out, cutoff, config)
+    check_no_leak(rows, held_out, cutoff)
+    counts = write_rows(rows, Path(out_dir))
+    data_hash = hashlib.sha1("".join(r.key() for r in rows).encode()).hexdigest()[:16]
+    report = {"impressions": len(impressions), "cutoff": cutoff, "files": counts, "skipped": dict(skipped),
+              "data_hash": data_hash}
+    (Path(out_dir) / "report.json").write_text(json.dumps(report, indent=2))
+    return report

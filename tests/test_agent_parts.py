@@ -1,0 +1,120 @@
+"""The agent's pure parts on hand-worked cases: intent rules and validation, multi-turn
+references, the grounding check, MMR diversity, template texts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agent.catalog import Item
+from agent.chat import build_ask, read_turns
+from agent.diversity import mmr
+from agent.generation import Evidence, template_explanation, write_texts
+from agent.grounding import GroundingCheck, natural_title, normalize
+from agent.intent import Intent, intent_schema, parse_intent, rule_intent, validate_llm_intent
+
+CATEGORIES = ["Comedy", "Drama", "Horror", "Sci-Fi"]
+
+
+@pytest.mark.parametrize(("text", "years", "categories"), [
+    ("something light from the 90s, nothing I've seen", (1990, 1999), ["Comedy"]),
+    ("a scary film from the 1980s", (1980, 1989), ["Horror"]),
+    ("sci-fi between 2001 and 1995", (1995, 2001), ["Sci-Fi"]),
+    ("drama after 2010", (2011, None), ["Drama"]),
+    ("anything before 1960", (None, 1959), []),
+    ("films from 1977", (1977, 1977), []),
+    ("a western", (None, None), []),  # not a catalog category here: no filter
+])  # fmt: skip
+def test_rule_intent(text, years, categories):
+    intent = rule_intent(text, CATEGORIES)
+    assert (intent.year_min, intent.year_max) == years
+    assert intent.categories == categories and intent.query == text and intent.source == "rules"
+
+
+def test_llm_intent_is_validated_and_falls_back_to_rules():
+    good = json.dumps({"query": "light comedy", "categories": ["comedy"], "year_min": 1990, "year_max": 1999})
+    asked = "a funny one from the nineties, 90s"
+    assert validate_llm_intent(good, CATEGORIES, asked) == Intent(asked, ["Comedy"], 1990, 1999, "llm")
+    with pytest.raises(ValueError, match=r"categories \['comedy'\] are not in the request"):
+        validate_llm_intent(good, CATEGORIES, "a gripping thriller")  # invented constraints
+    with pytest.raises(ValueError, match="names no time"):
+        validate_llm_intent(good, CATEGORIES, "a funny one")
+    for bad, why in [("not json", "not JSON"),
+                     (json.dumps({"query": "", "categories": ["Noir"], "year_min": None, "year_max": None}),
+                      "not in the catalog"),
+                     (json.dumps({"query": "", "categories": [], "year_min": 2000, "year_max": 1990}), "after"),
+                     (json.dumps({"query": "", "categories": [], "year_min": 12, "year_max": None}), "out of range")]:
+        with pytest.raises(ValueError, match=why):
+            validate_llm_intent(bad, CATEGORIES, "from 1990")
+    fallback = parse_intent("a comedy from the 90s", CATEGORIES, lambda conversation, schema: "{oops")
+    assert fallback.source == "rules" and fallback.categories == ["Comedy"] and "not JSON" in fallback.llm_error
+    used = parse_intent("a comedy from the 1990s", CATEGORIES, lambda conversation, schema: good)
+    assert used.source == "llm" and used.year_min == 1990 and used.query == "a comedy from the 1990s"
+    schema = intent_schema(CATEGORIES)
+    assert schema["properties"]["categories"]["items"] == {"enum": CATEGORIES}
+
+
+def test_turns_resolve_references_and_carry_filters():
+    first = "Here are 3 picks for you:\n1. A (1994) [#a]\n2. B (1995) [#b]\n3. C (1996) [#c]\n"
+    messages = [{"role": "user", "content": "something light from the 90s"},
+                {"role": "assistant", "content": first},
+                {"role": "user", "content": "more like the second one, not the third one, but darker"}]
+    turns = read_turns(messages)
+    assert turns.like_ids == ["b"] and turns.exclude_ids == ["c"]
+    assert turns.text == "but darker"
+    ask, newest = build_ask(turns, "u1", 5, lambda q: rule_intent(q, CATEGORIES))
+    assert newest.query == "but darker" and newest.year_min is None
+    assert ask.like_ids == ["b"] and set(ask.filters.exclude_ids) == {"a", "b", "c"}
+    assert (ask.filters.year_min, ask.filters.year_max) == (1990, 1999)  # carried from turn 1
+    assert ask.filters.categories == ["Comedy"] and "darker" in ask.query
+    with pytest.raises(ValueError, match="no user message"):
+        read_turns([{"role": "system", "content": "hi"}])
+
+
+def test_grounding_check():
+    check = GroundingCheck(["Matrix, The", "Heat", "Toy Story", "Up", "Gladiator"])
+    assert natural_title("Matrix, The") == "The Matrix" and normalize("Toy Story (1995)") == "toy story"
+    allowed, history = ["Toy Story", "Matrix, The"], ["Matrix, The"]
+    assert check.check('You loved "The Matrix", so try "Toy Story".', allowed, history).ok
+    assert check.check("The heat is on: you loved The Matrix.", allowed, history).ok  # "heat" is a word
+    v = check.check("Like The Matrix and Gladiator, Toy Story ...", allowed, history)
+    assert not v.ok and v.reason == "unknown_title: Gladiator"  # a catalog title the user never saw
+    v = check.check('Like "The Matrix" and "Space Llamas 3".', allowed, history)
+    assert not v.ok and v.reason == "unknown_title: Space Llamas 3"  # an invented, quoted title
+    assert check.check('"Toy Story" is fun.', allowed, history).reason == "not_cited"
+
+
+def test_mmr_trades_relevance_for_variety():
+    vectors = np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0]])  # 0 and 1 nearly the same item
+    relevance = [3.0, 2.9, 1.0]
+    assert mmr(relevance, vectors, 2, 0.0) == [0, 1]
+    assert mmr(relevance, vectors, 2, 0.7) == [0, 2]
+    with pytest.raises(ValueError, match="diversity"):
+        mmr(relevance, vectors, 2, 1.5)
+
+
+def _evidence() -> Evidence:
+    item = Item("i", "Toy Story", "Toys come alive.", ("Animation", "Comedy"), 1995)
+    return Evidence(item, [Item("h", "Shrek", "", ("Comedy",), 2001)])
+
+
+def test_texts_regenerate_once_then_fall_back_to_the_template():
+    check = GroundingCheck(["Toy Story", "Shrek", "Alien"])
+    calls = []
+
+    def generate(conversations, max_tokens, temperature):
+        calls.append(temperature)
+        # explanation: invents at first, grounded when sampled; draft: never grounded
+        return ['Since you liked "Alien".' if max_tokens < 60 and temperature == 0 else
+                'You watched "Shrek", so "Toy Story" fits.' if max_tokens < 60 else 'Watch "Alien".'
+                for _ in conversations]
+
+    [texts] = write_texts([_evidence()], generate, check)
+    assert texts.outcomes == {"explanation": "regenerated", "draft": "fallback"}
+    assert texts.first_try_failures == {"explanation": "unknown_title: Alien", "draft": "unknown_title: Alien"}
+    assert texts.explanation == 'You watched "Shrek", so "Toy Story" fits.'
+    assert texts.draft.startswith('"Toy Story" (1995), Animation, Comedy.')
+    assert template_explanation(_evidence()) == 'Because you watched "Shrek": "Toy Story" (1995), since it is Comedy too.'
+    assert calls == [0.0, 0.0, 0.7, 0.7]  # one call per length limit, one retry round

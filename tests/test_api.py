@@ -1,0 +1,222 @@
+"""The HTTP service end to end: a real uvicorn server on the demo catalog, the official OpenAI
+client, real SQLite and Chroma stores. The LLM is the tiny random model in-process (its text is
+gibberish, so the grounding fallback is exercised); tests/test_vllm_engine.py runs the service
+against a real vLLM server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import httpx
+import pytest
+
+from agent.catalog import load_file
+from tests.conftest import DEMO, SwitchableEngine
+
+USER = "demo-user-01"
+
+
+@pytest.fixture(scope="module")
+def service(demo_data, tiny_model, tiny_registry, tmp_path_factory):
+    from agent.app import create_app
+    from agent.background_server import BackgroundServer
+    from agent.config import Settings
+    from agent.llm.engine import discover_adapters
+    from agent.llm.transformers_engine import TransformersEngine
+
+    folder = tmp_path_factory.mktemp("api") / "data"
+    shutil.copytree(demo_data, folder)
+    settings = Settings(data_dir=folder, llm_model=tiny_model, adapters_dir=tiny_registry, rank_adapter="rank-test",
+                        llm_deadline_s=3.0, llm_retry_after_s=0.5, rank_weight=0.5, max_body_bytes=50_000)
+    engine = SwitchableEngine(TransformersEngine(tiny_model, discover_adapters(tiny_registry), dtype="float32"),
+                              delay=10.0)
+    with BackgroundServer(create_app(settings, engine=engine)) as server:
+        server.engine = engine
+        yield server
+
+
+def history_ids(url: str, user: str) -> set[str]:
+    return {e["item_id"] for e in httpx.get(f"{url}/v1/users/{user}/history").json()["events"]}
+
+
+def catalog_ids() -> set[str]:
+    return {it.id for it in load_file(DEMO / "demo_items.jsonl").items}
+
+
+def check_items(items: list[dict], url: str, user: str, candidates: list[str]) -> None:
+    ids = [it["id"] for it in items]
+    assert ids and len(ids) == len(set(ids)), "duplicates"
+    assert set(ids) <= set(candidates), "an item outside the candidates"
+    assert set(ids) <= catalog_ids(), "an item outside the catalog"
+    assert not set(ids) & history_ids(url, user), "an item from the user's history"
+    assert all(it["explanation"] and it["draft"] for it in items)
+
+
+def test_openai_client_chat_plain_and_streamed(service):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{service.url}/v1", api_key="unused")
+    ask = [{"role": "user", "content": "something light from the 90s, nothing I've seen"}]
+    reply = client.chat.completions.create(model="muse", messages=ask, user=USER)
+    muse = reply.model_extra["muse"]
+    check_items(muse["items"], service.url, USER, muse["candidate_ids"])
+    assert muse["intent"]["year_min"] == 1990 and muse["intent"]["year_max"] == 1999
+    assert all(1990 <= it["year"] <= 1999 for it in muse["items"])
+    assert muse["adapter"] == "rank-test" and muse["degraded"] is False
+    text = reply.choices[0].message.content
+    assert all(f"[#{it['id']}]" in text for it in muse["items"])
+
+    follow = ask + [{"role": "assistant", "content": text}, {"role": "user", "content": "more like the second one"}]
+    chunks = list(client.chat.completions.create(model="muse", messages=follow, user=USER, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    last = chunks[-1].model_extra["muse"]
+    check_items(last["items"], service.url, USER, last["candidate_ids"])
+    assert all(f"[#{it['id']}]" in streamed for it in last["items"])
+    shown_before = {it["id"] for it in muse["items"]}
+    assert not shown_before & {it["id"] for it in last["items"]}, "items shown earlier came back"
+
+
+def test_recommendations_feedback_idempotent(service):
+    body = {"user_id": USER, "k": 4, "filters": {"categories": ["Comedy"]}, "diversity": 0.3}
+    rec = httpx.post(f"{service.url}/v1/recommendations", json=body, timeout=60).json()
+    check_items(rec["items"], service.url, USER, rec["candidate_ids"])
+    assert len(rec["items"]) == 4 and all("Comedy" in it["categories"] for it in rec["items"])
+    shown = [it["id"] for it in rec["items"]]
+    batch = {"events": [
+        {"user_id": "fb-user", "item_id": shown[0], "kind": "click", "idempotency_key": "k1"},
+        {"user_id": "fb-user", "item_id": shown[1], "kind": "rating", "value": 4.5, "idempotency_key": "k2"},
+        {"user_id": "fb-user", "item_id": shown[2], "kind": "dwell", "value": 31.0, "idempotency_key": "k3"},
+    ]}  # fmt: skip
+    first = httpx.post(f"{service.url}/v1/feedback", json=batch).json()
+    assert first == {"accepted": 3, "duplicates": 0}
+    again = httpx.post(f"{service.url}/v1/feedback", json=batch).json()
+    assert again == {"accepted": 0, "duplicates": 3}
+    events = httpx.get(f"{service.url}/v1/users/fb-user/history").json()["events"]
+    assert [e["kind"] for e in events] == ["click", "rating", "dwell"]
+
+    # An event tied to the impression it answers; someone else's impression is refused.
+    tied = {"user_id": USER, "item_id": shown[0], "kind": "like", "impression_id": rec["impression_id"],
+            "idempotency_key": "k4"}
+    assert httpx.post(f"{service.url}/v1/feedback", json={"events": [tied]}).json()["accepted"] == 1
+    stolen = {**tied, "user_id": "fb-user", "idempotency_key": "k5"}
+    r = httpx.post(f"{service.url}/v1/feedback", json={"events": [stolen]})
+    assert r.status_code == 422 and "was not shown to that user" in r.json()["error"]["message"]
+
+
+BAD_REQUESTS = [
+    ("post", "/v1/recommendations", b'{"user_id": "u1", "k": ', 422, "malformed JSON"),
+    ("post", "/v1/recommendations", {"user_id": "u1", "kk": 3}, 422, "kk: unknown field"),
+    ("post", "/v1/recommendations", {"user_id": "u1", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
+    ("post", "/v1/recommendations", {"user_id": "u1", "k": 500}, 422, "k: Input should be less than or equal to 20"),
+    ("post", "/v1/recommendations", {"user_id": "u1", "adapter": "../etc"}, 400, "unknown adapter '../etc'"),
+    ("post", "/v1/recommendations", {"user_id": "u 1"}, 422, "user_id: String should match pattern"),
+    ("post", "/v1/recommendations", {"user_id": "u1", "filters": {"year_min": 2000, "year_max": 1990}}, 422,
+     "year_min 2000 is after year_max 1990"),
+    ("post", "/v1/recommendations", {"user_id": "u1", "query": "x" * 60_000}, 413, "larger than 50000 bytes"),
+    ("post", "/v1/chat/completions", {"model": "gpt-4", "user": "u1", "messages": [{"role": "user", "content": "hi"}]},
+     400, "unknown adapter 'gpt-4'; allowed: muse, muse:rank-test"),
+    ("post", "/v1/chat/completions", {"model": "muse", "user": "u1", "messages": []}, 422, "messages"),
+    ("post", "/v1/chat/completions", {"model": "muse", "user": "u1", "wat": 1,
+                                      "messages": [{"role": "user", "content": "hi"}]}, 422, "unknown field(s) ['wat']"),
+    ("post", "/v1/chat/completions", {"model": "muse", "user": "u1",
+                                      "messages": [{"role": "system", "content": "hi"}]}, 400, "no user message"),
+    ("post", "/v1/feedback", {"events": [{"user_id": "u1", "item_id": "nope", "kind": "click",
+                                          "idempotency_key": "x"}]}, 422, "unknown item 'nope'"),
+    ("post", "/v1/feedback", {"events": [{"user_id": "u1", "item_id": "demo-001", "kind": "rating",
+                                          "idempotency_key": "x"}]}, 422, "a rating needs a value"),
+    ("post", "/v1/feedback", {"events": [{"user_id": "u1", "item_id": "demo-001", "kind": "click"}]}, 422,
+     "idempotency_key: Field required"),
+    ("post", "/v1/feedback", {"events": []}, 422, "events: List should have at least 1 item"),
+    ("post", "/v1/items", {"items": [{"id": "a", "title": "A"}, {"id": "a", "title": "B"}]}, 422, "ids repeat"),
+    ("get", "/v1/users/nobody/history", None, 404, "unknown user 'nobody'"),
+    ("delete", "/v1/users/nobody", None, 404, "unknown user 'nobody'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "message"), BAD_REQUESTS)
+def test_bad_input_is_a_clear_4xx(service, method, path, body, status, message):
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body} if body is not None else {}
+    if isinstance(body, bytes):
+        kwargs["headers"] = {"content-type": "application/json"}
+    r = httpx.request(method.upper(), f"{service.url}{path}", timeout=60, **kwargs)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]["message"]
+
+
+def test_feedback_batch_is_all_or_nothing(service):
+    good = {"user_id": "atomic-user", "item_id": "demo-001", "kind": "click", "idempotency_key": "a1"}
+    bad = {"user_id": "atomic-user", "item_id": "missing", "kind": "click", "idempotency_key": "a2"}
+    assert httpx.post(f"{service.url}/v1/feedback", json={"events": [good, bad]}).status_code == 422
+    assert httpx.get(f"{service.url}/v1/users/atomic-user/history").status_code == 404
+
+
+def test_llm_down_then_back(service):
+    """A dead LLM: answers come from retrieval order with template texts, within the deadline;
+    once it is back (after the cool-down), answers are LLM-ranked again."""
+    body = {"user_id": USER, "k": 3}
+    service.engine.mode = "down"
+    try:
+        started = time.monotonic()
+        down = httpx.post(f"{service.url}/v1/recommendations", json=body, timeout=60).json()
+        assert time.monotonic() - started < 3.0  # the deadline; a refused connection fails at once
+        assert down["degraded"] is True and down["adapter"] is None
+        assert all(set(it["text_sources"].values()) == {"template"} for it in down["items"])
+        ready = httpx.get(f"{service.url}/readyz").json()
+        assert ready["llm"].startswith("down")
+        service.engine.mode = "slow"  # 10 s per call, past the 3 s deadline: answered, degraded
+        time.sleep(0.6)
+        started = time.monotonic()
+        slow = httpx.post(f"{service.url}/v1/recommendations", json=body, timeout=60).json()
+        assert slow["degraded"] is True and time.monotonic() - started < 8.0  # not the 10 s call
+    finally:
+        service.engine.mode = "up"
+    time.sleep(service.engine.delay + 0.6)  # the slow call drains; the cool-down ends
+    back = httpx.post(f"{service.url}/v1/recommendations", json=body, timeout=60).json()
+    assert back["degraded"] is False and back["adapter"] == "rank-test"
+    metrics = httpx.get(f"{service.url}/metrics").text
+    assert 'muse_recommendations_total{mode="degraded"}' in metrics
+    assert 'muse_llm_failures_total{stage="rank"}' in metrics
+
+
+def test_new_item_is_reachable_and_users_can_be_forgotten(service):
+    item = {"id": "demo-new-1", "title": "Lighthouse Keeper's Daughter", "year": 2024, "categories": ["Drama"],
+            "text": "A lighthouse keeper's daughter keeps the lamp burning through a winter storm."}
+    assert httpx.post(f"{service.url}/v1/items", json={"items": [item]}).json() == {"upserted": 1, "embedded": 1}
+    rec = httpx.post(f"{service.url}/v1/recommendations", timeout=60,
+                     json={"user_id": "newcomer", "k": 3, "query": "lighthouse keeper in a winter storm"}).json()
+    assert rec["items"][0]["id"] == "demo-new-1"
+
+    event = {"user_id": "leaver", "item_id": "demo-new-1", "kind": "like", "idempotency_key": "l1"}
+    httpx.post(f"{service.url}/v1/feedback", json={"events": [event]})
+    rec = httpx.post(f"{service.url}/v1/recommendations", json={"user_id": "leaver", "k": 2}, timeout=60).json()
+    gone = httpx.delete(f"{service.url}/v1/users/leaver").json()
+    assert gone["deleted"] == {"events": 1, "impressions": 1, "users": 1}
+    assert httpx.get(f"{service.url}/v1/users/leaver/history").status_code == 404
+
+
+def test_health_models_and_metrics(service):
+    assert httpx.get(f"{service.url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{service.url}/readyz").json()["ready"] is True
+    names = [m["id"] for m in httpx.get(f"{service.url}/v1/models").json()["data"]]
+    assert names == ["muse", "muse:rank-test"]
+    text = httpx.get(f"{service.url}/metrics").text
+    assert "muse_http_requests_total" in text and "muse_texts_total" in text
+    assert json.loads(httpx.get(f"{service.url}/readyz").text)["items"] >= 200
+
+
+def test_terminal_chat_and_recommend_against_the_service(service, monkeypatch, capsys):
+    from agent.cli import main
+
+    lines = iter(["something from the 90s", "more like the first one", ""])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    assert main(["chat", "--user", USER, "--url", service.url, "--k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("1. ") == 2 and out.count("[#demo-") == 4  # two replies of two items each
+
+    assert main(["recommend", "--user", USER, "--url", service.url, "--k", "3", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["items"]) == 3 and all(it["explanation"] for it in data["items"])
+    assert main(["recommend", "--user", USER, "--url", service.url, "--k", "99"]) == 2  # the 422, said clearly
+    assert "k: Input should be less than or equal to 20" in capsys.readouterr().err

@@ -1,0 +1,100 @@
+"""Feedback -> SFT/DPO/KTO rows: counts on a hand-made log, time split, de-duplication, the
+leakage guard, and TRL's DPO and KTO trainers training on the exported files unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import finetune.feedback_data as fd
+from agent.catalog import Interaction, Item
+
+ITEMS = [Item(f"c{n}", f"Film number {n}", year=1990 + n) for n in range(25)]
+
+
+@pytest.fixture
+def logged(store):
+    """User u1 liked c20-c22 long ago, then was shown c0-c4 (candidates c0-c19) and clicked c1,
+    skipped c2, disliked c3 and liked c4. User u2 has too little history."""
+    store.upsert_items(ITEMS)
+    store.add_events([Interaction("u1", f"c{n}", 1000.0 + n, "like") for n in (20, 21, 22)]
+                     + [Interaction("u2", "c20", 1000.0, "like")])
+    candidates = [f"c{n}" for n in range(20)]
+    imp = store.add_impression("u1", candidates[:5], [1.0] * 5, "rank-v2", candidates=candidates)
+    imp2 = store.add_impression("u2", candidates[:5], [1.0] * 5, "rank-v2", candidates=candidates)
+    t = store.impression(imp)["created_at"] + 1
+    store.add_events([Interaction("u1", "c1", t, "click", impression_id=imp),
+                      Interaction("u1", "c2", t, "skip", impression_id=imp),
+                      Interaction("u1", "c3", t, "dislike", impression_id=imp),
+                      Interaction("u1", "c4", t, "like", impression_id=imp),
+                      Interaction("u2", "c1", t, "click", impression_id=imp2)])
+    return store
+
+
+def test_rows_per_kind(logged, tmp_path):
+    report = fd.build_data(logged, tmp_path, fd.BuildConfig(cutoff=float("inf")), held_out=set())
+    assert report["files"] == {"sft_train.jsonl": 2, "sft_eval.jsonl": 0, "dpo_train.jsonl": 4, "dpo_eval.jsonl": 0,
+                               "kto_train.jsonl": 2, "kto_eval.jsonl": 0}
+    assert report["skipped"] == {"too_little_history": 1}
+    dpo = [json.loads(line) for line in (tmp_path / "dpo_train.jsonl").read_text().splitlines()]
+    # c1 is label B, c4 is E; c2 (skipped) is C, c3 (disliked) is D
+    assert sorted((r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in dpo) == \
+        [("B", "C"), ("B", "D"), ("E", "C"), ("E", "D")]
+    assert "Film number 22 (2012)" in dpo[0]["prompt"][-1]["content"]  # history as of the impression
+    kto = [json.loads(line) for line in (tmp_path / "kto_train.jsonl").read_text().splitlines()]
+    assert sorted((r["completion"][0]["content"], r["label"]) for r in kto) == [("D", False), ("E", True)]
+
+
+def test_time_split_dedupe_and_leak_guard(logged):
+    items = {it.id: it for it in ITEMS}
+    impressions, events = logged.impressions(), logged.events()
+    rows, _ = fd.build_rows(impressions, events, items, set(), cutoff=0.0, config=fd.BuildConfig())
+    assert rows and {r.split for r in rows} == {"eval"}  # everything is after the cutoff
+
+    twice, skipped = fd.build_rows(impressions * 2, events, items, set(), float("inf"), fd.BuildConfig())
+    once, _ = fd.build_rows(impressions, events, items, set(), float("inf"), fd.BuildConfig())
+    assert len(twice) == len(once) == 8 and skipped["duplicate"] == 8
+
+    held = {("u1", "c4")}  # c4 is an evaluation item: nothing in training may answer with it
+    guarded, skipped = fd.build_rows(impressions, events, items, held, float("inf"), fd.BuildConfig())
+    assert all(r.item_id != "c4" for r in guarded) and skipped["held_out_item"] == 4  # 1 SFT, 2 DPO, 1 KTO
+    fd.check_no_leak(guarded, held, float("inf"))
+    with pytest.raises(fd.LeakError, match="evaluation item 'c4'"):
+        fd.check_no_leak([fd.Row("sft", "train", "u1", "c4", 1.0)], held, float("inf"))
+    with pytest.raises(fd.LeakError, match="after the cutoff"):
+        fd.check_no_leak([fd.Row("sft", "train", "u1", "c1", 5.0)], set(), 5.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dpo", "kto"])
+def test_trl_trains_on_the_exported_files(logged, tmp_path, tiny_model, method):
+    """The files load with datasets and train with TRL's own trainers, unchanged: LoRA weights
+    move, base weights do not."""
+    import torch
+    from datasets import load_dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    fd.build_data(logged, tmp_path / "data", fd.BuildConfig(cutoff=float("inf")), held_out=set())
+    data = load_dataset("json", data_files=str(tmp_path / "data" / f"{method}_train.jsonl"), split="train")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    common = {"output_dir": str(tmp_path / "out"), "max_steps": 2, "per_device_train_batch_size": 2,
+              "learning_rate": 1e-2, "report_to": [], "save_strategy": "no", "use_cpu": True, "logging_steps": 1}
+    if method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        trainer_cls, args = DPOTrainer, DPOConfig(**common)
+    else:
+        from trl import KTOConfig, KTOTrainer
+
+        trainer_cls, args = KTOTrainer, KTOConfig(**common)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    trainer = trainer_cls(model=model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=lora)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    lora_moved = [n for n in before if "lora_B" in n and not torch.equal(before[n], after[n])]
+    base_moved = [n for n in before if "lora_" not in n and not torch.equal(before[n], after[n])]
+    assert lora_moved and not base_moved
