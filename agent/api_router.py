@@ -5,6 +5,7 @@ Domain errors raised by the agent become HTTP errors in ``agent.app`` only.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated
 
@@ -110,8 +111,6 @@ def healthz() -> dict:
 
 @router.get("/readyz")
 def readyz(request: Request) -> Response:
-    import json
-
     agent = getattr(request.app.state, "agent", None)
     if agent is None:
         return Response(json.dumps({"ready": False, "reason": "starting"}), 503, media_type="application/json")

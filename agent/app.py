@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
             if not store.counts()["items"]:
                 raise RuntimeError(f"the catalog in {settings.db_path} is empty: run `muse ingest PATH` "
                                    "and `muse index` first (or `muse serve --demo`)")
+            settings.ranker_adapter(), settings.ab_arms()  # an unknown adapter fails before vLLM starts
             llm = engine
             if llm is _KEEP:
                 from agent.llm_session import open_engine

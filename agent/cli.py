@@ -10,6 +10,7 @@
     muse bench rank             ranking latency/throughput, vLLM vs transformers
     muse bench agent            N requests to a running service: invariants, grounding, latency
     muse finetune build-data    logged impressions + feedback -> SFT/DPO/KTO JSONL (leak-guarded)
+    muse finetune ab-report     engagement per adapter (A/B arm) from logged impressions
     muse demo                   ingest the shipped demo catalog, index it, show recommendations
     muse setup-model            convert the packaged SmolLM2 model into a cached checkpoint
 
@@ -124,6 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from agent.store import SQLiteStore
 
     settings = _settings()
+    settings.ranker_adapter(), settings.ab_arms()  # bad adapter settings fail here, before any work
     if args.demo and not SQLiteStore(settings.db_path).counts()["items"]:
         for path in (DEMO_DIR / "demo_items.jsonl", DEMO_DIR / "demo_interactions.jsonl"):
             cmd_ingest(argparse.Namespace(path=path))
@@ -247,6 +249,15 @@ def cmd_finetune_build_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune_ab_report(args: argparse.Namespace) -> int:
+    from agent.ab import ab_report
+    from agent.store import SQLiteStore
+
+    store = SQLiteStore(_settings().db_path)
+    print(json.dumps(ab_report(store.impressions(), store.events())))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     for path in (DEMO_DIR / "demo_items.jsonl", DEMO_DIR / "demo_interactions.jsonl"):
         cmd_ingest(argparse.Namespace(path=path))
@@ -338,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-fraction", type=float, default=0.2, help="newest share held out when no --cutoff")
     p.add_argument("--min-history", type=int, default=3, help="liked items a user needs before an impression")
     p.set_defaults(func=cmd_finetune_build_data)
+    p = ft.add_parser("ab-report", help="engagement per ranker adapter (A/B arm) from the event store")
+    p.set_defaults(func=cmd_finetune_ab_report)
 
     p = sub.add_parser("demo", help="ingest + index the shipped demo catalog, show recommendations")
     p.set_defaults(func=cmd_demo)

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         None, description="ranker adapter name; unset = the last registered `rank-*`, or the base model"
     )
 
+    ab_adapters: str | None = Field(
+        None, description="comma-separated ranker adapters to split users between (stable hash of the "
+        "user id); unset = everyone gets the ranker adapter"
+    )
+    ab_salt: str = Field("muse-ab", min_length=1, description="changing it reshuffles the A/B arms")
     rank_weight: float = Field(
         0.3, ge=0.0, le=1.0,
         description="weight of the LLM in the fused ranking; 0 = retrieval order (see README: rank-v2 "
@@ -92,6 +97,16 @@ class Settings(BaseSettings):
         from agent.llm.engine import discover_adapters
 
         return discover_adapters(self.adapters_dir)
+
+    def ab_arms(self) -> list[str]:
+        """The A/B arms (each must be a registered adapter), or [] when no split is configured."""
+        from agent.llm.engine import check_adapter
+
+        arms = [a.strip() for a in (self.ab_adapters or "").split(",") if a.strip()]
+        adapters = self.adapters()
+        for arm in arms:
+            check_adapter(arm, adapters)
+        return arms
 
     def ranker_adapter(self) -> str | None:
         """The configured ranker adapter (it must be registered), else the newest registered one."""

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from agent.ab import arm_of
 from agent.catalog import Interaction, Item
 from agent.config import Settings
 from agent.diversity import mmr
@@ -129,6 +130,7 @@ class MuseAgent:
         self.gate = LLMGate(engine, settings.llm_retry_after_s)
         self.adapters = settings.adapters()
         self.default_adapter = settings.ranker_adapter()
+        self.ab_arms = settings.ab_arms()
         self._prompts: dict[str | None, PromptConfig] = {}
         self._intents: dict[str, Intent] = {}  # LLM readings by request text, oldest first
         items = store.items()
@@ -140,7 +142,9 @@ class MuseAgent:
     def recommend(self, ask: Ask) -> Answer:
         started = time.monotonic()
         deadline = started + self.settings.llm_deadline_s
-        adapter = ask.adapter if ask.adapter is not None else self.default_adapter
+        adapter = ask.adapter
+        if adapter is None:  # the A/B arm of this user, else the configured ranker
+            adapter = arm_of(ask.user_id, self.ab_arms, self.settings.ab_salt) if self.ab_arms else self.default_adapter
         check_adapter(adapter, self.adapters)
         history = history_of(self.store, ask.user_id)
         seeds = [i for i in ask.like_ids if i not in history]

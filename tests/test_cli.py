@@ -126,3 +126,10 @@ def test_demo_runs_end_to_end(data_dir, capsys):
     assert main(["recommend", "--user", "demo-user-01", "--k", "3", "--category", "Western", "--json"]) == 0
     reply = json.loads(capsys.readouterr().out)
     assert len(reply["items"]) == 3 and all("Western" in i["categories"] for i in reply["items"])
+
+
+def test_serve_refuses_unknown_adapters_before_any_work(data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("MUSE_AB_ADAPTERS", "rank-v2,rank-nope")
+    assert main(["serve", "--demo"]) == 2
+    assert "unknown adapter 'rank-nope'; allowed:" in capsys.readouterr().err
+    assert not (data_dir / "muse.db").exists()  # nothing ingested or indexed
