@@ -20,7 +20,6 @@ from agent.schemas import (
     FeedbackRequest,
     FeedbackResponse,
     HistoryResponse,
-    ItemOut,
     ItemsRequest,
     RecommendationRequest,
     RecommendationResponse,
@@ -48,12 +47,7 @@ def recommend(body: RecommendationRequest, agent: AgentDep) -> RecommendationRes
               body.diversity, body.adapter)
     with agent.metrics.latency.labels("recommendations").time():
         answer = agent.recommend(ask)
-    items = [ItemOut(id=p.item.id, title=p.item.title, year=p.item.year, categories=list(p.item.categories),
-                     score=p.score, explanation=p.explanation, draft=p.draft, text_sources=p.text_outcomes)
-             for p in answer.picks]
-    return RecommendationResponse(user_id=answer.user_id, items=items, impression_id=answer.impression_id,
-                                  adapter=answer.adapter, degraded=answer.degraded,
-                                  candidate_ids=answer.candidate_ids, seconds=answer.seconds)
+    return RecommendationResponse.of(answer)
 
 
 @router.post("/v1/chat/completions")

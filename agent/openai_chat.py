@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from agent.chat import build_ask, read_turns, reply_lines
 from agent.intent import rule_intent
 from agent.llm.engine import UnknownAdapterError
-from agent.schemas import ChatRequest
+from agent.schemas import ChatRequest, RecommendationResponse
 from agent.service import Answer, MuseAgent
 
 MODEL = "muse"
@@ -35,15 +35,10 @@ def adapter_of(model: str, agent: MuseAgent) -> str | None:
 
 
 def structured(answer: Answer, intent) -> dict:
-    return {
-        "user_id": answer.user_id, "impression_id": answer.impression_id, "adapter": answer.adapter,
-        "degraded": answer.degraded, "candidate_ids": answer.candidate_ids, "seconds": answer.seconds,
-        "intent": {"query": intent.query, "categories": intent.categories, "year_min": intent.year_min,
-                   "year_max": intent.year_max, "source": intent.source},
-        "items": [{"id": p.item.id, "title": p.item.title, "year": p.item.year,
-                   "categories": list(p.item.categories), "score": p.score, "explanation": p.explanation,
-                   "draft": p.draft, "text_sources": p.text_outcomes} for p in answer.picks],
-    }  # fmt: skip
+    """What ``/v1/recommendations`` returns, plus how the request was read."""
+    return {**RecommendationResponse.of(answer).model_dump(),
+            "intent": {"query": intent.query, "categories": intent.categories, "year_min": intent.year_min,
+                       "year_max": intent.year_max, "source": intent.source}}
 
 
 def answer_chat(agent: MuseAgent, request: ChatRequest) -> tuple[Answer, dict]:

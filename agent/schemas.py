@@ -63,6 +63,13 @@ class ItemOut(BaseModel):
     draft: str
     text_sources: dict[str, str]  # explanation/draft -> llm, regenerated, fallback or template
 
+    @classmethod
+    def of(cls, pick) -> ItemOut:
+        """From a ``agent.service.Pick``."""
+        it = pick.item
+        return cls(id=it.id, title=it.title, year=it.year, categories=list(it.categories), score=pick.score,
+                   explanation=pick.explanation, draft=pick.draft, text_sources=pick.text_outcomes)
+
 
 class RecommendationResponse(BaseModel):
     user_id: str
@@ -72,6 +79,13 @@ class RecommendationResponse(BaseModel):
     degraded: bool
     candidate_ids: list[str]
     seconds: float
+
+    @classmethod
+    def of(cls, answer) -> RecommendationResponse:
+        """From an ``agent.service.Answer``; the chat layer sends the same under ``muse``."""
+        return cls(user_id=answer.user_id, items=[ItemOut.of(p) for p in answer.picks],
+                   impression_id=answer.impression_id, adapter=answer.adapter, degraded=answer.degraded,
+                   candidate_ids=answer.candidate_ids, seconds=answer.seconds)
 
 
 # ------------------------------------------------------------ feedback and users

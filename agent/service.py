@@ -118,7 +118,6 @@ class Answer:
     impression_id: str
     adapter: str | None  # the ranker adapter that ordered the candidates; None = retrieval order
     degraded: bool
-    llm_failures: list[str]
     seconds: float
 
 
@@ -152,27 +151,27 @@ class MuseAgent:
         candidates = self.retriever.retrieve(context, CANDIDATES, ask.filters, ask.query)
         ids = [c.item_id for c in candidates]
         items = {it.id: it for it in self.store.get_items(list(dict.fromkeys(ids + context[-HISTORY_SCANNED:])))}
-        failures: list[str] = []
+        recent = [h for h in context[-HISTORY_SCANNED:] if h in items]  # evidence candidates
+        rank_failed = False
         scores, ranked_by = standardize([c.score for c in candidates]) if ids else np.empty(0), None
         if ids and adapter is not None and self.settings.rank_weight > 0:
             try:
                 scores = self._llm_rank(adapter, context, ids, [c.score for c in candidates], items, deadline)
                 ranked_by = adapter
-            except LLMUnavailable as e:
-                failures.append(f"rank: {e}")
+            except LLMUnavailable:
+                rank_failed = True
                 self.metrics.llm_failures.labels("rank").inc()
-        vectors = self.retriever.index.content_vectors(ids + [h for h in context[-HISTORY_SCANNED:] if h in items])
+        vectors = self.retriever.index.content_vectors(ids + recent)
         picked = mmr(scores, vectors[: len(ids)], ask.k, ask.diversity) if ids else []
-        evidence = [self._evidence(items[ids[p]], vectors[p], context, vectors[len(ids):], items) for p in picked]
-        texts = self._texts(evidence, deadline, failures)
+        evidence = [self._evidence(items[ids[p]], vectors[p], recent, vectors[len(ids):], items) for p in picked]
+        texts, texts_failed = self._texts(evidence, deadline)
         picks = [Pick(items[ids[p]], round(float(scores[p]), 4), t.explanation, t.draft, t.outcomes)
                  for p, t in zip(picked, texts)]
         impression = self.store.add_impression(ask.user_id, [p.item.id for p in picks], [p.score for p in picks],
                                                ranked_by or "retrieval", candidates=ids)
-        degraded = bool(failures)
+        degraded = rank_failed or texts_failed
         self.metrics.recommendations.labels("degraded" if degraded else "llm").inc()
-        return Answer(ask.user_id, picks, ids, impression, ranked_by, degraded, failures,
-                      round(time.monotonic() - started, 3))
+        return Answer(ask.user_id, picks, ids, impression, ranked_by, degraded, round(time.monotonic() - started, 3))
 
     def _llm_rank(self, adapter: str, context: list[str], ids: list[str], retrieval: list[float],
                   items: dict[str, Item], deadline: float) -> np.ndarray:
@@ -190,31 +189,29 @@ class MuseAgent:
             self._prompts[adapter] = prompt_config_of(self.adapters.get(adapter))
         return self._prompts[adapter]
 
-    def _evidence(self, item: Item, vector: np.ndarray, context: list[str], history_vectors: np.ndarray,
+    def _evidence(self, item: Item, vector: np.ndarray, recent: list[str], history_vectors: np.ndarray,
                   items: dict[str, Item]) -> Evidence:
-        recent = [h for h in context[-HISTORY_SCANNED:] if h in items]
+        """``recent``: the history items that may be cited, ``history_vectors`` their content vectors."""
         if not recent:
             return Evidence(item, [])
         sims = history_vectors @ vector
         best = np.argsort(-sims, kind="stable")[:EVIDENCE_ITEMS]
         return Evidence(item, [items[recent[b]] for b in best])
 
-    def _texts(self, evidence: Sequence[Evidence], deadline: float, failures: list[str]) -> list[Texts]:
+    def _texts(self, evidence: Sequence[Evidence], deadline: float) -> tuple[list[Texts], bool]:
+        """The texts, and whether the LLM failed them (marked down, errored, or past the deadline)."""
         if not evidence or not self.gate.available():
-            if evidence and self.gate.engine is not None:
-                failures.append("generate: LLM marked down")
-            return self._count(template_texts(evidence))
+            return self._count(template_texts(evidence)), bool(evidence) and self.gate.engine is not None
 
         def generate(conversations, max_tokens, temperature):
             return self.gate.run(lambda e: e.generate(conversations, max_tokens, None, temperature),
                                  deadline - time.monotonic())
 
         try:
-            return self._count(write_texts(evidence, generate, self.grounding))
-        except LLMUnavailable as e:
-            failures.append(f"generate: {e}")
+            return self._count(write_texts(evidence, generate, self.grounding)), False
+        except LLMUnavailable:
             self.metrics.llm_failures.labels("generate").inc()
-            return self._count(template_texts(evidence))
+            return self._count(template_texts(evidence)), True
 
     def _count(self, texts: list[Texts]) -> list[Texts]:
         for t in texts:
@@ -228,6 +225,8 @@ class MuseAgent:
 
     def interpret(self, text: str, deadline: float | None = None) -> Intent:
         """Filters and query text from a natural-language request (LLM, else rules)."""
+        if text in self._intents:  # earlier turns of a conversation come back with every turn
+            return self._intents[text]
         ask = None
         if self.gate.available():
             budget = (deadline or time.monotonic() + self.settings.llm_deadline_s) - time.monotonic()
@@ -235,8 +234,6 @@ class MuseAgent:
             def ask(conversation, schema):
                 return self.gate.run(lambda e: e.generate([conversation], INTENT_TOKENS, None, 0.0, schema)[0],
                                      budget)
-        if text in self._intents:  # earlier turns of a conversation come back with every turn
-            return self._intents[text]
         intent = parse_intent(text, self.categories, ask)
         self.metrics.intents.labels(intent.source).inc()
         if intent.source == "llm":

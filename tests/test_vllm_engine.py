@@ -3,11 +3,10 @@ the in-process engine for the same model, prompt and adapter, and a clean stop."
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 
+from agent.background_server import free_port
 from agent.llm.engine import UnknownAdapterError
 from agent.llm.server import ServerConfig, VLLMServer
 from agent.llm.transformers_engine import TransformersEngine
@@ -16,12 +15,6 @@ from agent.ranker import LABELS, rank_conversation
 from tests.conftest import random_adapter
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
