@@ -111,20 +111,35 @@ def demo_data(tmp_path_factory) -> Path:
 
 
 class SwitchableEngine:
-    """Wraps an engine; ``mode`` "up", "down" (raises like a dead server) or "slow" (sleeps)."""
+    """Wraps an engine; ``mode`` "up", "down" (raises like a dead server) or "hung" (a call blocks
+    until the mode leaves "hung", like a server that accepted the request and never answered)."""
 
-    def __init__(self, engine, delay: float = 5.0):
-        self.engine, self.adapters, self.mode, self.delay = engine, engine.adapters, "up", delay
+    def __init__(self, engine):
+        import threading
+
+        self.engine, self.adapters = engine, engine.adapters
+        self._released = threading.Event()
+        self.mode = "up"
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        self._mode = mode
+        if mode == "hung":
+            self._released.clear()
+        else:
+            self._released.set()
 
     def _gate(self):
-        import time
-
         from agent.llm.engine import EngineError
 
         if self.mode == "down":
             raise EngineError("connection refused (test)")
-        if self.mode == "slow":
-            time.sleep(self.delay)
+        if self.mode == "hung":
+            self._released.wait(timeout=300)
 
     def label_logprobs(self, *args, **kwargs):
         self._gate()

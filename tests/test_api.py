@@ -16,6 +16,9 @@ from agent.catalog import load_file
 from tests.conftest import DEMO, SwitchableEngine
 
 USER = "demo-user-01"
+# A request takes ~1.5 s here with the tiny model; CI machines are shared and slower at times (a 3 s
+# deadline failed there once), so the deadline leaves a wide margin and the hung-LLM test waits it out.
+DEADLINE_S = 12.0
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +32,8 @@ def service(demo_data, tiny_model, tiny_registry, tmp_path_factory):
     folder = tmp_path_factory.mktemp("api") / "data"
     shutil.copytree(demo_data, folder)
     settings = Settings(data_dir=folder, llm_model=tiny_model, adapters_dir=tiny_registry, rank_adapter="rank-test",
-                        llm_deadline_s=3.0, llm_retry_after_s=0.5, rank_weight=0.5, max_body_bytes=50_000)
-    engine = SwitchableEngine(TransformersEngine(tiny_model, discover_adapters(tiny_registry), dtype="float32"),
-                              delay=10.0)
+                        llm_deadline_s=DEADLINE_S, llm_retry_after_s=0.5, rank_weight=0.5, max_body_bytes=50_000)
+    engine = SwitchableEngine(TransformersEngine(tiny_model, discover_adapters(tiny_registry), dtype="float32"))
     with BackgroundServer(create_app(settings, engine=engine)) as server:
         server.engine = engine
         yield server
@@ -160,19 +162,19 @@ def test_llm_down_then_back(service):
     try:
         started = time.monotonic()
         down = httpx.post(f"{service.url}/v1/recommendations", json=body, timeout=60).json()
-        assert time.monotonic() - started < 3.0  # the deadline; a refused connection fails at once
+        assert time.monotonic() - started < DEADLINE_S / 2  # a refused connection fails at once
         assert down["degraded"] is True and down["adapter"] is None
         assert all(set(it["text_sources"].values()) == {"template"} for it in down["items"])
         ready = httpx.get(f"{service.url}/readyz").json()
         assert ready["llm"].startswith("down")
-        service.engine.mode = "slow"  # 10 s per call, past the 3 s deadline: answered, degraded
+        service.engine.mode = "hung"  # calls never answer: the request is answered at the deadline, degraded
         time.sleep(0.6)
         started = time.monotonic()
-        slow = httpx.post(f"{service.url}/v1/recommendations", json=body, timeout=60).json()
-        assert slow["degraded"] is True and time.monotonic() - started < 8.0  # not the 10 s call
+        hung = httpx.post(f"{service.url}/v1/recommendations", json=body, timeout=120).json()
+        assert hung["degraded"] is True and time.monotonic() - started < DEADLINE_S + 5
     finally:
         service.engine.mode = "up"
-    time.sleep(service.engine.delay + 0.6)  # the slow call drains; the cool-down ends
+    time.sleep(0.6)  # the cool-down ends
     back = httpx.post(f"{service.url}/v1/recommendations", json=body, timeout=60).json()
     assert back["degraded"] is False and back["adapter"] == "rank-test"
     metrics = httpx.get(f"{service.url}/metrics").text
