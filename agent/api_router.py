@@ -23,6 +23,8 @@ from agent.schemas import (
     ItemsRequest,
     RecommendationRequest,
     RecommendationResponse,
+    ServeAdapterRequest,
+    ServeAdapterResponse,
 )
 from agent.service import Ask, MuseAgent
 from retrieval.index import Filters
@@ -96,6 +98,13 @@ def forget(user_id: str, agent: AgentDep) -> dict:
     if not any(deleted.values()):
         raise HTTPException(404, f"unknown user {user_id!r}")
     return {"user_id": user_id, "deleted": deleted}
+
+
+@router.post("/v1/adapters/serve", response_model=ServeAdapterResponse)
+def serve_adapter(body: ServeAdapterRequest, agent: AgentDep) -> ServeAdapterResponse:
+    """Switch (or split) ranker traffic to a registered adapter, loading it into the running LLM
+    server if it is new. `muse finetune promote --url` calls this after a promotion."""
+    return ServeAdapterResponse(**agent.serve_adapter(body.name, body.split))
 
 
 @router.get("/healthz")

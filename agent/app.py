@@ -17,8 +17,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.config import Settings
-from agent.llm.engine import UnknownAdapterError
+from agent.llm.engine import EngineError, UnknownAdapterError
 from agent.observability import Metrics
+from agent.service import LLMUnavailable
 from agent.store import UnknownImpressionError, UnknownItemError
 
 _KEEP = object()  # "open the engine the settings name"
@@ -141,6 +142,11 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
     @app.exception_handler(UnknownImpressionError)
     async def unknown_reference(_: Request, exc: KeyError):
         return error(422, str(exc))
+
+    @app.exception_handler(EngineError)
+    @app.exception_handler(LLMUnavailable)
+    async def llm_failed(_: Request, exc: RuntimeError):
+        return error(502, str(exc), "llm_error")
 
     @app.exception_handler(ValueError)
     async def bad_value(_: Request, exc: ValueError):

@@ -10,7 +10,10 @@
     muse bench rank             ranking latency/throughput, vLLM vs transformers
     muse bench agent            N requests to a running service: invariants, grounding, latency
     muse finetune build-data    logged impressions + feedback -> SFT/DPO/KTO JSONL (leak-guarded)
+    muse finetune train         a new ranker adapter (SFT, DPO or KTO) from those files, into the registry
+    muse finetune promote       candidate vs current adapter on held-out data; promote only if better
     muse finetune ab-report     engagement per adapter (A/B arm) from logged impressions
+    muse loop simulate          replay ml-latest-small users through the feedback loop, N rounds
     muse demo                   ingest the shipped demo catalog, index it, show recommendations
     muse setup-model            convert the packaged SmolLM2 model into a cached checkpoint
 
@@ -249,6 +252,53 @@ def cmd_finetune_build_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune_train(args: argparse.Namespace) -> int:
+    from transformers import HfArgumentParser
+
+    from finetune.feedback_train import FeedbackTrainConfig, train
+
+    settings = _settings()
+    options = list(args.options)
+    if "--registry" not in options:
+        options += ["--registry", str(settings.adapters_dir)]
+    (cfg,) = HfArgumentParser(FeedbackTrainConfig).parse_args_into_dataclasses(options)
+    folder = train(cfg.resolve(settings.ranker_adapter()), say=say)
+    print(json.dumps({"adapter": cfg.name, "path": str(folder)}))
+    return 0
+
+
+def cmd_finetune_promote(args: argparse.Namespace) -> int:
+    from finetune.promote import promote
+
+    result = promote(_settings(), args.candidate, args.feedback, args.data, args.work_dir, args.url, args.split,
+                     say=say)
+    say(("promoted: " if result["promoted"] else "refused: ") + result["reason"])
+    print(json.dumps(result))
+    return 0 if result["promoted"] else 1
+
+
+def cmd_loop_simulate(args: argparse.Namespace) -> int:
+    from finetune.loop import LoopConfig, simulate
+
+    settings = _settings()
+    start = settings.ranker_adapter() if args.start == "current" else None if args.start == "none" else args.start
+    if start and "/" not in start:  # a registered name
+        start = str(settings.adapters_dir / start)
+    cfg = LoopConfig(
+        data=args.data, work_dir=args.work_dir or settings.data_dir / "loop", rounds=args.rounds, start=start,
+        model_dir=settings.llm_model, users=args.users, shown=args.shown, unseen=args.unseen, method=args.method,
+        learning_rate=args.learning_rate, max_steps=args.max_steps, seed=args.seed, dtype=settings.llm_dtype,
+    )
+    result = simulate(cfg, say=say)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for r in result["rounds"]:
+            print(f"round {r['round']} ({r['adapter'] or 'base model'}): validation N@10 "
+                  f"{r['validation']['metrics']['N@10']:.4f}, test N@10 {r['test']['metrics']['N@10']:.4f}")
+    return 0
+
+
 def cmd_finetune_ab_report(args: argparse.Namespace) -> int:
     from agent.ab import ab_report
     from agent.store import SQLiteStore
@@ -349,8 +399,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-fraction", type=float, default=0.2, help="newest share held out when no --cutoff")
     p.add_argument("--min-history", type=int, default=3, help="liked items a user needs before an impression")
     p.set_defaults(func=cmd_finetune_build_data)
+    p = ft.add_parser("train", help="a new ranker adapter from build-data files (sft, dpo or kto)", add_help=False,
+                      description="options: see `python -m finetune.feedback_train --help`")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="--method M --data DIR --name NAME [...]")
+    p.set_defaults(func=cmd_finetune_train)
+    p = ft.add_parser("promote", help="candidate vs serving adapter offline; promote and hot-load only if better")
+    p.add_argument("--candidate", required=True, help="a registered adapter")
+    p.add_argument("--feedback", type=Path, default=None, help="build-data folder: judge on its sft_eval.jsonl")
+    p.add_argument("--data", type=Path, default=None, help="dataset folder: judge on the protocol's validation users")
+    p.add_argument("--work-dir", type=Path, default=None, help="cache of the protocol's candidates")
+    p.add_argument("--url", default=None, help="a running Muse service: switch it to the candidate at once")
+    p.add_argument("--split", action="store_true", help="with --url: A/B split users between old and new")
+    p.set_defaults(func=cmd_finetune_promote)
     p = ft.add_parser("ab-report", help="engagement per ranker adapter (A/B arm) from the event store")
     p.set_defaults(func=cmd_finetune_ab_report)
+
+    p = sub.add_parser("loop", help="the feedback loop, measured")
+    loop = p.add_subparsers(dest="loop_command", required=True)
+    p = loop.add_parser("simulate", help="replay dataset users through recommend -> feedback -> train -> eval")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (e.g. ml-latest-small)")
+    p.add_argument("--rounds", type=int, default=2, help="feedback rounds after round 0")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--work-dir", type=Path, default=None, help="default MUSE_DATA_DIR/loop; a rerun resumes")
+    p.add_argument("--start", default="current", help="adapter to start from: 'current', 'none', a name or a folder")
+    p.add_argument("--users", type=int, default=0, help="simulate this many users (0: all)")
+    p.add_argument("--shown", type=int, default=10, help="items shown per impression")
+    p.add_argument("--unseen", type=int, default=16, help="last training items the serving retriever never saw")
+    p.add_argument("--method", default="sft", choices=["sft", "dpo", "kto"], help="how each round trains")
+    p.add_argument("--learning-rate", type=float, default=5e-4)
+    p.add_argument("--max-steps", type=int, default=-1, help="cap on training steps per round")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_loop_simulate)
 
     p = sub.add_parser("demo", help="ingest + index the shipped demo catalog, show recommendations")
     p.set_defaults(func=cmd_demo)

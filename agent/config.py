@@ -109,12 +109,14 @@ class Settings(BaseSettings):
         return arms
 
     def ranker_adapter(self) -> str | None:
-        """The configured ranker adapter (it must be registered), else the newest registered one."""
-        from agent.llm.engine import check_adapter
+        """The configured ranker adapter (it must be registered), else the one last promoted
+        (``muse finetune promote`` records it in the registry), else the newest ``rank-*``."""
+        from agent.llm.engine import check_adapter, promoted_adapter
 
         adapters = self.adapters()
-        if self.rank_adapter:
-            check_adapter(self.rank_adapter, adapters)
-            return self.rank_adapter
+        chosen = self.rank_adapter or promoted_adapter(self.adapters_dir)
+        if chosen:
+            check_adapter(chosen, adapters)
+            return chosen
         ranked = sorted(n for n in adapters if n.startswith("rank-"))
         return ranked[-1] if ranked else None

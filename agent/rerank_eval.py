@@ -39,15 +39,20 @@ def _ranks(users: Sequence[UserCandidates], orders: dict[int, list[int]]) -> lis
     return out
 
 
-def score_split(engine: Engine, prompt: PromptConfig, users: Sequence[UserCandidates], items,
-                adapter: str | None) -> dict:
-    """LLM scores (label log-distributions) per valid user: the base model, and the adapter."""
+def llm_rows(engine: Engine, prompt: PromptConfig, users: Sequence[UserCandidates], items,
+             adapter: str | None) -> dict[int, np.ndarray]:
+    """One model's label log-distribution per valid user (``adapter=None``: the base model)."""
     valid = [n for n, u in enumerate(users) if u.rank is not None]
     requests = [RankRequest.of(users[n].history, [c.item_id for c in users[n].candidates],
                                [c.score for c in users[n].candidates], items, prompt) for n in valid]
+    return dict(zip(valid, Ranker(engine, adapter, prompt=prompt).llm_scores(requests)))
+
+
+def score_split(engine: Engine, prompt: PromptConfig, users: Sequence[UserCandidates], items,
+                adapter: str | None) -> dict:
+    """LLM scores (label log-distributions) per valid user: the base model, and the adapter."""
     runs = {"zero_shot": None} | ({"tuned": adapter} if adapter else {})  # row name -> adapter
-    return {row: dict(zip(valid, Ranker(engine, use, prompt=prompt).llm_scores(requests)))
-            for row, use in runs.items()}
+    return {row: llm_rows(engine, prompt, users, items, use) for row, use in runs.items()}
 
 
 def fused_orders(users, llm: dict[int, np.ndarray], weight: float) -> dict[int, list[int]]:
@@ -66,7 +71,7 @@ def choose_weight(users, llm: dict[int, np.ndarray]) -> float:
 
 
 def split_report(users: Sequence[UserCandidates], scores: dict, weight: float) -> dict:
-    llm = scores.get("tuned", scores["zero_shot"])
+    llm = scores["tuned"] if "tuned" in scores else scores["zero_shot"]
     valid = list(llm)
     orders = {"retrieval": {n: list(range(len(users[n].candidates))) for n in valid},
               **{name: {n: order(s) for n, s in rows.items()} for name, rows in scores.items()},
@@ -76,6 +81,37 @@ def split_report(users: Sequence[UserCandidates], scores: dict, weight: float) -
         ranks = _ranks(users, o)
         rows[name] = {"all_users": summarize(ranks), "valid_subset": summarize([ranks[n] for n in valid])}
     return {"metrics": rows["fused"]["all_users"], "rows": rows, "valid_users": len(valid)}
+
+
+def write_json(path: Path, data) -> None:
+    """Written under a temporary name, then renamed: never a half file."""
+    import json
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def protocol_candidates(data: Path, workdir: Path, seed: int = 0,
+                        say: Callable[[str], None] = print) -> dict[str, list[UserCandidates]]:
+    """The protocol's validation and test users with their 20 Chroma candidates (the retriever
+    fitted as in ``muse eval``), cached in ``workdir/eval-candidates.json``: adapters compared
+    later (rounds of the loop, a promotion) see exactly the same candidates."""
+    import json
+    from dataclasses import asdict
+
+    from retrieval.retriever import Candidate
+
+    file = Path(workdir) / "eval-candidates.json"
+    if not file.exists():
+        fitted = fit_for_validation(data, Path(workdir) / "eval", seed, say=say)
+        out = {"validation": retrieve_all(fitted.retriever(), fitted.proto, "validation")}
+        refit_for_test(fitted, seed, say)
+        out["test"] = retrieve_all(fitted.retriever(), fitted.proto, "test")
+        write_json(file, {split: [asdict(u) for u in users] for split, users in out.items()})
+    raw = json.loads(file.read_text())
+    return {split: [UserCandidates(u["user"], u["history"], u["target"], [Candidate(**c) for c in u["candidates"]])
+                    for u in users] for split, users in raw.items()}
 
 
 def run_rerank_eval(

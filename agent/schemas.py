@@ -155,6 +155,18 @@ class HistoryResponse(BaseModel):
 # ------------------------------------------------------------ OpenAI-compatible chat
 
 
+class ServeAdapterRequest(Strict):
+    name: str = Field(min_length=1, max_length=100, description="a registered ranker adapter")
+    split: bool = Field(False, description="A/B: split users between it and the current adapter")
+
+
+class ServeAdapterResponse(BaseModel):
+    serving: str
+    previous: str | None
+    loaded_at_runtime: bool
+    ab_arms: list[str]
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")  # clients send name, tool_calls, ...: harmless here
 

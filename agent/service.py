@@ -136,6 +136,26 @@ class MuseAgent:
         self.categories = sorted({c for it in items for c in it.categories})
         self.grounding = GroundingCheck(it.title for it in items)
 
+    def serve_adapter(self, name: str, split: bool = False) -> dict:
+        """Send traffic to a (newly promoted) ranker adapter, or split users between it and the
+        current one by the A/B hash. An adapter the engine does not have yet is loaded into
+        it while serving (vLLM's runtime LoRA loading): no restart."""
+        registered = self.settings.adapters()  # the registry as it is now, not as at start-up
+        check_adapter(name, registered)
+        engine = self.gate.engine
+        if engine is None:
+            raise LLMUnavailable("this service runs without an LLM engine")
+        loaded = name not in engine.adapters
+        if loaded:
+            engine.load_adapter(name, registered[name])
+        self.adapters[name] = registered[name]
+        previous = self.default_adapter
+        if split and previous and previous != name:
+            self.ab_arms = [previous, name]
+        else:
+            self.default_adapter, self.ab_arms = name, []
+        return {"serving": name, "previous": previous, "loaded_at_runtime": loaded, "ab_arms": list(self.ab_arms)}
+
     # ------------------------------------------------------------ recommendations
 
     def recommend(self, ask: Ask) -> Answer:

@@ -63,7 +63,7 @@ class EventStore(Protocol):
     def events(self) -> list[Interaction]: ...
     def add_impression(
         self, user_id: str, item_ids: Sequence[str], scores: Sequence[float], model: str,
-        candidates: Sequence[str] = (),
+        candidates: Sequence[str] = (), created_at: float | None = None,
     ) -> str: ...
     def impression(self, impression_id: str) -> dict | None: ...
     def impressions(self) -> list[dict]: ...
@@ -204,14 +204,15 @@ class SQLiteStore:
 
     def add_impression(
         self, user_id: str, item_ids: Sequence[str], scores: Sequence[float], model: str,
-        candidates: Sequence[str] = (),
+        candidates: Sequence[str] = (), created_at: float | None = None,
     ) -> str:
+        """Log what was shown; ``created_at`` defaults to now (a replay gives its own clock)."""
         impression_id = uuid.uuid4().hex
         self._write([(
             ("INSERT INTO impressions (id, user_id, item_ids, scores, model, created_at, candidates) "
              "VALUES (?,?,?,?,?,?,?)"),
             (impression_id, user_id, json.dumps(list(item_ids)), json.dumps(list(scores)),
-             model, time.time(), json.dumps(list(candidates))),
+             model, time.time() if created_at is None else created_at, json.dumps(list(candidates))),
         )])  # fmt: skip
         return impression_id
 

@@ -29,7 +29,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from agent.catalog import Interaction, Item
@@ -169,11 +169,14 @@ def protocol_held_out(events: Sequence[Interaction]) -> set[tuple[str, str]]:
 
 
 def build_data(store, out_dir: Path, config: BuildConfig | None = None,
-               held_out: set[tuple[str, str]] | None = None) -> dict:
-    """Build, guard and write the files; returns the report (also saved as report.json)."""
+               held_out: set[tuple[str, str]] | None = None, impression_ids: set[str] | None = None) -> dict:
+    """Build, guard and write the files; returns the report (also saved as report.json).
+    ``impression_ids`` limits the rows to those impressions (e.g. the newest round of feedback)."""
     config = config or BuildConfig()
     items = {it.id: it for it in store.items()}
     events, impressions = store.events(), store.impressions()
+    if impression_ids is not None:
+        impressions = [i for i in impressions if i["id"] in impression_ids]
     held_out = protocol_held_out(events) if held_out is None else held_out
     cutoff = config.cutoff if config.cutoff is not None else time_cutoff(impressions, config.eval_fraction)
     rows, skipped = build_rows(impressions, events, items, held_out, cutoff, config)
@@ -181,6 +184,6 @@ def build_data(store, out_dir: Path, config: BuildConfig | None = None,
     counts = write_rows(rows, Path(out_dir))
     data_hash = hashlib.sha1("".join(r.key() for r in rows).encode()).hexdigest()[:16]
     report = {"impressions": len(impressions), "cutoff": cutoff, "files": counts, "skipped": dict(skipped),
-              "data_hash": data_hash}
+              "data_hash": data_hash, "prompt": asdict(config.prompt)}
     (Path(out_dir) / "report.json").write_text(json.dumps(report, indent=2))
     return report

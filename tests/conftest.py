@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.catalog import Interaction, Item
+
 ROOT = Path(__file__).resolve().parents[1]
 MOVIELENS = ROOT.parent / "shared" / "data" / "ml-latest-small"
 DEMO = ROOT / "agent" / "data"
@@ -68,7 +70,7 @@ def tiny_model(tmp_path_factory, packaged_model) -> Path:
     return folder
 
 
-def random_adapter(model_dir: Path, folder: Path, layers: list[int], r: int = 4) -> Path:
+def random_adapter(model_dir: Path, folder: Path, layers: list[int], r: int = 4, seed: int = 1) -> Path:
     """A LoRA adapter with random (non-zero) weights on ``layers``, saved as a registry entry."""
     import json
 
@@ -76,7 +78,7 @@ def random_adapter(model_dir: Path, folder: Path, layers: list[int], r: int = 4)
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "down_proj"],
                         layers_to_transform=layers, init_lora_weights=False, task_type="CAUSAL_LM")
@@ -149,5 +151,31 @@ class SwitchableEngine:
         self._gate()
         return self.engine.generate(*args, **kwargs)
 
+    def load_adapter(self, *args, **kwargs):
+        self._gate()
+        return self.engine.load_adapter(*args, **kwargs)
+
     def close(self) -> None:
         self.engine.close()
+
+
+FEEDBACK_ITEMS = [Item(f"c{n}", f"Film number {n}", year=1990 + n) for n in range(25)]
+
+
+@pytest.fixture
+def logged(store):
+    """User u1 liked c20-c22 long ago, then was shown c0-c4 (candidates c0-c19) and clicked c1,
+    skipped c2, disliked c3 and liked c4. User u2 has too little history."""
+    store.upsert_items(FEEDBACK_ITEMS)
+    store.add_events([Interaction("u1", f"c{n}", 1000.0 + n, "like") for n in (20, 21, 22)]
+                     + [Interaction("u2", "c20", 1000.0, "like")])
+    candidates = [f"c{n}" for n in range(20)]
+    imp = store.add_impression("u1", candidates[:5], [1.0] * 5, "rank-v2", candidates=candidates)
+    imp2 = store.add_impression("u2", candidates[:5], [1.0] * 5, "rank-v2", candidates=candidates)
+    t = store.impression(imp)["created_at"] + 1
+    store.add_events([Interaction("u1", "c1", t, "click", impression_id=imp),
+                      Interaction("u1", "c2", t, "skip", impression_id=imp),
+                      Interaction("u1", "c3", t, "dislike", impression_id=imp),
+                      Interaction("u1", "c4", t, "like", impression_id=imp),
+                      Interaction("u2", "c1", t, "click", impression_id=imp2)])
+    return store

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from agent.catalog import load_file
-from tests.conftest import DEMO, SwitchableEngine
+from tests.conftest import DEMO, SwitchableEngine, random_adapter
 
 USER = "demo-user-01"
 # A request takes ~1.5 s here with the tiny model; CI machines are shared and slower at times (a 3 s
@@ -31,11 +31,12 @@ def service(demo_data, tiny_model, tiny_registry, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("api") / "data"
     shutil.copytree(demo_data, folder)
-    settings = Settings(data_dir=folder, llm_model=tiny_model, adapters_dir=tiny_registry, rank_adapter="rank-test",
+    registry = shutil.copytree(tiny_registry, folder.parent / "adapters")  # tests add adapters to it
+    settings = Settings(data_dir=folder, llm_model=tiny_model, adapters_dir=registry, rank_adapter="rank-test",
                         llm_deadline_s=DEADLINE_S, llm_retry_after_s=0.5, rank_weight=0.5, max_body_bytes=50_000)
     engine = SwitchableEngine(TransformersEngine(tiny_model, discover_adapters(tiny_registry), dtype="float32"))
     with BackgroundServer(create_app(settings, engine=engine)) as server:
-        server.engine = engine
+        server.engine, server.registry = engine, registry
         yield server
 
 
@@ -222,3 +223,27 @@ def test_terminal_chat_and_recommend_against_the_service(service, monkeypatch, c
     assert len(data["items"]) == 3 and all(it["explanation"] for it in data["items"])
     assert main(["recommend", "--user", USER, "--url", service.url, "--k", "99"]) == 2  # the 422, said clearly
     assert "k: Input should be less than or equal to 20" in capsys.readouterr().err
+
+
+def test_an_adapter_registered_while_serving_is_loaded_then_split(service, tiny_model):
+    """What `muse finetune promote --url` calls: the new adapter is loaded into the running engine
+    and takes the traffic; with split, users are divided between it and the previous one."""
+    serve = f"{service.url}/v1/adapters/serve"
+    missing = httpx.post(serve, json={"name": "rank-next"})
+    assert missing.status_code == 400 and "unknown adapter 'rank-next'" in missing.json()["error"]["message"]
+    random_adapter(tiny_model, service.registry / "rank-next", layers=[0], seed=3)
+    try:
+        switched = httpx.post(serve, json={"name": "rank-next"}).json()
+        assert switched == {"serving": "rank-next", "previous": "rank-test", "loaded_at_runtime": True, "ab_arms": []}
+        rec = httpx.post(f"{service.url}/v1/recommendations", json={"user_id": USER, "k": 2}, timeout=60).json()
+        assert rec["adapter"] == "rank-next" and rec["degraded"] is False
+
+        split = httpx.post(serve, json={"name": "rank-test", "split": True}).json()
+        assert split["ab_arms"] == ["rank-next", "rank-test"] and split["loaded_at_runtime"] is False
+        users = [f"demo-user-{n:02d}" for n in range(1, 13)]
+        arms = {httpx.post(f"{service.url}/v1/recommendations", json={"user_id": u, "k": 1},
+                           timeout=60).json()["adapter"] for u in users}
+        assert arms == {"rank-next", "rank-test"}
+    finally:
+        httpx.post(serve, json={"name": "rank-test"})  # the other tests expect rank-test
+

@@ -1,5 +1,6 @@
 """The service against a real vLLM server: LLM-ranked answers; the server killed mid-conversation
-(the next turn is answered, degraded, at once); the server restarted (LLM-ranked again)."""
+(the next turn is answered, degraded, at once); the server restarted (LLM-ranked again); a newly
+registered adapter promoted while serving (loaded into the same vLLM process, no restart)."""
 
 from __future__ import annotations
 
@@ -64,5 +65,25 @@ def test_service_survives_the_llm_server_going_away(demo_data, packaged_model, t
             print(f"turn after the restart: {time.monotonic() - started:.1f} s")
             assert back["degraded"] is False and back["adapter"] == "rank-test"
             assert len(back["items"]) == 3
+
+            # Promotion while serving: a new adapter enters the registry and the service loads it
+            # into the running vLLM server (runtime LoRA loading); traffic switches to it.
+            import httpx
+
+            from agent.store import SQLiteStore
+
+            random_adapter(packaged_model, registry / "rank-new", layers=[27, 28, 29], seed=7)
+            pid = llm.process.pid
+            switched = httpx.post(f"{muse.url}/v1/adapters/serve", json={"name": "rank-new"}, timeout=120).json()
+            assert switched == {"serving": "rank-new", "previous": "rank-test", "loaded_at_runtime": True,
+                                "ab_arms": []}
+            assert "rank-new" in [m["id"] for m in httpx.get(f"{llm.url}/v1/models").json()["data"]]
+            started = time.monotonic()
+            rec = httpx.post(f"{muse.url}/v1/recommendations", json={"user_id": USER, "k": 3}, timeout=120).json()
+            print(f"first answer through the runtime-loaded adapter: {time.monotonic() - started:.1f} s")
+            assert rec["degraded"] is False and rec["adapter"] == "rank-new"
+            shown = SQLiteStore(settings.db_path).impression(rec["impression_id"])
+            assert shown["model"] == "rank-new"  # the impression carries the new version
+            assert llm.process.pid == pid  # the same vLLM process: no restart
     finally:
         llm.stop()

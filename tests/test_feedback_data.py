@@ -8,28 +8,7 @@ import json
 import pytest
 
 import finetune.feedback_data as fd
-from agent.catalog import Interaction, Item
-
-ITEMS = [Item(f"c{n}", f"Film number {n}", year=1990 + n) for n in range(25)]
-
-
-@pytest.fixture
-def logged(store):
-    """User u1 liked c20-c22 long ago, then was shown c0-c4 (candidates c0-c19) and clicked c1,
-    skipped c2, disliked c3 and liked c4. User u2 has too little history."""
-    store.upsert_items(ITEMS)
-    store.add_events([Interaction("u1", f"c{n}", 1000.0 + n, "like") for n in (20, 21, 22)]
-                     + [Interaction("u2", "c20", 1000.0, "like")])
-    candidates = [f"c{n}" for n in range(20)]
-    imp = store.add_impression("u1", candidates[:5], [1.0] * 5, "rank-v2", candidates=candidates)
-    imp2 = store.add_impression("u2", candidates[:5], [1.0] * 5, "rank-v2", candidates=candidates)
-    t = store.impression(imp)["created_at"] + 1
-    store.add_events([Interaction("u1", "c1", t, "click", impression_id=imp),
-                      Interaction("u1", "c2", t, "skip", impression_id=imp),
-                      Interaction("u1", "c3", t, "dislike", impression_id=imp),
-                      Interaction("u1", "c4", t, "like", impression_id=imp),
-                      Interaction("u2", "c1", t, "click", impression_id=imp2)])
-    return store
+from tests.conftest import FEEDBACK_ITEMS as ITEMS
 
 
 def test_rows_per_kind(logged, tmp_path):

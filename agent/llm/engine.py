@@ -51,6 +51,11 @@ class Engine(Protocol):
         caller validates the reply either way."""
         ...
 
+    def load_adapter(self, name: str, path: Path) -> None:
+        """Register and load an adapter while serving (runtime LoRA loading); it joins the
+        allow-list once loaded."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -64,6 +69,14 @@ def discover_adapters(folder: Path | None) -> dict[str, Path]:
 def read_manifest(path: Path) -> dict:
     file = path / "manifest.json"
     return json.loads(file.read_text()) if file.exists() else {}
+
+
+PROMOTED_FILE = "promoted.json"  # in the registry: the serving ranker adapter and its promotions
+
+
+def promoted_adapter(registry: Path) -> str | None:
+    file = Path(registry) / PROMOTED_FILE
+    return json.loads(file.read_text())["serving"] if file.exists() else None
 
 
 def check_adapter(name: str | None, adapters: dict[str, Path]) -> None:

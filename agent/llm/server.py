@@ -50,7 +50,8 @@ class ServerConfig:
                "--gpu-memory-utilization", str(self.gpu_memory_utilization)]
         if self.adapters:
             rank = max([self.max_lora_rank] + [lora_rank(p) for p in self.adapters.values()])
-            cmd += ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras", str(len(self.adapters)),
+            # One slot more than registered: an adapter promoted while serving is loaded at runtime.
+            cmd += ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras", str(len(self.adapters) + 1),
                     "--lora-modules", *[f"{n}={p}" for n, p in self.adapters.items()]]
         return cmd + self.extra_args
 

@@ -37,6 +37,18 @@ class TransformersEngine:
         # One call at a time: the active adapter is model state, and the service calls from threads.
         self._lock = threading.Lock()
 
+    def load_adapter(self, name: str, path: Path) -> None:
+        from peft import PeftModel
+
+        with self._lock:
+            if name in self.adapters:
+                raise ValueError(f"adapter {name!r} is already loaded")
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(path, adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name).eval()
+            self.adapters[name] = Path(path)
+
     def label_logprobs(
         self, conversations: Sequence[list[Message]], labels: Sequence[str], adapter: str | None = None
     ) -> list[list[float]]:

@@ -86,6 +86,23 @@ class VLLMEngine:
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(one, conversations))
 
+    def load_adapter(self, name: str, path: Path) -> None:
+        """Runtime LoRA loading: the server (started with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING``)
+        loads the adapter from ``path``, which must be readable on the server's machine, and
+        serves it as model ``name`` from then on; no restart."""
+        import httpx
+
+        if name in self.adapters:
+            raise ValueError(f"adapter {name!r} is already loaded")
+        body = {"lora_name": name, "lora_path": str(Path(path).resolve())}
+        try:
+            response = self.client.post("/v1/load_lora_adapter", json=body)
+        except httpx.HTTPError as e:
+            raise EngineError(f"vLLM server at {self.url} unreachable: {e}") from e
+        if response.status_code != 200:
+            raise EngineError(f"vLLM could not load adapter {name!r}: {response.status_code} {response.text[:300]}")
+        self.adapters[name] = Path(path)
+
     def models(self) -> list[str]:
         response = self.client.get("/v1/models")
         response.raise_for_status()

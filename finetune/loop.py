@@ -1,0 +1,259 @@
+"""`muse loop simulate`: the feedback loop replayed on a dataset, without live users.
+
+Each user's training sequence (everything before the protocol's validation item) is replayed
+on a clock of its own (item ``i`` at hour ``i``):
+
+- The serving retriever is fitted without each user's last ``unseen`` training items, so what
+  Muse recommends from a user's past was fitted on that past only (for that user).
+- Round ``r`` (1..N) shows each user, at a position ``p_r`` inside those last items, the top
+  ``shown`` of 20 candidates ordered by the current ranker adapter (fused with retrieval at
+  the weight the last evaluation chose). The simulated user clicks the shown items that are in
+  their real future within the training part (``train[p_r:]``; never the validation or test
+  item) and skips the rest. Impressions and events go into a real SQLite event store
+  (``agent.store``), and the user's real interactions up to ``p_r`` are logged there as views.
+- Then the round builds data from its impressions (``finetune.feedback_data``, with the leakage
+  guard on every user's validation and test items), trains a child of the current adapter
+  (``finetune.feedback_train``), loads it into the running engine (runtime LoRA loading), and
+  evaluates it.
+
+Evaluation is ``muse eval --stage rerank``'s: the protocol's validation and test users, the
+retriever fitted on everything before them, retrieved through Chroma, the candidates reordered by
+the adapter fused with retrieval, the fusion weight chosen on validation (never on test). Round
+0 is the starting adapter before any feedback. Every round's result is saved in ``work_dir``; a
+rerun resumes after the last finished round.
+
+    muse loop simulate --data ../shared/data/ml-latest-small --rounds 2 --json
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from agent.catalog import Interaction
+from agent.rerank_eval import write_json as _write_json
+
+HOUR = 3600.0
+T0 = 1.6e9  # the replay clock's origin (any fixed time)
+MIN_HISTORY = 3
+
+
+@dataclass
+class LoopConfig:
+    data: Path = field(metadata={"help": "dataset folder (e.g. ml-latest-small)"})
+    work_dir: Path = field(default=Path(".muse/loop"), metadata={"help": "store, adapters, results (resume point)"})
+    rounds: int = field(default=2, metadata={"help": "feedback rounds after round 0"})
+    start: str | None = field(default=None, metadata={"help": "starting adapter folder; None: the base model"})
+    model_dir: Path | None = field(default=None, metadata={"help": "base checkpoint; default: the packaged model"})
+    users: int = field(default=0, metadata={"help": "simulate this many users (0: all)"})
+    shown: int = field(default=10, metadata={"help": "items shown per impression"})
+    unseen: int = field(default=16, metadata={"help": "last training items the serving retriever never saw"})
+    method: str = field(default="sft", metadata={"help": "how each round trains: sft, dpo or kto"})
+    learning_rate: float = field(default=5e-4, metadata={"help": "learning rate of each round"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over each round's rows"})
+    max_steps: int = field(default=-1, metadata={"help": "cap on training steps per round (-1: epochs decide)"})
+    batch_size: int = field(default=8, metadata={"help": "rows per training step"})
+    dtype: str = field(default="bfloat16", metadata={"help": "dtype of the in-process engine and training"})
+    seed: int = field(default=0, metadata={"help": "seed of the retriever fits, the user sample and training"})
+
+
+def positions(length: int, round_no: int, cfg: LoopConfig) -> int:
+    """Where round ``round_no`` (1-based) shows a user with ``length`` training items."""
+    first = max(MIN_HISTORY, length - cfg.unseen)
+    step = max(1, cfg.unseen // max(1, cfg.rounds))
+    return min(length - 1, first + (round_no - 1) * step)
+
+
+def engaged(shown: list[str], future: list[str]) -> list[str]:
+    """The simulated user's clicks: shown items that are in their real future."""
+    ahead = set(future)
+    return [i for i in shown if i in ahead]
+
+
+class Loop:
+    def __init__(self, cfg: LoopConfig, say: Callable[[str], None] = print):
+        from agent.evaluate import prepare
+
+        self.cfg, self.say = cfg, say
+        self.work = Path(cfg.work_dir)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.proto = prepare(cfg.data)
+        self.items = {item.id: item for item in self.proto.items}
+        train = self.proto.loo.train()
+        users = sorted(u for u, s in train.items() if len(s) > MIN_HISTORY)
+        if cfg.users:
+            users = sorted(random.Random(cfg.seed).sample(users, min(cfg.users, len(users))))
+        self.train = {u: train[u] for u in users}
+        # The protocol's validation and test items: never a training answer.
+        self.held_out = {(u, item) for u, seq in self.proto.loo.sequences.items() for item in seq[-2:]}
+
+    # ------------------------------------------------------------ fitted once, cached on disk
+
+    def serving_retriever(self):
+        from agent.evaluate import content_index, fit_hybrid
+        from retrieval.behavior import HybridModel
+
+        folder = self.work / "serving-retriever"
+        if (folder / "model.json").exists():
+            return HybridModel.load(folder)
+        _, content = content_index(self.proto, self.work / "eval", say=self.say)
+        cut = [s[: max(MIN_HISTORY, len(s) - self.cfg.unseen)] for s in self.proto.loo.train().values()]
+        model = fit_hybrid([i.id for i in self.proto.items], content, cut, self.cfg.seed, say=self.say)
+        model.save(folder)
+        return model
+
+    def store(self):
+        from agent.store import SQLiteStore
+
+        fresh = not (self.work / "events.db").exists()
+        store = SQLiteStore(self.work / "events.db")
+        if fresh:
+            store.upsert_items(self.proto.items)
+        return store
+
+    # ------------------------------------------------------------ one round
+
+    def replay(self, store, round_no: int, adapter: str | None, weight: float, engine, model, prompt) -> dict:
+        """Log the users' real past up to this round's position, show them what the current
+        ranker picks, log what they click and skip; returns counts and the impression ids."""
+        from agent.indexing import history_of
+        from agent.ranker import Ranker, RankRequest
+        from finetune.rank_data import top_candidates
+
+        views, plans = [], []
+        for user, seq in self.train.items():
+            p = positions(len(seq), round_no, self.cfg)
+            views += [Interaction(user, seq[i], T0 + i * HOUR, "view", key=f"view|{user}|{i}") for i in range(p)]
+            plans.append((user, p))
+        store.add_events(views)  # idempotent: earlier rounds' views are skipped by key
+        histories = [history_of(store, user) for user, _ in plans]
+        tops = top_candidates(model, histories)
+        requests = [RankRequest.of(h, ids, scores, self.items, prompt) for h, (ids, scores) in zip(histories, tops)]
+        ranker = Ranker(engine, adapter, weight, prompt) if adapter else None
+        orders = ranker.rank(requests) if ranker and weight > 0 else [list(range(len(r.candidates))) for r in requests]
+        counts = {"impressions": 0, "shown": 0, "clicked": 0, "users_with_a_click": 0}
+        impression_ids = []
+        for (user, p), (ids, _), order in zip(plans, tops, orders):
+            if not ids:
+                continue
+            shown = [ids[i] for i in order[: self.cfg.shown]]
+            at = T0 + p * HOUR - HOUR / 2  # after the past, before the future
+            imp = store.add_impression(user, shown, [0.0] * len(shown), adapter or "retrieval", candidates=ids,
+                                       created_at=at)
+            clicks = set(engaged(shown, self.train[user][p:]))
+            store.add_events([Interaction(user, i, at + 1, "click" if i in clicks else "skip", impression_id=imp,
+                                          key=f"{imp}|{i}") for i in shown])
+            impression_ids.append(imp)
+            counts["impressions"] += 1
+            counts["shown"] += len(shown)
+            counts["clicked"] += len(clicks)
+            counts["users_with_a_click"] += bool(clicks)
+        counts["click_rate"] = round(counts["clicked"] / max(1, counts["shown"]), 4)
+        return {**counts, "impression_ids": impression_ids}
+
+    def evaluate(self, engine, adapter: str | None, prompt, splits: dict[str, list]) -> dict:
+        """The rerank protocol for one adapter: weight chosen on validation, test reported."""
+        from agent.rerank_eval import choose_weight, llm_rows, split_report
+
+        row = "tuned" if adapter else "zero_shot"
+        scores = {split: llm_rows(engine, prompt, users, self.items, adapter) for split, users in splits.items()}
+        weight = choose_weight(splits["validation"], scores["validation"])
+        out = {}
+        for split, users in splits.items():
+            report = split_report(users, {row: scores[split]}, weight)
+            out[split] = {"metrics": report["metrics"], "fusion_weight": weight, "valid_users": report["valid_users"],
+                          "valid_subset_N@10": {name: round(r["valid_subset"]["N@10"], 4)
+                                                for name, r in report["rows"].items()}}
+        return out
+
+    def check_resume(self) -> None:
+        """A work folder holds one run: resuming with other settings (more rounds aside) would
+        mix two experiments."""
+        file = self.work / "config.json"
+        mine = {k: str(v) for k, v in asdict(self.cfg).items() if k != "rounds"}
+        if file.exists() and json.loads(file.read_text()) != mine:
+            raise ValueError(f"{self.work} holds a run with other settings ({file}); pass another --work-dir")
+        _write_json(file, mine)
+
+    def run(self) -> dict:
+        from agent.llm.engine import discover_adapters
+        from agent.llm.transformers_engine import TransformersEngine
+        from agent.model_files import ensure_checkpoint
+        from agent.ranker import prompt_config_of
+        from agent.rerank_eval import protocol_candidates
+        from finetune.feedback_data import BuildConfig, build_data
+        from finetune.feedback_train import FeedbackTrainConfig, train
+
+        cfg, started = self.cfg, time.perf_counter()
+        self.check_resume()
+        model_dir = Path(cfg.model_dir) if cfg.model_dir else ensure_checkpoint()
+        registry = self.work / "adapters"
+        registry.mkdir(exist_ok=True)
+        adapter = None
+        if cfg.start:
+            adapter = Path(cfg.start).name
+            if not (registry / adapter).exists():
+                shutil.copytree(cfg.start, registry / adapter)
+        prompt = prompt_config_of(registry / adapter if adapter else None)
+        splits = protocol_candidates(cfg.data, self.work, cfg.seed, self.say)
+        serving = self.serving_retriever()
+        store = self.store()
+        engine = TransformersEngine(model_dir, discover_adapters(registry), dtype=cfg.dtype)
+        rounds = []
+        for round_no in range(cfg.rounds + 1):
+            file = self.work / f"round-{round_no}.json"
+            if file.exists():  # finished earlier: resume after it
+                rounds.append(json.loads(file.read_text()))
+                adapter = rounds[-1]["adapter"]
+                self.say(f"round {round_no}: done earlier ({adapter})")
+                continue
+            t = time.perf_counter()
+            result: dict = {"round": round_no}
+            if round_no > 0:
+                weight = rounds[-1]["validation"]["fusion_weight"]
+                self.say(f"round {round_no}: replaying {len(self.train)} users with {adapter or 'retrieval order'}")
+                feedback = self.replay(store, round_no, adapter, weight, engine, serving, prompt)
+                data = self.work / f"round-{round_no}" / "data"
+                report = build_data(store, data, BuildConfig(cutoff=float("inf"), prompt=prompt), self.held_out,
+                                    impression_ids=set(feedback.pop("impression_ids")))
+                result["feedback"] = {**feedback, "rows": report["files"], "skipped": report["skipped"]}
+                self.say(f"round {round_no}: {feedback}, rows {report['files']}")
+                name = f"loop-r{round_no}"
+                if not (registry / name).exists():
+                    train(FeedbackTrainConfig(
+                        method=cfg.method, data=data, name=name, registry=registry, parent=adapter,
+                        model_dir=model_dir, learning_rate=cfg.learning_rate, epochs=cfg.epochs,
+                        max_steps=cfg.max_steps, batch_size=cfg.batch_size, dtype=cfg.dtype, seed=cfg.seed,
+                    ), say=self.say)
+                if name not in engine.adapters:
+                    engine.load_adapter(name, registry / name)
+                adapter = name
+            result["adapter"] = adapter
+            self.say(f"round {round_no}: evaluating {adapter or 'the base model'}")
+            result.update(self.evaluate(engine, adapter, prompt, splits))
+            result["seconds"] = round(time.perf_counter() - t, 1)
+            self.say(f"round {round_no}: validation N@10 {result['validation']['metrics']['N@10']:.4f}, "
+                     f"test N@10 {result['test']['metrics']['N@10']:.4f}")
+            _write_json(file, result)
+            rounds.append(result)
+        engine.close()
+        first, last = rounds[0]["validation"]["metrics"]["N@10"], rounds[-1]["validation"]["metrics"]["N@10"]
+        return {
+            "rounds": rounds,
+            "validation_N@10_change": round(last / first - 1, 4) if first else None,
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+            "users": len(self.train), "seconds": round(time.perf_counter() - started, 1),
+        }
+
+
+def simulate(cfg: LoopConfig, say: Callable[[str], None] = print) -> dict:
+    if cfg.rounds < 1:
+        raise ValueError(f"--rounds must be at least 1, got {cfg.rounds}")
+    if cfg.start and not (Path(cfg.start) / "adapter_config.json").exists():
+        raise ValueError(f"{cfg.start} holds no peft adapter")
+    return Loop(cfg, say).run()
