@@ -21,7 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-KINDS = ("view", "click", "like", "dislike", "skip", "rating", "impression", "dwell")
+# Thumbs on the text Muse wrote about an item (its explanation or its pitch), not on the item.
+TEXT_RATING_KINDS = ("explanation_like", "explanation_dislike", "draft_like", "draft_dislike")
+KINDS = ("view", "click", "like", "dislike", "skip", "rating", "impression", "dwell", *TEXT_RATING_KINDS)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$")
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})\)\s*$")
 ML100K_GENRES = (

@@ -61,7 +61,7 @@ def template_draft(ev: Evidence) -> str:
     return f'"{title}"{year}, {kind}. {about}'.strip()
 
 
-def _conversations(ev: Evidence) -> tuple[list[dict], list[dict]]:
+def text_conversations(ev: Evidence) -> tuple[list[dict], list[dict]]:
     system = {"role": "system", "content": render("generate_system.jinja")}
     evidence = [natural_title(h.title) for h in ev.history[:2]]
     common = {"title": natural_title(ev.item.title), "year": ev.item.year,
@@ -86,7 +86,7 @@ def write_texts(
     jobs = []  # (item index, kind, conversation, max tokens)
     texts = [Texts("", "", {}, {}) for _ in evidence]
     for n, ev in enumerate(evidence):
-        explain, draft = _conversations(ev)
+        explain, draft = text_conversations(ev)
         if ev.history:
             jobs.append((n, "explanation", explain, EXPLAIN_TOKENS))
         else:  # nothing of the user's to cite: the template says why (popularity)

@@ -14,15 +14,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from agent.catalog import Interaction, Item
+from agent.catalog import TEXT_RATING_KINDS, Interaction, Item
 from agent.config import Settings
 from agent.store import EventStore
 from retrieval.behavior import BehaviorConfig, HybridModel
 from retrieval.index import ItemIndex, chroma_client
 from retrieval.retriever import Retriever, recent_popularity
 
-# Events that say nothing about liking an item are not history.
-NEGATIVE_KINDS = ("dislike", "skip", "impression")
+# Events that do not say the user liked an item are not history (a liked pitch is not a watched film).
+NOT_ENGAGED_KINDS = ("dislike", "skip", "impression", *TEXT_RATING_KINDS)
 MIN_USERS_TO_FIT = 5
 
 
@@ -30,7 +30,7 @@ def user_sequences(events: list[Interaction]) -> dict[str, list[str]]:
     """Each user's positive items in time order, first occurrence of each item kept."""
     by_user: dict[str, list[tuple[float, int, str]]] = {}
     for n, e in enumerate(events):
-        if e.kind in NEGATIVE_KINDS or (e.kind == "rating" and e.value is not None and e.value < 2.0):
+        if e.kind in NOT_ENGAGED_KINDS or (e.kind == "rating" and e.value is not None and e.value < 2.0):
             continue
         by_user.setdefault(e.user_id, []).append((e.timestamp, n, e.item_id))
     out = {}
@@ -82,7 +82,7 @@ def build_index(
     else:
         say(f"only {len(usable)} users with 3+ items: serving content and popularity only")
     popular = recent_popularity([(e.item_id, e.timestamp) for e in events
-                                 if e.kind not in NEGATIVE_KINDS])
+                                 if e.kind not in NOT_ENGAGED_KINDS])
     settings.model_dir.mkdir(parents=True, exist_ok=True)
     (settings.model_dir / "popular.json").write_text(json.dumps(popular))
     Retriever(index, model, popular).write_hybrid(items)

@@ -94,7 +94,8 @@ class RecommendationResponse(BaseModel):
 class FeedbackEvent(Strict):
     user_id: str = ID
     item_id: str = ID
-    kind: Literal["impression", "click", "like", "dislike", "skip", "rating", "dwell", "view"]
+    kind: Literal["impression", "click", "like", "dislike", "skip", "rating", "dwell", "view",
+                  "explanation_like", "explanation_dislike", "draft_like", "draft_dislike"]
     value: float | None = Field(None, description="rating (0.5-5) or dwell seconds")
     timestamp: float | None = Field(None, ge=0, description="seconds since the epoch; default: now")
     impression_id: str | None = Field(None, max_length=64)

@@ -29,7 +29,7 @@ from agent.ab import arm_of
 from agent.catalog import Interaction, Item
 from agent.config import Settings
 from agent.diversity import mmr
-from agent.generation import Evidence, Texts, template_texts, write_texts
+from agent.generation import Evidence, Texts, template_texts, text_conversations, write_texts
 from agent.grounding import GroundingCheck
 from agent.indexing import history_of
 from agent.intent import Intent, parse_intent
@@ -121,6 +121,19 @@ class Answer:
     seconds: float
 
 
+def shown_texts(evidence: Sequence[Evidence], picks: Sequence[Pick]) -> dict:
+    """Each pick's explanation and draft with the prompt that asked for it (what a rating of
+    the text trains on)."""
+    out = {}
+    for ev, pick in zip(evidence, picks):
+        explain, draft = text_conversations(ev)
+        out[pick.item.id] = {
+            "explanation": {"prompt": explain, "text": pick.explanation, "source": pick.text_outcomes["explanation"]},
+            "draft": {"prompt": draft, "text": pick.draft, "source": pick.text_outcomes["draft"]},
+        }
+    return out
+
+
 class MuseAgent:
     def __init__(self, settings: Settings, store: EventStore, retriever: Retriever, engine: Engine | None,
                  metrics: Metrics | None = None):
@@ -188,7 +201,8 @@ class MuseAgent:
         picks = [Pick(items[ids[p]], round(float(scores[p]), 4), t.explanation, t.draft, t.outcomes)
                  for p, t in zip(picked, texts)]
         impression = self.store.add_impression(ask.user_id, [p.item.id for p in picks], [p.score for p in picks],
-                                               ranked_by or "retrieval", candidates=ids)
+                                               ranked_by or "retrieval", candidates=ids,
+                                               texts=shown_texts(evidence, picks))
         degraded = rank_failed or texts_failed
         self.metrics.recommendations.labels("degraded" if degraded else "llm").inc()
         return Answer(ask.user_id, picks, ids, impression, ranked_by, degraded, round(time.monotonic() - started, 3))

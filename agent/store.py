@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from agent.catalog import Interaction, Item
+from agent.catalog import TEXT_RATING_KINDS, Interaction, Item
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -34,7 +34,8 @@ CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, ts, seq);
 CREATE TABLE IF NOT EXISTS impressions (
     id TEXT PRIMARY KEY, user_id TEXT NOT NULL, item_ids TEXT NOT NULL, scores TEXT NOT NULL,
     model TEXT NOT NULL, created_at REAL NOT NULL,
-    candidates TEXT NOT NULL DEFAULT '[]'  -- what the ranker ordered, in retrieval order
+    candidates TEXT NOT NULL DEFAULT '[]',  -- what the ranker ordered, in retrieval order
+    texts TEXT NOT NULL DEFAULT '{}'  -- item id -> {"explanation"|"draft": {"prompt", "text", "source"}}
 );
 CREATE INDEX IF NOT EXISTS impressions_by_user ON impressions (user_id, created_at);
 """
@@ -63,7 +64,7 @@ class EventStore(Protocol):
     def events(self) -> list[Interaction]: ...
     def add_impression(
         self, user_id: str, item_ids: Sequence[str], scores: Sequence[float], model: str,
-        candidates: Sequence[str] = (), created_at: float | None = None,
+        candidates: Sequence[str] = (), created_at: float | None = None, texts: dict | None = None,
     ) -> str: ...
     def impression(self, impression_id: str) -> dict | None: ...
     def impressions(self) -> list[dict]: ...
@@ -97,7 +98,7 @@ def _row_event(row: sqlite3.Row) -> Interaction:
 def _row_impression(r: sqlite3.Row) -> dict:
     return {"id": r["id"], "user_id": r["user_id"], "item_ids": json.loads(r["item_ids"]),
             "scores": json.loads(r["scores"]), "model": r["model"], "created_at": r["created_at"],
-            "candidates": json.loads(r["candidates"])}
+            "candidates": json.loads(r["candidates"]), "texts": json.loads(r["texts"])}
 
 
 class SQLiteStore:
@@ -115,8 +116,11 @@ class SQLiteStore:
         columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(events)")}
         if "impression_id" not in columns:  # stores written before events carried impressions
             self._conn.execute("ALTER TABLE events ADD COLUMN impression_id TEXT")
-        if "candidates" not in {r["name"] for r in self._conn.execute("PRAGMA table_info(impressions)")}:
+        columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(impressions)")}
+        if "candidates" not in columns:
             self._conn.execute("ALTER TABLE impressions ADD COLUMN candidates TEXT NOT NULL DEFAULT '[]'")
+        if "texts" not in columns:
+            self._conn.execute("ALTER TABLE impressions ADD COLUMN texts TEXT NOT NULL DEFAULT '{}'")
 
     def close(self) -> None:
         self._conn.close()
@@ -171,12 +175,18 @@ class SQLiteStore:
         for e in events:
             if e.item_id not in known:
                 raise UnknownItemError(f"event of user {e.user_id!r} names unknown item {e.item_id!r}")
+            if e.kind in TEXT_RATING_KINDS and e.impression_id is None:
+                raise ValueError(f"a {e.kind} event rates a text Muse showed: it needs the impression_id")
             if e.impression_id is not None:
                 shown = self.impression(e.impression_id)
                 if shown is None or shown["user_id"] != e.user_id:
                     raise UnknownImpressionError(
                         f"event of user {e.user_id!r} names impression {e.impression_id!r}, "
                         "which was not shown to that user")
+                if e.kind in TEXT_RATING_KINDS and e.item_id not in shown["item_ids"]:
+                    raise UnknownImpressionError(
+                        f"{e.kind} event names item {e.item_id!r}, which impression {e.impression_id!r} "
+                        "did not show")
         now = time.time()
         statements: list[tuple[str, Sequence]] = [
             ("INSERT OR IGNORE INTO users VALUES (?, ?)", (u, now))
@@ -204,15 +214,18 @@ class SQLiteStore:
 
     def add_impression(
         self, user_id: str, item_ids: Sequence[str], scores: Sequence[float], model: str,
-        candidates: Sequence[str] = (), created_at: float | None = None,
+        candidates: Sequence[str] = (), created_at: float | None = None, texts: dict | None = None,
     ) -> str:
-        """Log what was shown; ``created_at`` defaults to now (a replay gives its own clock)."""
+        """Log what was shown; ``created_at`` defaults to now (a replay gives its own clock);
+        ``texts`` keeps the explanation and draft of each shown item with their prompts, so a
+        rating of a text can become training data."""
         impression_id = uuid.uuid4().hex
         self._write([(
-            ("INSERT INTO impressions (id, user_id, item_ids, scores, model, created_at, candidates) "
-             "VALUES (?,?,?,?,?,?,?)"),
+            ("INSERT INTO impressions (id, user_id, item_ids, scores, model, created_at, candidates, texts) "
+             "VALUES (?,?,?,?,?,?,?,?)"),
             (impression_id, user_id, json.dumps(list(item_ids)), json.dumps(list(scores)),
-             model, time.time() if created_at is None else created_at, json.dumps(list(candidates))),
+             model, time.time() if created_at is None else created_at, json.dumps(list(candidates)),
+             json.dumps(texts or {})),
         )])  # fmt: skip
         return impression_id
 

@@ -12,6 +12,13 @@ engaged with and which they turned down. From each impression:
 - **KTO** rows (``{"prompt", "completion", "label"}``): unpaired thumbs, a like (``True``) or a
   dislike (``False``) on a shown item.
 
+And from thumbs on the texts Muse wrote (``explanation_like``, ``draft_dislike``, ...; each
+impression keeps its texts with their prompts):
+
+- **text KTO** rows: the prompt that asked for the explanation or draft, the text as shown,
+  and the thumb;
+- **text DPO** pairs: for one prompt, a liked text chosen over a disliked one.
+
 Rules:
 
 - Split by time: impressions created before the cutoff train; the rest evaluate.
@@ -32,7 +39,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from agent.catalog import Interaction, Item
+from agent.catalog import TEXT_RATING_KINDS, Interaction, Item
 from agent.indexing import user_sequences
 from agent.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
 
@@ -56,7 +63,7 @@ class LeakError(AssertionError):
 
 @dataclass
 class Row:
-    kind: str  # "sft", "dpo" or "kto"
+    kind: str  # "sft", "dpo", "kto", "text_kto" or "text_dpo"
     split: str  # "train" or "eval"
     user_id: str
     item_id: str  # the answer's item (DPO: the chosen one)
@@ -96,13 +103,18 @@ def build_rows(impressions: Sequence[dict], events: Sequence[Interaction], items
         user, reacted = imp["user_id"], answers.get(imp["id"], [])
         if not reacted:
             continue
+        split = "train" if imp["created_at"] < cutoff and all(e.timestamp < cutoff for e in reacted) else "eval"
+        for item, data in text_thumbs(imp, reacted):
+            if split == "train" and (user, item) in held_out:
+                skipped["held_out_item"] += 1
+            else:
+                rows.append(Row("text_kto", split, user, item, imp["created_at"], data))
         history = user_sequences([e for e in by_user.get(user, []) if e.timestamp < imp["created_at"]
                                   and e.impression_id != imp["id"]]).get(user, [])
         if len(history) < config.min_history:
             skipped["too_little_history"] += 1
             continue
         candidates = [i for i in (imp["candidates"] or imp["item_ids"]) if i in items][: len(LABELS)]
-        split = "train" if imp["created_at"] < cutoff and all(e.timestamp < cutoff for e in reacted) else "eval"
         request = RankRequest.of(history, candidates, [0.0] * len(candidates), items, config.prompt)
         prompt = rank_conversation(request.history, request.candidates, config.prompt)
         label = {item: LABELS[n] for n, item in enumerate(candidates)}
@@ -121,7 +133,40 @@ def build_rows(impressions: Sequence[dict], events: Sequence[Interaction], items
                 skipped["held_out_item"] += 1
             else:
                 rows.append(Row(kind, split, user, item, imp["created_at"], data))
-    return dedupe(rows, skipped), skipped
+    return dedupe(rows + text_pairs(rows), skipped), skipped
+
+
+def text_thumbs(impression: dict, reacted: Sequence[Interaction]) -> list[tuple[str, dict]]:
+    """KTO rows from thumbs on an explanation or a draft: the prompt that asked for the text,
+    the text as shown, and whether the user liked it."""
+    out = []
+    for e in reacted:
+        if e.kind not in TEXT_RATING_KINDS:
+            continue
+        shown = impression.get("texts", {}).get(e.item_id, {}).get(e.kind.split("_")[0])
+        if shown:  # impressions logged before texts were stored have none
+            out.append((e.item_id, {"prompt": shown["prompt"], "completion": [{"role": "assistant",
+                                                                               "content": shown["text"]}],
+                                    "label": e.kind.endswith("_like")}))
+    return out
+
+
+def text_pairs(rows: Sequence[Row]) -> list[Row]:
+    """DPO pairs from texts rated for the same prompt: a liked text over a disliked one."""
+    by_prompt: dict[str, list[Row]] = {}
+    for r in rows:
+        if r.kind == "text_kto":
+            by_prompt.setdefault(json.dumps(r.data["prompt"], sort_keys=True), []).append(r)
+    pairs = []
+    for group in by_prompt.values():
+        for good in (r for r in group if r.data["label"]):
+            for bad in (r for r in group if not r.data["label"]):
+                if good.data["completion"] != bad.data["completion"]:
+                    split = "train" if good.split == bad.split == "train" else "eval"
+                    pairs.append(Row("text_dpo", split, good.user_id, good.item_id, max(good.created_at, bad.created_at),
+                                     {"prompt": good.data["prompt"], "chosen": good.data["completion"],
+                                      "rejected": bad.data["completion"]}))
+    return pairs
 
 
 def dedupe(rows: Iterable[Row], skipped: Counter) -> list[Row]:
@@ -151,7 +196,7 @@ def write_rows(rows: Sequence[Row], out_dir: Path) -> dict[str, int]:
     leaves no half file); returns the count per file."""
     out_dir.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
-    for kind in ("sft", "dpo", "kto"):
+    for kind in ("sft", "dpo", "kto", "text_dpo", "text_kto"):
         for split in ("train", "eval"):
             name = f"{kind}_{split}.jsonl"
             chosen = [r for r in rows if r.kind == kind and r.split == split]

@@ -36,7 +36,7 @@ def service(demo_data, tiny_model, tiny_registry, tmp_path_factory):
                         llm_deadline_s=DEADLINE_S, llm_retry_after_s=0.5, rank_weight=0.5, max_body_bytes=50_000)
     engine = SwitchableEngine(TransformersEngine(tiny_model, discover_adapters(tiny_registry), dtype="float32"))
     with BackgroundServer(create_app(settings, engine=engine)) as server:
-        server.engine, server.registry = engine, registry
+        server.engine, server.registry, server.db_path = engine, registry, settings.db_path
         yield server
 
 
@@ -106,6 +106,18 @@ def test_recommendations_feedback_idempotent(service):
     stolen = {**tied, "user_id": "fb-user", "idempotency_key": "k5"}
     r = httpx.post(f"{service.url}/v1/feedback", json={"events": [stolen]})
     assert r.status_code == 422 and "was not shown to that user" in r.json()["error"]["message"]
+
+    # A thumb on a pitch: kept with the text and its prompt (training data), not as history.
+    thumb = {**tied, "kind": "draft_like", "idempotency_key": "k6"}
+    assert httpx.post(f"{service.url}/v1/feedback", json={"events": [thumb]}).json()["accepted"] == 1
+    untied = {key: v for key, v in thumb.items() if key != "impression_id"} | {"idempotency_key": "k7"}
+    r = httpx.post(f"{service.url}/v1/feedback", json={"events": [untied]})
+    assert r.status_code == 400 and "needs the impression_id" in r.json()["error"]["message"]
+    from agent.store import SQLiteStore
+
+    texts = SQLiteStore(service.db_path).impression(rec["impression_id"])["texts"]
+    assert set(texts) == set(shown) and texts[shown[0]]["draft"]["text"] == rec["items"][0]["draft"]
+    assert texts[shown[0]]["draft"]["prompt"][-1]["role"] == "user"
 
 
 BAD_REQUESTS = [
