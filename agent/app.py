@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
             if llm is _KEEP:
                 from agent.llm_session import open_engine
 
-                llm = stack.enter_context(open_engine(settings))
+                llm = stack.enter_context(open_engine(settings, supervise=True))
             agent = MuseAgent(settings, store, load_retriever(settings), llm, Metrics())
             stack.callback(agent.close)
             app.state.agent = agent

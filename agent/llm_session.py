@@ -11,7 +11,8 @@ from agent.llm.engine import Engine
 
 
 @contextmanager
-def open_engine(settings: Settings, say=print, engine: str | None = None) -> Iterator[Engine]:
+def open_engine(settings: Settings, say=print, engine: str | None = None, supervise: bool = False) -> Iterator[Engine]:
+    """``supervise``: restart the vLLM server Muse started if it dies (long-running serving)."""
     kind = engine or settings.llm_engine
     adapters = settings.adapters()
     with ExitStack() as stack:
@@ -20,17 +21,20 @@ def open_engine(settings: Settings, say=print, engine: str | None = None) -> Ite
 
             llm: Engine = TransformersEngine(settings.model_path, adapters, dtype=settings.llm_dtype)
         else:
-            from agent.llm.server import ServerConfig, VLLMServer
+            from agent.llm.server import ServerConfig, Supervisor, VLLMServer
             from agent.llm.vllm_engine import VLLMEngine
 
-            url = settings.llm_url
+            url, server = settings.llm_url, None
             if url is None:
                 settings.data_dir.mkdir(parents=True, exist_ok=True)
                 config = ServerConfig(settings.model_path, adapters, port=settings.llm_port,
                                       dtype=settings.llm_dtype, log_file=settings.data_dir / "vllm.log")
                 say(f"starting vLLM on {config.url} (log: {config.log_file}), adapters: "
                     f"{', '.join(adapters) or 'none'}")
-                url = stack.enter_context(VLLMServer(config)).url
+                server = stack.enter_context(VLLMServer(config))
+                url = server.url
             llm = VLLMEngine(url, adapters)
+            if server is not None and supervise:
+                stack.enter_context(Supervisor(server, lambda: llm.adapters, say=say))
         stack.callback(llm.close)
         yield llm

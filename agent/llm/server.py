@@ -12,9 +12,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Self
 
@@ -138,3 +140,43 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+class Supervisor:
+    """Restarts the vLLM server Muse started when its process dies (a crash, an OOM kill), with
+    the adapters the engine serves by then, runtime-loaded ones included. While it is down the
+    agent answers degraded (``LLMGate``), and after the restart it recovers by itself."""
+
+    def __init__(self, server: VLLMServer, adapters: Callable[[], dict[str, Path]], every: float = 5.0,
+                 say: Callable[[str], None] = print):
+        self.server, self.adapters, self.every, self.say = server, adapters, every, say
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="vllm-supervisor", daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.every + 1)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.check()
+            except EngineError as e:  # it did not come back this time: try again at the next tick
+                self.say(f"vLLM restart failed: {e}")
+
+    def check(self) -> bool:
+        """Restart the server if its process has exited; True if it did."""
+        process = self.server.process
+        if process is None or process.poll() is None or self._stop.is_set():
+            return False
+        self.say(f"vLLM exited with code {process.returncode}; restarting it")
+        self.server.stop()  # reaps the leader and whatever is left of its process group
+        self.server.config = replace(self.server.config, adapters=dict(self.adapters()))
+        self.server.start()
+        self.restarts += 1
+        return True
