@@ -30,7 +30,7 @@ from retrieval.split import Split
 WEIGHT_GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
 
 
-def _ranks(users: Sequence[UserCandidates], orders: dict[int, list[int]]) -> list[int | None]:
+def ranks_after(users: Sequence[UserCandidates], orders: dict[int, list[int]]) -> list[int | None]:
     """Rank of each user's target after reordering its candidates (None outside them)."""
     out = []
     for n, u in enumerate(users):
@@ -63,7 +63,7 @@ def choose_weight(users, llm: dict[int, np.ndarray]) -> float:
     """The fusion weight with the best N@10 (ties: the smaller weight, nearer retrieval order)."""
     best, best_w = -1.0, 0.0
     for w in WEIGHT_GRID:
-        value = float(np.mean([ndcg_at(r, 10) for r in _ranks(users, fused_orders(users, llm, w))
+        value = float(np.mean([ndcg_at(r, 10) for r in ranks_after(users, fused_orders(users, llm, w))
                                if r is not None] or [0.0]))
         if value > best + 1e-12:
             best, best_w = value, float(w)
@@ -78,7 +78,7 @@ def split_report(users: Sequence[UserCandidates], scores: dict, weight: float) -
               "fused": fused_orders(users, llm, weight)}
     rows = {}
     for name, o in orders.items():
-        ranks = _ranks(users, o)
+        ranks = ranks_after(users, o)
         rows[name] = {"all_users": summarize(ranks), "valid_subset": summarize([ranks[n] for n in valid])}
     return {"metrics": rows["fused"]["all_users"], "rows": rows, "valid_users": len(valid)}
 

@@ -10,8 +10,9 @@ Evaluations (each one that is asked for must favour the candidate):
   ``muse eval --stage rerank``: candidates reordered by each adapter fused with retrieval, the
   fusion weight chosen on validation for each adapter.
 
-The candidate is promoted when its N@10 is higher on every evaluation; otherwise it is refused
-and the numbers say why. Promotion is recorded in the registry (``promoted.json``: the serving
+The candidate is promoted when its N@10 gain over the serving adapter, paired by row or user,
+is significant on every evaluation (z >= 1.645, one-sided 95%); otherwise it is refused and the
+numbers say why. Promotion is recorded in the registry (``promoted.json``: the serving
 adapter and every promotion), which a restarted service reads. With ``--url`` the running
 service also switches at once: it loads the adapter into its vLLM server at runtime (no
 restart) and sends traffic to it, or with ``--split`` divides users between the old and the new
@@ -34,11 +35,26 @@ from agent.llm.engine import PROMOTED_FILE
 _LABEL_LINE = re.compile(r"^([A-T])\. ", re.MULTILINE)
 
 
-def held_out_events(engine, adapters: dict[str, str | None], rows: list[dict]) -> dict[str, dict]:
-    """N@10, MRR and R@1 of the engaged item's label under each adapter's label distribution
-    (``None``: the base model), plus retrieval order (the label order) for reference."""
+MIN_Z = 1.645  # one-sided 95%: the paired gain must be this many standard errors above zero
+
+
+def paired(current: list[float], candidate: list[float]) -> dict:
+    """Mean per-row gain of the candidate over the current adapter, its standard error and z."""
+    import numpy as np
+
+    d = np.asarray(candidate, dtype=np.float64) - np.asarray(current, dtype=np.float64)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    mean = float(d.mean()) if len(d) else 0.0
+    z = mean / se if se > 0 else (float("inf") if mean > 0 else 0.0)
+    return {"gain": round(mean, 4), "se": round(se, 4), "z": round(z, 2) if np.isfinite(z) else z}
+
+
+def held_out_events(engine, adapters: dict[str, str | None], rows: list[dict]) -> dict:
+    """Where each adapter alone (``None``: the base model) ranks the engaged item's label among
+    the impression's candidates: N@10, M@10 and R@1, retrieval order (the label order) for
+    reference, and the candidate's paired gain over the current adapter."""
     from agent.ranker import LABELS, order
-    from retrieval.metrics import summarize
+    from retrieval.metrics import ndcg_at, summarize
 
     prompts = [row["messages"][:-1] for row in rows]
     answers = [LABELS.index(row["messages"][-1]["content"]) for row in rows]
@@ -51,36 +67,46 @@ def held_out_events(engine, adapters: dict[str, str | None], rows: list[dict]) -
             got = engine.label_logprobs([prompts[n] for n in at], LABELS[:size], adapter)
             for n, lp in zip(at, got):
                 ranks[name][n] = order(lp).index(answers[n]) + 1
-    out = {}
+    out: dict = {"rows": len(rows)}
     for name, r in ranks.items():
         m = summarize(r)
-        out[name] = {"N@10": round(m["N@10"], 4), "M@10": round(m["M@10"], 4), "R@1": round(sum(x == 1 for x in r)
-                                                                                         / len(r), 4)}
-    return {"rows": len(rows), **out}
+        out[name] = {"N@10": round(m["N@10"], 4), "M@10": round(m["M@10"], 4),
+                     "R@1": round(sum(x == 1 for x in r) / len(r), 4)}
+    out["paired"] = paired([ndcg_at(r, 10) for r in ranks["current"]], [ndcg_at(r, 10) for r in ranks["candidate"]])
+    return out
 
 
-def protocol_validation(engine, adapters: dict[str, str | None], prompt, users, items) -> dict[str, dict]:
-    """Validation N@10 of retrieval fused with each adapter (weight chosen on validation)."""
-    from agent.rerank_eval import choose_weight, llm_rows, split_report
+def protocol_validation(engine, adapters: dict[str, str | None], prompt, users, items) -> dict:
+    """Validation N@10 of retrieval fused with each adapter (weight chosen on validation), and
+    the candidate's paired gain per user."""
+    from agent.rerank_eval import choose_weight, fused_orders, llm_rows, ranks_after
+    from retrieval.metrics import ndcg_at, summarize
 
-    out = {}
+    out: dict = {"users": len(users)}
+    per_user = {}
     for name, adapter in adapters.items():
         llm = llm_rows(engine, prompt, users, items, adapter)
         weight = choose_weight(users, llm)
-        report = split_report(users, {"tuned": llm}, weight)
-        out[name] = {"N@10": round(report["metrics"]["N@10"], 4), "fusion_weight": weight,
-                     "retrieval_N@10": round(report["rows"]["retrieval"]["all_users"]["N@10"], 4)}
-    return {"users": len(users), **out}
+        ranks = ranks_after(users, fused_orders(users, llm, weight))  # None: the target is not a candidate
+        per_user[name] = [ndcg_at(r, 10) for r in ranks]
+        out[name] = {"N@10": round(summarize(ranks)["N@10"], 4), "fusion_weight": weight}
+    out["retrieval_N@10"] = round(summarize([u.rank for u in users])["N@10"], 4)
+    out["paired"] = paired(per_user["current"], per_user["candidate"])
+    return out
 
 
-def decide(evaluations: dict[str, dict]) -> tuple[bool, str]:
-    """Promote only if the candidate's N@10 beats the current adapter's on every evaluation."""
+def decide(evaluations: dict[str, dict], min_z: float = MIN_Z) -> tuple[bool, str]:
+    """Promote only if the candidate's paired N@10 gain over the current adapter is at least
+    ``min_z`` standard errors above zero on every evaluation: a gain inside the noise is not
+    an improvement (on 150 users one standard error of N@10 is several points)."""
     if not evaluations:
         raise ValueError("nothing to judge on: pass --feedback DIR and/or --data PATH")
     verdicts = []
     for name, result in evaluations.items():
-        cand, cur = result["candidate"]["N@10"], result["current"]["N@10"]
-        verdicts.append((cand > cur, f"{name}: candidate N@10 {cand:.4f} vs current {cur:.4f}"))
+        cand, cur, p = result["candidate"]["N@10"], result["current"]["N@10"], result["paired"]
+        ok = p["z"] >= min_z
+        verdicts.append((ok, (f"{name}: candidate N@10 {cand:.4f} vs current {cur:.4f} (gain {p['gain']:+.4f}, "
+                              f"se {p['se']:.4f}, z {p['z']} {'>=' if ok else '<'} {min_z})")))
     better = all(ok for ok, _ in verdicts)
     return better, ("better on every evaluation; " if better else "not better; ") + "; ".join(t for _, t in verdicts)
 
