@@ -12,7 +12,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Sequence
 
-from agent.catalog import Interaction
+from agent.catalog import Interaction, reaction
 
 BUCKETS = 10_000
 
@@ -32,8 +32,6 @@ def arm_of(user_id: str, arms: Sequence[str], salt: str = "muse-ab") -> str:
 def ab_report(impressions: Sequence[dict], events: Sequence[Interaction]) -> dict[str, dict]:
     """Per arm (the adapter recorded with each impression): impressions, items shown, engaged
     events answering them, and the share of impressions with at least one engagement."""
-    from finetune.feedback_data import reaction
-
     engaged: Counter = Counter()
     engaged_impressions: set[str] = set()
     for e in events:

@@ -77,6 +77,21 @@ class Interaction:
         return f"{self.user_id}|{self.item_id}|{self.timestamp!r}|{self.kind}|{self.value!r}"
 
 
+POSITIVE_RATING, NEGATIVE_RATING, ENGAGED_DWELL_S = 4.0, 2.0, 30.0
+
+
+def reaction(event: Interaction) -> str | None:
+    """"pos" (engaged), "neg" (turned down) or None (no opinion about the item) for one event
+    answering an impression: what training data and the A/B report both count."""
+    if event.kind in ("click", "like") or (event.kind == "rating" and (event.value or 0) >= POSITIVE_RATING):
+        return "pos"
+    if event.kind == "dwell" and (event.value or 0) >= ENGAGED_DWELL_S:
+        return "pos"
+    if event.kind in ("skip", "dislike") or (event.kind == "rating" and (event.value or 5) <= NEGATIVE_RATING):
+        return "neg"
+    return None
+
+
 @dataclass
 class Dataset:
     items: list[Item]

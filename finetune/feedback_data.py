@@ -39,23 +39,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from agent.catalog import TEXT_RATING_KINDS, Interaction, Item
+from agent.catalog import TEXT_RATING_KINDS, Interaction, Item, reaction
 from agent.indexing import user_sequences
 from agent.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
-
-POSITIVE_RATING, NEGATIVE_RATING, ENGAGED_DWELL_S = 4.0, 2.0, 30.0
-
-
-def reaction(event: Interaction) -> str | None:
-    """"pos", "neg" or None (no opinion) for one event answering an impression."""
-    if event.kind in ("click", "like") or (event.kind == "rating" and (event.value or 0) >= POSITIVE_RATING):
-        return "pos"
-    if event.kind == "dwell" and (event.value or 0) >= ENGAGED_DWELL_S:
-        return "pos"
-    if event.kind in ("skip", "dislike") or (event.kind == "rating" and (event.value or 5) <= NEGATIVE_RATING):
-        return "neg"
-    return None
-
 
 class LeakError(AssertionError):
     """A training row carries evaluation data."""
