@@ -43,6 +43,7 @@ from agent.catalog import TEXT_RATING_KINDS, Interaction, Item, reaction
 from agent.indexing import user_sequences
 from agent.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
 
+
 class LeakError(AssertionError):
     """A training row carries evaluation data."""
 
