@@ -10,7 +10,8 @@ on a clock of its own (item ``i`` at hour ``i``):
   the weight the last evaluation chose). The simulated user clicks the shown items that are in
   their real future within the training part (``train[p_r:]``; never the validation or test
   item) and skips the rest. Impressions and events go into a real SQLite event store
-  (``agent.store``), and the user's real interactions up to ``p_r`` are logged there as views.
+  (``agent.store``, ``work_dir/muse.db``: ``MUSE_DATA_DIR=work_dir muse finetune ab-report``
+  reads it), and the user's real interactions up to ``p_r`` are logged there as views.
 - Then the round builds data from its impressions (``finetune.feedback_data``, with the leakage
   guard on every user's validation and test items), trains a child of the current adapter
   (``finetune.feedback_train``), loads it into the running engine (runtime LoRA loading), and
@@ -110,8 +111,8 @@ class Loop:
     def store(self):
         from agent.store import SQLiteStore
 
-        fresh = not (self.work / "events.db").exists()
-        store = SQLiteStore(self.work / "events.db")
+        fresh = not (self.work / "muse.db").exists()
+        store = SQLiteStore(self.work / "muse.db")
         if fresh:
             store.upsert_items(self.proto.items)
         return store

@@ -53,7 +53,7 @@ def test_one_round_end_to_end(demo_dataset, tmp_path, tiny_model, tiny_registry,
     assert feedback["impressions"] > 0 and 0 < feedback["clicked"] < feedback["shown"]
     assert feedback["rows"]["sft_train.jsonl"] > 0
 
-    store = SQLiteStore(work / "events.db")
+    store = SQLiteStore(work / "muse.db")
     impressions = store.impressions()
     assert len(impressions) == feedback["impressions"] and {i["model"] for i in impressions} == {"rank-test"}
     answers = [e for e in store.events() if e.impression_id]
@@ -72,7 +72,7 @@ def test_one_round_end_to_end(demo_dataset, tmp_path, tiny_model, tiny_registry,
             mp.setenv(k, v)
         assert main(argv) == 0
     again = json.loads(capsys.readouterr().out)
-    assert again["rounds"] == result["rounds"] and len(SQLiteStore(work / "events.db").impressions()) == len(impressions)
+    assert again["rounds"] == result["rounds"] and len(SQLiteStore(work / "muse.db").impressions()) == len(impressions)
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
