@@ -173,10 +173,10 @@ class Loop:
         return out
 
     def check_resume(self) -> None:
-        """A work folder holds one run: resuming with other settings (more rounds aside) would
-        mix two experiments."""
+        """A work folder holds one run: resuming with other settings would mix two experiments
+        (the number of rounds too: it sets where in the sequence each round shows)."""
         file = self.work / "config.json"
-        mine = {k: str(v) for k, v in asdict(self.cfg).items() if k != "rounds"}
+        mine = {k: str(v) for k, v in asdict(self.cfg).items()}
         if file.exists() and json.loads(file.read_text()) != mine:
             raise ValueError(f"{self.work} holds a run with other settings ({file}); pass another --work-dir")
         _write_json(file, mine)

@@ -77,4 +77,5 @@ def test_one_round_end_to_end(demo_dataset, tmp_path, tiny_model, tiny_registry,
         for k, v in env.items():
             mp.setenv(k, v)
         assert main([*argv, "--shown", "5"]) == 2  # other settings in the same folder: refused
+        assert main([*argv[:5], "2", *argv[6:]]) == 2  # more rounds would move the rounds' positions
     assert "holds a run with other settings" in capsys.readouterr().err
