@@ -401,7 +401,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_finetune_build_data)
     p = ft.add_parser("train", help="a new ranker adapter from build-data files (sft, dpo or kto)", add_help=False,
                       description="options: see `python -m finetune.feedback_train --help`")
-    p.add_argument("options", nargs=argparse.REMAINDER, help="--method M --data DIR --name NAME [...]")
     p.set_defaults(func=cmd_finetune_train)
     p = ft.add_parser("promote", help="candidate vs serving adapter offline; promote and hot-load only if better")
     p.add_argument("--candidate", required=True, help="a registered adapter")
@@ -441,7 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "func", None) is cmd_finetune_train:  # its options belong to FeedbackTrainConfig
+        args.options = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from agent.catalog import IngestError
     from agent.llm.engine import EngineError
     from agent.store import UnknownItemError

@@ -67,3 +67,16 @@ def test_bad_requests_fail_before_any_work(logged, tmp_path, registry):
     assert config(parent="none").resolve("rank-test").parent is None
     assert config(parent="current").resolve("rank-test").parent == "rank-test"
     assert sorted(p.name for p in registry.iterdir()) == ["rank-test"]
+
+
+def test_the_cli_passes_its_options_to_the_config(logged, tmp_path, registry, capsys, monkeypatch):
+    from agent.cli import main
+
+    fd.build_data(logged, tmp_path / "data", fd.BuildConfig(cutoff=float("inf")), held_out=set())
+    monkeypatch.setenv("MUSE_ADAPTERS_DIR", str(registry))
+    argv = ["finetune", "train", "--method", "dpo", "--data", str(tmp_path / "data"), "--name", "rank-test"]
+    assert main(argv) == 2  # parsed into FeedbackTrainConfig (registry from the settings), then refused
+    assert "adapter 'rank-test' already exists" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:  # other commands still refuse unknown options
+        main(["recommend", "--user", "u1", "--nonsense"])
+    assert stopped.value.code == 2 and "unrecognized arguments: --nonsense" in capsys.readouterr().err
