@@ -139,13 +139,21 @@ class Loop:
         orders = ranker.rank(requests) if ranker and weight > 0 else [list(range(len(r.candidates))) for r in requests]
         counts = {"impressions": 0, "shown": 0, "clicked": 0, "users_with_a_click": 0}
         impression_ids = []
-        for (user, p), (ids, _), order in zip(plans, tops, orders):
+        # A replay cut short (the process stopped mid-round) left some of this round's impressions:
+        # they are reused, not shown twice; their clicks and skips are keyed, so logging them again is a no-op.
+        # (A short sequence can put two rounds at one position: the ranking adapter tells them apart.)
+        ranked_by = adapter or "retrieval"
+        logged = {(i["user_id"], i["created_at"]): i for i in store.impressions() if i["model"] == ranked_by}
+        for (user, p), (ids, scores), order in zip(plans, tops, orders):
             if not ids:
                 continue
-            shown = [ids[i] for i in order[: self.cfg.shown]]
             at = T0 + p * HOUR - HOUR / 2  # after the past, before the future
-            imp = store.add_impression(user, shown, [0.0] * len(shown), adapter or "retrieval", candidates=ids,
-                                       created_at=at)
+            if (user, at) in logged:
+                imp, shown = logged[user, at]["id"], logged[user, at]["item_ids"]
+            else:
+                shown = [ids[i] for i in order[: self.cfg.shown]]
+                imp = store.add_impression(user, shown, [scores[i] for i in order[: self.cfg.shown]],
+                                           ranked_by, candidates=ids, created_at=at)
             clicks = set(engaged(shown, self.train[user][p:]))
             store.add_events([Interaction(user, i, at + 1, "click" if i in clicks else "skip", impression_id=imp,
                                           key=f"{imp}|{i}") for i in shown])

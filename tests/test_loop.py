@@ -79,3 +79,16 @@ def test_one_round_end_to_end(demo_dataset, tmp_path, tiny_model, tiny_registry,
         assert main([*argv, "--shown", "5"]) == 2  # other settings in the same folder: refused
         assert main([*argv[:5], "2", *argv[6:]]) == 2  # more rounds would move the rounds' positions
     assert "holds a run with other settings" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_replay_cut_short_is_resumed_without_showing_twice(demo_dataset, tmp_path):
+    from agent.ranker import PromptConfig
+    from finetune.loop import Loop
+
+    loop = Loop(LoopConfig(data=demo_dataset, work_dir=tmp_path, rounds=2, unseen=6), say=lambda _: None)
+    model, store = loop.serving_retriever(), loop.store()
+    first = loop.replay(store, 1, None, 0.0, None, model, PromptConfig())  # retrieval order: no engine needed
+    again = loop.replay(store, 1, None, 0.0, None, model, PromptConfig())
+    assert again == first and len(store.impressions()) == first["impressions"] > 0
+    assert sum(1 for e in store.events() if e.impression_id) == first["shown"]
