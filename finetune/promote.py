@@ -76,16 +76,17 @@ def held_out_events(engine, adapters: dict[str, str | None], rows: list[dict]) -
     return out
 
 
-def protocol_validation(engine, adapters: dict[str, str | None], prompt, users, items) -> dict:
-    """Validation N@10 of retrieval fused with each adapter (weight chosen on validation), and
-    the candidate's paired gain per user."""
+def protocol_validation(engine, adapters: dict[str, str | None], prompts: dict, users, items) -> dict:
+    """Validation N@10 of retrieval fused with each adapter (weight chosen on validation; each
+    adapter asked with the prompt settings it was trained with), and the candidate's paired gain
+    per user."""
     from agent.rerank_eval import choose_weight, fused_orders, llm_rows, ranks_after
     from retrieval.metrics import ndcg_at, summarize
 
     out: dict = {"users": len(users)}
     per_user = {}
     for name, adapter in adapters.items():
-        llm = llm_rows(engine, prompt, users, items, adapter)
+        llm = llm_rows(engine, prompts[name], users, items, adapter)
         weight = choose_weight(users, llm)
         ranks = ranks_after(users, fused_orders(users, llm, weight))  # None: the target is not a candidate
         per_user[name] = [ndcg_at(r, 10) for r in ranks]
@@ -162,8 +163,8 @@ def promote(settings, candidate: str, feedback: Path | None = None, data: Path |
             users = protocol_candidates(data, work_dir or settings.data_dir / "promote", say=say)["validation"]
             items = {item.id: item for item in prepare(data).items}
             say(f"protocol validation: {len(users)} users")
-            evaluations["protocol_validation"] = protocol_validation(
-                engine, adapters, prompt_config_of(registry[candidate]), users, items)
+            prompts = {name: prompt_config_of(registry[a] if a else None) for name, a in adapters.items()}
+            evaluations["protocol_validation"] = protocol_validation(engine, adapters, prompts, users, items)
     finally:
         engine.close()
     better, reason = decide(evaluations)

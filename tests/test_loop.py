@@ -66,6 +66,18 @@ def test_one_round_end_to_end(demo_dataset, tmp_path, tiny_model, tiny_registry,
     manifest = json.loads((work / "adapters" / "loop-r1" / "manifest.json").read_text())
     assert manifest["parent"] == "rank-test" and manifest["method"] == "sft"
 
+    # The round's adapter judged by `muse finetune promote --data` on the loop's cached candidates.
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {**env, "MUSE_ADAPTERS_DIR": str(work / "adapters"), "MUSE_DATA_DIR": str(tmp_path)}.items():
+            mp.setenv(k, v)
+        code = main(["finetune", "promote", "--candidate", "loop-r1", "--data", str(demo_dataset),
+                     "--work-dir", str(work)])
+    verdict = json.loads(capsys.readouterr().out)
+    judged = verdict["evaluations"]["protocol_validation"]
+    assert verdict["current"] == "rank-test" and judged["users"] == len(held_out) // 2
+    assert judged["current"]["N@10"] == round(r0["validation"]["metrics"]["N@10"], 4)  # same candidates, same scores
+    assert code == (0 if verdict["promoted"] else 1) and set(judged["paired"]) == {"gain", "se", "z"}
+
     # A rerun resumes: nothing is replayed or trained again.
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
