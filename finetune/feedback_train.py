@@ -82,32 +82,27 @@ class FeedbackTrainConfig:
 def sft_rows(rows: list[dict], tokenizer, label_ids: dict[str, int]) -> list[dict]:
     """``{"messages"}`` rows -> token ids, the answer (one label token) as the only target."""
     from agent.llm.engine import prompt_ids
+    from finetune.rank_sft import label_row
 
     out = []
     for row in rows:
         *prompt, answer = row["messages"]
-        ids = prompt_ids(tokenizer, prompt)
-        out.append({"input_ids": ids + [label_ids[answer["content"]]],
-                    "labels": [-100] * len(ids) + [label_ids[answer["content"]]]})
+        out.append(label_row(prompt_ids(tokenizer, prompt), label_ids[answer["content"]]))
     return out
 
 
 def _model(cfg: FeedbackTrainConfig, model_dir: Path):
     """The base model with the parent adapter (trainable), or the base alone plus a LoRA config."""
     import torch
-    from peft import LoraConfig, PeftModel
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from finetune.rank_sft import top_layers_lora
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, cfg.dtype))
     if cfg.parent:
         return PeftModel.from_pretrained(model, Path(cfg.registry) / cfg.parent, is_trainable=True), None
-    n_layers = AutoConfig.from_pretrained(model_dir).num_hidden_layers
-    lora = LoraConfig(
-        r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=0.05, task_type="CAUSAL_LM",
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        layers_to_transform=list(range(max(0, n_layers - cfg.top_layers), n_layers)),
-    )
-    return model, lora
+    return model, top_layers_lora(model_dir, cfg.lora_r, 2 * cfg.lora_r, 0.05, cfg.top_layers)
 
 
 def train(cfg: FeedbackTrainConfig, say=print) -> Path:

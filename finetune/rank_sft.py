@@ -67,11 +67,29 @@ class RankSFTConfig:
         return PromptConfig(self.history_items, self.title_chars)
 
 
+def label_row(prompt: list[int], answer: int) -> dict:
+    """A training row whose only target is the answer's one label token after the prompt."""
+    return {"input_ids": prompt + [answer], "labels": [-100] * len(prompt) + [answer]}
+
+
 def tokenize(example: RankExample, items, tokenizer, prompt: PromptConfig, label_ids: list[int]) -> dict:
     request = RankRequest.of(example.history, example.candidates, example.scores, items, prompt)
     ids = prompt_ids(tokenizer, rank_conversation(request.history, request.candidates, prompt))
-    answer = label_ids[example.target]
-    return {"input_ids": ids + [answer], "labels": [-100] * len(ids) + [answer]}
+    return label_row(ids, label_ids[example.target])
+
+
+def top_layers_lora(model_dir: Path, r: int, alpha: int, dropout: float, top_layers: int):
+    """LoRA on every linear layer of the top ``top_layers`` transformer layers only, so the
+    backward pass stops at the lowest of them."""
+    from peft import LoraConfig
+    from transformers import AutoConfig
+
+    n_layers = AutoConfig.from_pretrained(model_dir).num_hidden_layers
+    return LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        layers_to_transform=list(range(max(0, n_layers - top_layers), n_layers)),
+    )
 
 
 def label_trainer_class():
@@ -117,8 +135,7 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
 
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig
 
@@ -166,12 +183,7 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
     label_ids = single_token_ids(tokenizer, LABELS)
     rows = [tokenize(e, items, tokenizer, cfg.prompt, label_ids) for e in examples]
     dataset = Dataset.from_list(rows)
-    n_layers = AutoConfig.from_pretrained(model_dir).num_hidden_layers
-    lora = LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, task_type="CAUSAL_LM",
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        layers_to_transform=list(range(max(0, n_layers - cfg.top_layers), n_layers)),
-    )
+    lora = top_layers_lora(model_dir, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.top_layers)
     args = SFTConfig(
         output_dir=str(out / "checkpoints"), per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, lr_scheduler_type="linear", warmup_steps=cfg.warmup_steps,
