@@ -172,13 +172,15 @@ class SQLiteStore:
         """
         events = list(events)
         known = {i.id for i in self.get_items(sorted({e.item_id for e in events}))}
+        # A batch answering one impression names it once per event: read each impression once.
+        named = {i: self.impression(i) for i in {e.impression_id for e in events if e.impression_id is not None}}
         for e in events:
             if e.item_id not in known:
                 raise UnknownItemError(f"event of user {e.user_id!r} names unknown item {e.item_id!r}")
             if e.kind in TEXT_RATING_KINDS and e.impression_id is None:
                 raise ValueError(f"a {e.kind} event rates a text Muse showed: it needs the impression_id")
             if e.impression_id is not None:
-                shown = self.impression(e.impression_id)
+                shown = named[e.impression_id]
                 if shown is None or shown["user_id"] != e.user_id:
                     raise UnknownImpressionError(
                         f"event of user {e.user_id!r} names impression {e.impression_id!r}, "
