@@ -194,10 +194,15 @@ def write_rows(rows: Sequence[Row], out_dir: Path) -> dict[str, int]:
     return counts
 
 
+def held_out_pairs(sequences: dict[str, Sequence[str]]) -> set[tuple[str, str]]:
+    """(user, item) for each sequence's last two items: the validation and test items of the
+    evaluation protocol (chronological leave-one-out), which training must never see."""
+    return {(user, item) for user, seq in sequences.items() for item in seq[-2:]}
+
+
 def protocol_held_out(events: Sequence[Interaction]) -> set[tuple[str, str]]:
-    """Each user's last two liked items: the validation and test items of the evaluation
-    protocol (chronological leave-one-out), which training must never see."""
-    return {(user, item) for user, seq in user_sequences(list(events)).items() for item in seq[-2:]}
+    """The held-out pairs of the users' liked-item sequences in the store."""
+    return held_out_pairs(user_sequences(list(events)))
 
 
 def build_data(store, out_dir: Path, config: BuildConfig | None = None,

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from agent.catalog import Interaction
 from agent.rerank_eval import write_json as _write_json
+from finetune.feedback_data import held_out_pairs
 
 HOUR = 3600.0
 T0 = 1.6e9  # the replay clock's origin (any fixed time)
@@ -91,7 +92,7 @@ class Loop:
             users = sorted(random.Random(cfg.seed).sample(users, min(cfg.users, len(users))))
         self.train = {u: train[u] for u in users}
         # The protocol's validation and test items: never a training answer.
-        self.held_out = {(u, item) for u, seq in self.proto.loo.sequences.items() for item in seq[-2:]}
+        self.held_out = held_out_pairs(self.proto.loo.sequences)
 
     # ------------------------------------------------------------ fitted once, cached on disk
 
