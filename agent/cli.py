@@ -253,16 +253,10 @@ def cmd_finetune_build_data(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune_train(args: argparse.Namespace) -> int:
-    from transformers import HfArgumentParser
+    from finetune.feedback_train import config_from_args, train
 
-    from finetune.feedback_train import FeedbackTrainConfig, train
-
-    settings = _settings()
-    options = list(args.options)
-    if "--registry" not in options:
-        options += ["--registry", str(settings.adapters_dir)]
-    (cfg,) = HfArgumentParser(FeedbackTrainConfig).parse_args_into_dataclasses(options)
-    folder = train(cfg.resolve(settings.ranker_adapter()), say=say)
+    cfg = config_from_args(list(args.options), _settings())
+    folder = train(cfg, say=say)
     print(json.dumps({"adapter": cfg.name, "path": str(folder)}))
     return 0
 

@@ -186,13 +186,21 @@ def train(cfg: FeedbackTrainConfig, say=print) -> Path:
     return final
 
 
-def main(argv: list[str] | None = None) -> int:
+def config_from_args(argv: list[str], settings) -> FeedbackTrainConfig:
+    """The command line's config: the registry defaults to the settings' one, and the parent
+    'current' is the serving ranker adapter."""
+    if "--registry" not in argv:
+        argv = [*argv, "--registry", str(settings.adapters_dir)]
     from transformers import HfArgumentParser
 
+    (cfg,) = HfArgumentParser(FeedbackTrainConfig).parse_args_into_dataclasses(argv)
+    return cfg.resolve(settings.ranker_adapter())
+
+
+def main(argv: list[str] | None = None) -> int:
     from agent.config import Settings
 
-    (cfg,) = HfArgumentParser(FeedbackTrainConfig).parse_args_into_dataclasses(argv)
-    train(cfg.resolve(Settings().ranker_adapter()))
+    train(config_from_args(sys.argv[1:] if argv is None else argv, Settings()))
     return 0
 
 

@@ -121,9 +121,9 @@ def record(registry: Path, candidate: str, previous: str | None, evaluations: di
         log["serving"] = candidate
     log["history"].append({"adapter": candidate, "previous": previous, "split": split, "at": time.time(),
                            "evaluations": evaluations})
-    tmp = file.with_name(f".{file.name}.tmp")
-    tmp.write_text(json.dumps(log, indent=2))
-    tmp.replace(file)
+    from agent.rerank_eval import write_json
+
+    write_json(file, log)
 
 
 def promote(settings, candidate: str, feedback: Path | None = None, data: Path | None = None,
