@@ -1,11 +1,12 @@
-"""The hybrid user/item embedding: SASRec, EASE and content spaces fused into one inner product.
+"""The hybrid user/item embedding: SASRec, EASE, transition and content spaces fused into one
+inner product.
 
 Each space gives a user vector ``u_s`` and item vectors ``v_s``. Muse ranks items by the
 weighted sum of per-user *standardised* scores, ``sum_s w_s (u_s.v_s - mean_s) / std_s``. The
 mean term is the same for every item of one user, so it drops out of the ranking, and
 ``std_s = sqrt(u_s^T C_s u_s)`` with ``C_s`` the covariance of the space's item vectors. So the
 query vector ``concat_s(w_s u_s / std_s)`` against the item vector ``concat_s(v_s)`` gives the
-fused ranking exactly: one Chroma query serves all three models.
+fused ranking exactly: one Chroma query serves all four models.
 
 Items with no interactions (new items) have zero behavioural parts and are reached through
 their content part; the fusion weights are chosen on the validation item, never on test.
@@ -21,12 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.ease import EaseFactors, fit_ease
+from retrieval.ease import LinearFactors, fit_ease, svd_factors
 from retrieval.history import recency_weights
 from retrieval.metrics import ndcg_at
 from retrieval.sasrec import SASRecConfig, SASRecModel
+from retrieval.transition import transition_factors
 
-SPACES = ("sasrec", "ease", "content")
+SPACES = ("sasrec", "ease", "transition", "content")
+LINEAR = ("ease", "transition")  # the spaces that are LinearFactors over recent items
 
 
 @dataclass
@@ -35,6 +38,11 @@ class BehaviorConfig:
     ease_rank: int = field(default=1024, metadata={"help": "rank of the EASE factorisation stored in Chroma"})
     window: int = field(default=20, metadata={"help": "recent items that form the EASE and content query"})
     decay: float = field(default=0.8, metadata={"help": "weight of an item k steps back is decay**k"})
+    transition: bool = field(default=True, metadata={"help": "fit the next-item transition space"})
+    transition_lambda: float = field(default=50.0, metadata={"help": "transition L2 penalty (chosen on validation)"})
+    transition_window: int = field(default=50, metadata={"help": "recent items that form the transition input"})
+    transition_decay: float = field(default=0.95, metadata={"help": "transition input weight decay**age"})
+    transition_rank: int = field(default=1024, metadata={"help": "rank of the reduced-rank transition model"})
     sasrec: bool = field(default=True, metadata={"help": "train the SASRec space (slowest part)"})
     weight_step: float = field(default=0.1, metadata={"help": "grid step for the fusion weights"})
 
@@ -65,7 +73,7 @@ class HybridModel:
         self.config = config
         self.spaces: dict[str, Space] = {}
         self.weights: dict[str, float] = {"sasrec": 0.5, "ease": 0.5, "content": 0.0}
-        self.ease: EaseFactors | None = None
+        self.linear: dict[str, LinearFactors] = {}  # "ease" and "transition"
         self.sasrec: SASRecModel | None = None
 
     # ------------------------------------------------------------ fitting
@@ -81,7 +89,7 @@ class HybridModel:
         """Fit every space on ``train`` sequences; ``validation`` = (histories, targets) picks
         SASRec's epoch and the fusion weights."""
         n = len(self.item_ids)
-        seqs, known = self._fit_ease(train)
+        seqs, known = self._fit_linear(train)
         self.spaces["content"] = Space.of(content, np.ones(n, dtype=bool))
         if self.config.sasrec:
             if validation is None:
@@ -103,23 +111,29 @@ class HybridModel:
     def refit(self, train: Sequence[Sequence[str]], seed: int = 0, progress=None) -> None:
         """Refit on more data (e.g. train + validation before testing), keeping what validation
         chose: EASE is refitted, SASRec retrained from scratch for its chosen number of epochs,
-        and the fusion weights stay. Retraining SASRec matters: in a probe on ml-latest-small
+        the transition model too, and the fusion weights stay. Retraining SASRec matters: in a probe on ml-latest-small
         (two seeds) it moved test N@10 from 0.082 to 0.088-0.093, the newest item being the
         most telling one."""
-        seqs, known = self._fit_ease(train)
+        seqs, known = self._fit_linear(train)
         if self.sasrec is not None:
             sasrec_cfg = replace(self.sasrec.config, max_epochs=self.sasrec.best_epoch)
             self.sasrec = SASRecModel(len(self.item_ids), sasrec_cfg, seed=seed).fit(seqs, None, progress)
             self.spaces["sasrec"] = Space.of(self.sasrec.item_vectors() * known[:, None], known)
 
-    def _fit_ease(self, train: Sequence[Sequence[str]]) -> tuple[list[list[int]], np.ndarray]:
-        """Fit the EASE space; returns the sequences as indices and which items they touch."""
+    def _fit_linear(self, train: Sequence[Sequence[str]]) -> tuple[list[list[int]], np.ndarray]:
+        """Fit the closed-form spaces (EASE, transition); returns the sequences as indices and
+        which items they touch."""
         cfg, n = self.config, len(self.item_ids)
         seqs = [[self.index[i] for i in s if i in self.index] for s in train]
         known = np.zeros(n, dtype=bool)
         known[[i for s in seqs for i in s]] = True
-        self.ease = EaseFactors(fit_ease(seqs, n, cfg.ease_lambda), cfg.ease_rank, cfg.window, cfg.decay)
-        self.spaces["ease"] = Space.of(self.ease.right * known[:, None], known)
+        self.linear["ease"] = svd_factors(fit_ease(seqs, n, cfg.ease_lambda), cfg.ease_rank, cfg.window, cfg.decay)
+        if cfg.transition:
+            self.linear["transition"] = transition_factors(
+                seqs, n, cfg.transition_lambda, cfg.transition_window, cfg.transition_decay, cfg.transition_rank
+            )  # fmt: skip
+        for name, factors in self.linear.items():
+            self.spaces[name] = Space.of(factors.right * known[:, None], known)
         return seqs, known
 
     # ------------------------------------------------------------ vectors
@@ -133,9 +147,10 @@ class HybridModel:
         """Standardised user vectors per space (rows of zeros for empty histories)."""
         idx = [self._indices(h) for h in histories]
         parts: dict[str, np.ndarray] = {}
-        if self.ease is not None and "ease" in only:
-            parts["ease"] = np.stack([self.ease.user_vector(h) if h else
-                                      np.zeros(self.ease.left.shape[1], np.float32) for h in idx])
+        for name, factors in self.linear.items():
+            if name in only:
+                parts[name] = np.stack([factors.user_vector(h) if h else
+                                        np.zeros(factors.left.shape[1], np.float32) for h in idx])
         content = self.spaces["content"].items
         rows = []
         for h in idx if "content" in only else []:
@@ -225,8 +240,7 @@ class HybridModel:
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {f"{s}_items": sp.items for s, sp in self.spaces.items()}
         arrays |= {f"{s}_cov": sp.covariance for s, sp in self.spaces.items()}
-        if self.ease is not None:
-            arrays["ease_left"] = self.ease.left
+        arrays |= {f"{s}_left": factors.left for s, factors in self.linear.items()}
         np.savez(folder / "spaces.npz", **arrays)
         if self.sasrec is not None:
             torch.save(self.sasrec.net.state_dict(), folder / "sasrec.pt")
@@ -245,11 +259,11 @@ class HybridModel:
             for s in SPACES:
                 if f"{s}_items" in arrays:
                     model.spaces[s] = Space(arrays[f"{s}_items"], arrays[f"{s}_cov"])
-            if "ease_left" in arrays:
-                ease = EaseFactors.__new__(EaseFactors)
-                ease.left, ease.right = arrays["ease_left"], arrays["ease_items"]
-                ease.window, ease.decay = model.config.window, model.config.decay
-                model.ease = ease
+            cfg = model.config
+            shapes = {"ease": (cfg.window, cfg.decay), "transition": (cfg.transition_window, cfg.transition_decay)}
+            for s in LINEAR:
+                if f"{s}_left" in arrays:
+                    model.linear[s] = LinearFactors(arrays[f"{s}_left"], arrays[f"{s}_items"], *shapes[s])
         if meta["sasrec"]:
             model.sasrec = SASRecModel(len(model.item_ids), SASRecConfig(**meta["sasrec"]))
             model.sasrec.net.load_state_dict(torch.load(folder / "sasrec.pt"))

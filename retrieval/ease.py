@@ -2,13 +2,14 @@
 
 ``B = I - P / diag(P)`` with ``P = (X^T X + lambda I)^-1`` scores item j for a user as
 ``sum_i w_i B[i, j]`` over the user's (recency-weighted) history. ``B`` is n x n, so for
-Chroma it is factorised ``B ~= L R^T`` by truncated SVD: the item vector is its row of R and the
-user vector is ``w^T L``, an inner product away from the EASE score.
+Chroma it is factorised ``B ~= L R^T`` by truncated SVD (``LinearFactors``): the item vector is
+its row of R and the user vector is ``w^T L``, an inner product away from the EASE score.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,17 +54,26 @@ def truncated_svd(matrix: np.ndarray, rank: int, seed: int = 0) -> tuple[np.ndar
     return (q @ u)[:, :rank], s[:rank], vt[:rank]
 
 
-class EaseFactors:
-    """Low-rank EASE: ``left`` (n x r) maps history to a user vector, ``right`` (n x r) holds items."""
+@dataclass
+class LinearFactors:
+    """A linear item-item model ``B ~= left @ right.T`` applied to a user's recency-weighted
+    recent items: the user vector is ``w^T left`` and an item's vector is its row of ``right``,
+    so the model's score is one inner product away. EASE and the transition model share it."""
 
-    def __init__(self, weights: np.ndarray, rank: int, window: int = 20, decay: float = 0.9):
-        rank = min(rank, weights.shape[0])
-        u, s, vt = truncated_svd(weights, rank)
-        root = np.sqrt(s)
-        self.left = (u * root).astype(np.float32)
-        self.right = (vt.T * root).astype(np.float32)
-        self.window, self.decay = window, decay
+    left: np.ndarray  # n x r
+    right: np.ndarray  # n x r
+    window: int = 20
+    decay: float = 0.9
 
     def user_vector(self, history: Sequence[int]) -> np.ndarray:
         idx, w = recency_weights(history, self.window, self.decay)
         return (w[:, None] * self.left[idx]).sum(axis=0).astype(np.float32)
+
+
+def svd_factors(weights: np.ndarray, rank: int, window: int = 20, decay: float = 0.9) -> LinearFactors:
+    """Low-rank EASE: the truncated SVD ``U S V^T`` split as ``left = U sqrt(S)``,
+    ``right = V sqrt(S)``."""
+    rank = min(rank, weights.shape[0])
+    u, s, vt = truncated_svd(weights, rank)
+    root = np.sqrt(s)
+    return LinearFactors((u * root).astype(np.float32), (vt.T * root).astype(np.float32), window, decay)

@@ -2,8 +2,8 @@
 
 - ``muse_content``: MiniLM embeddings of each item's text (title, categories, description);
   serves text queries and is where a brand-new item is reachable from its first upsert.
-- ``muse_hybrid``: the fused SASRec + EASE + content item vectors of ``retrieval.behavior``;
-  a user's history becomes one query vector against it.
+- ``muse_hybrid``: the fused SASRec + EASE + transition + content item vectors of
+  ``retrieval.behavior``; a user's history becomes one query vector against it.
 
 Both carry the same metadata (title, categories, year), so the same filters work on either.
 The client is ``chromadb.PersistentClient`` under a folder, or ``chromadb.HttpClient`` for a
@@ -101,7 +101,7 @@ class ItemIndex:
         # ef_search bounds how far HNSW looks: well above the candidate counts asked for, so the
         # approximate search returns what an exact scan would on catalogs of this size.
         hnsw = {"space": "ip", "ef_search": ef_search, "ef_construction": 200, "max_neighbors": 32}
-        self.client, self.encoder = client, encoder
+        self.client, self.encoder, self._hnsw = client, encoder, hnsw
         self.content = client.get_or_create_collection(
             CONTENT, embedding_function=encoder, configuration={"hnsw": hnsw}
         )
@@ -136,12 +136,22 @@ class ItemIndex:
         return np.asarray([by_id[i] for i in ids], dtype=np.float32)
 
     def upsert_hybrid(self, items: Sequence[CatalogItem], vectors: np.ndarray) -> None:
+        self._match_hybrid_width(vectors.shape[1])
         for start in range(0, len(items), UPSERT_BATCH):
             batch = items[start : start + UPSERT_BATCH]
             self.hybrid.upsert(
                 ids=[it.id for it in batch], embeddings=vectors[start : start + len(batch)],
                 metadatas=[item_metadata(it) for it in batch],
             )  # fmt: skip
+
+    def _match_hybrid_width(self, width: int) -> None:
+        """Hybrid vectors are derived from one fitted model. A model of another width (a space
+        added or resized) makes every stored vector meaningless next to the new ones, and
+        Chroma refuses to mix widths, so the collection is emptied and rebuilt from scratch."""
+        stored = self.hybrid.get(limit=1, include=["embeddings"])["embeddings"]
+        if stored is not None and len(stored) and len(stored[0]) != width:
+            self.client.delete_collection(HYBRID)
+            self.hybrid = self.client.get_or_create_collection(HYBRID, configuration={"hnsw": self._hnsw})
 
     def delete(self, ids: Sequence[str]) -> None:
         for collection in (self.content, self.hybrid):

@@ -1,7 +1,7 @@
 """Candidate retrieval: a user's history (and an optional text query) to top-k items via Chroma.
 
 - A user with known history: one query vector from ``HybridModel`` against the hybrid
-  collection (SASRec + EASE + content fused), text query blended in when given.
+  collection (SASRec + EASE + transition + content fused), text query blended in when given.
 - No usable history but a text query: the content collection.
 - Neither (cold start): popular-and-recent items.
 Seen items and explicitly excluded ids never come back; metadata filters apply to all paths.

@@ -18,6 +18,7 @@ from agent.catalog import Item, load_interactions, load_items
 from agent.config import Settings
 from agent.indexing import build_index, history_of, load_retriever
 from agent.store import SQLiteStore
+from retrieval.behavior import BehaviorConfig
 from retrieval.index import Filters
 from tests.conftest import DEMO
 
@@ -149,3 +150,20 @@ def test_new_item_is_reachable_through_its_content(demo):
     history = history_of(store, demo_users(store)[0])
     hybrid = retriever.retrieve(history, k=3, query=query, query_weight=3.0)
     assert hybrid[0].source == "hybrid" and "fresh-1" in [c.item_id for c in hybrid]
+
+
+def test_reindexing_with_a_model_of_another_width_rebuilds_the_hybrid_collection(demo):
+    settings, store, _ = demo
+    narrow = build_index(store, settings, BehaviorConfig(transition=False), say=lambda _: None)
+    assert "transition" not in narrow["weights"]
+    retriever = load_retriever(settings)
+    width = retriever.model.item_vectors().shape[1]
+    history = history_of(store, demo_users(store)[0])
+    assert len(retriever.retrieve(history, k=5)) == 5
+    # Back to the default model, whose vectors are wider: Chroma would refuse to mix widths.
+    build_index(store, settings, say=lambda _: None)
+    retriever = load_retriever(settings)
+    assert retriever.model.item_vectors().shape[1] > width
+    assert retriever.index.hybrid.count() == len(store.items())
+    got = retriever.retrieve(history, k=5)
+    assert len(got) == 5 and not set(history) & {c.item_id for c in got}
