@@ -110,10 +110,10 @@ class HybridModel:
 
     def refit(self, train: Sequence[Sequence[str]], seed: int = 0, progress=None) -> None:
         """Refit on more data (e.g. train + validation before testing), keeping what validation
-        chose: EASE is refitted, SASRec retrained from scratch for its chosen number of epochs,
-        the transition model too, and the fusion weights stay. Retraining SASRec matters: in a probe on ml-latest-small
-        (two seeds) it moved test N@10 from 0.082 to 0.088-0.093, the newest item being the
-        most telling one."""
+        chose: EASE and the transition model are refitted, SASRec retrained from scratch for its
+        chosen number of epochs, and the fusion weights stay. Retraining SASRec matters: in a
+        probe on ml-latest-small (two seeds) it moved test N@10 from 0.082 to 0.088-0.093, the
+        newest item being the most telling one."""
         seqs, known = self._fit_linear(train)
         if self.sasrec is not None:
             sasrec_cfg = replace(self.sasrec.config, max_epochs=self.sasrec.best_epoch)
