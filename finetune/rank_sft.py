@@ -15,6 +15,11 @@ Ready-to-paste commands (run from the repository root)::
     .venv/bin/python -m finetune.rank_sft --data ../shared/data/ml-latest-small \\
         --output_dir .muse/train/rank-v2 --unseen_positions 16 --examples 4000
 
+    # rank-v4 (not registered): the same examples, residual training on the retrieval prior
+    # (reuses rank-v3's retriever: copy .muse/train/rank-v3/retriever into the output folder first)
+    .venv/bin/python -m finetune.rank_sft --data ../shared/data/ml-latest-small \\
+        --output_dir .muse/train/rank-v4 --unseen_positions 16 --examples 2000 --retrieval_prior
+
     # then register it: adapters/<name>/ holds the peft adapter + manifest.json
     cp -r .muse/train/rank-v2/adapter adapters/rank-v2
 
@@ -32,8 +37,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from agent.llm.engine import prompt_ids
-from agent.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
+from agent.ranker import LABELS, PromptConfig, RankRequest, rank_conversation, standardize
 from finetune.rank_data import MIN_HISTORY, RankExample
 
 
@@ -61,6 +68,10 @@ class RankSFTConfig:
     history_items: int = field(default=8, metadata={"help": "history titles in the prompt"})
     title_chars: int = field(default=28, metadata={"help": "titles cut to this many characters"})
     seed: int = field(default=0, metadata={"help": "seed of the retriever fit, sampling and training"})
+    retrieval_prior: bool = field(default=False, metadata={"help": (
+        "residual training: the loss sees the label logits plus beta * z(retrieval score), with beta the "
+        "maximum-likelihood scale on the training examples, so the adapter learns what retrieval order "
+        "misses instead of relearning it (its scores are meant to be fused with retrieval's)")})
 
     @property
     def prompt(self) -> PromptConfig:
@@ -72,10 +83,41 @@ def label_row(prompt: list[int], answer: int) -> dict:
     return {"input_ids": prompt + [answer], "labels": [-100] * len(prompt) + [answer]}
 
 
-def tokenize(example: RankExample, items, tokenizer, prompt: PromptConfig, label_ids: list[int]) -> dict:
+def tokenize(example: RankExample, items, tokenizer, prompt: PromptConfig, label_ids: list[int],
+             prior_scale: float | None = None) -> dict:
+    """A training row; with ``prior_scale``, also the retrieval prior the loss adds to the label logits."""
     request = RankRequest.of(example.history, example.candidates, example.scores, items, prompt)
     ids = prompt_ids(tokenizer, rank_conversation(request.history, request.candidates, prompt))
-    return label_row(ids, label_ids[example.target])
+    row = label_row(ids, label_ids[example.target])
+    if prior_scale is not None:
+        row["prior"] = retrieval_prior(example.scores, prior_scale, len(label_ids))
+    return row
+
+
+# A label with no candidate behind it (fewer than 20 candidates) gets this prior: never the answer.
+NO_CANDIDATE = -1e4
+
+
+def retrieval_prior(scores: list[float], scale: float, n_labels: int) -> list[float]:
+    """``scale * z(retrieval score)`` per label, the labels without a candidate ruled out."""
+    z = scale * standardize(scores)
+    return [float(v) for v in z] + [NO_CANDIDATE] * (n_labels - len(z))
+
+
+PRIOR_SCALES = tuple(float(v) for v in np.round(np.arange(0.0, 3.0001, 0.05), 2))
+
+
+def fit_prior_scale(examples: list[RankExample], grid: tuple[float, ...] = PRIOR_SCALES) -> float:
+    """The scale of z(retrieval score) whose softmax gives the answers the highest likelihood: the
+    best that retrieval order alone can say, which residual training then adds to."""
+    if not examples:
+        raise ValueError("no training examples to fit the retrieval prior on")
+    z = [standardize(e.scores) for e in examples]
+
+    def mean_log_likelihood(scale: float) -> float:
+        return float(np.mean([scale * zs[e.target] - np.logaddexp.reduce(scale * zs) for zs, e in zip(z, examples)]))
+
+    return max(grid, key=mean_log_likelihood)
 
 
 def top_layers_lora(model_dir: Path, r: int, alpha: int, dropout: float, top_layers: int):
@@ -94,7 +136,8 @@ def top_layers_lora(model_dir: Path, r: int, alpha: int, dropout: float, top_lay
 
 def label_trainer_class():
     """``trl.SFTTrainer`` with the loss restricted to the candidate labels (imported lazily:
-    trl and torch are heavy)."""
+    trl and torch are heavy). Rows may carry a ``prior`` (see ``retrieval_prior``): it is added to
+    the label logits before the cross-entropy."""
     import torch
     import torch.nn.functional as F
     from trl import SFTTrainer
@@ -103,6 +146,20 @@ def label_trainer_class():
         def __init__(self, *args, label_ids: list[int], **kwargs):
             super().__init__(*args, **kwargs)
             self.label_ids = torch.tensor(label_ids)
+            collate = self.data_collator
+
+            def with_prior(rows: list[dict]) -> dict:
+                priors = [row.pop("prior") for row in rows] if "prior" in rows[0] else None
+                batch = collate(rows)
+                if priors is not None:
+                    batch["prior"] = torch.tensor(priors, dtype=torch.float32)
+                return batch
+
+            self.data_collator = with_prior
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            self._signature_columns = [*self._signature_columns, "prior"]  # kept, not dropped
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs["labels"]
@@ -114,7 +171,10 @@ def label_trainer_class():
             label_ids = self.label_ids.to(labels.device)
             logits = hidden[rows, answer_at - 1] @ causal_lm.lm_head.weight[label_ids].T
             target = (labels[rows, answer_at][:, None] == label_ids[None]).int().argmax(-1)
-            loss = F.cross_entropy(logits.float(), target)
+            logits = logits.float()
+            if "prior" in inputs:
+                logits = logits + inputs["prior"].to(logits.device)
+            loss = F.cross_entropy(logits, target)
             return (loss, {"logits": logits}) if return_outputs else loss
 
     return LabelRankTrainer
@@ -181,7 +241,10 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     label_ids = single_token_ids(tokenizer, LABELS)
-    rows = [tokenize(e, items, tokenizer, cfg.prompt, label_ids) for e in examples]
+    prior_scale = fit_prior_scale(examples) if cfg.retrieval_prior else None
+    if prior_scale is not None:
+        say(f"residual training on the retrieval prior, scale {prior_scale}")
+    rows = [tokenize(e, items, tokenizer, cfg.prompt, label_ids, prior_scale) for e in examples]
     dataset = Dataset.from_list(rows)
     lora = top_layers_lora(model_dir, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.top_layers)
     args = SFTConfig(
@@ -209,6 +272,7 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "config": {
             k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "lora_r": cfg.lora_r, "examples": len(examples), "train_loss": result.training_loss,
+        "retrieval_prior_scale": prior_scale,
         "train_seconds": round(time.perf_counter() - started, 1),
     }
     metrics = held_out_metrics(model_dir, {"tuned": adapter_dir}, held_out, items, cfg.prompt, say)
@@ -231,7 +295,8 @@ def held_out_metrics(model_dir: Path, adapters: dict[str, Path], examples: list[
     """N@5, N@10 and R@10 on held-out positions: retrieval order, the base model alone and each
     adapter alone (same prompts, same candidates)."""
     from agent.llm.transformers_engine import TransformersEngine
-    from agent.ranker import Ranker, order
+    from agent.ranker import Ranker, fuse, order
+    from agent.rerank_eval import WEIGHT_GRID
     from retrieval.metrics import summarize
 
     if not examples:
@@ -239,14 +304,29 @@ def held_out_metrics(model_dir: Path, adapters: dict[str, Path], examples: list[
     engine = TransformersEngine(model_dir, adapters)
     requests = [RankRequest.of(e.history, e.candidates, e.scores, items, prompt) for e in examples]
     rows = {"retrieval": [list(range(len(e.candidates))) for e in examples]}
+    fused = {}
     for name in (None, *adapters):
-        rows[name or "zero_shot"] = [order(s) for s in Ranker(engine, name, prompt=prompt).llm_scores(requests)]
+        llm = Ranker(engine, name, prompt=prompt).llm_scores(requests)
+        rows[name or "zero_shot"] = [order(s) for s in llm]
+        # The best fusion weight on these same positions: optimistic, but equally so for every model.
+        by_weight = {float(w): [order(fuse(e.scores, s, w)) for e, s in zip(examples, llm)] for w in WEIGHT_GRID}
+        best = max(by_weight, key=lambda w: (n_at_10(by_weight[w], examples), -w))
+        rows[f"{name or 'zero_shot'}_fused"] = by_weight[best]
+        fused[f"{name or 'zero_shot'}_fused"] = best
     out = {}
     for name, orders in rows.items():
         ranks = [o.index(e.target) + 1 for o, e in zip(orders, examples)]
         out[name] = {k: round(v, 4) for k, v in summarize(ranks).items() if k in ("N@5", "N@10", "R@10")}
+        if name in fused:
+            out[name]["weight"] = fused[name]
     say(f"held-out positions ({len(examples)}): {out}")
     return {"positions": len(examples), **out}
+
+
+def n_at_10(orders: list[list[int]], examples: list[RankExample]) -> float:
+    from retrieval.metrics import ndcg_at
+
+    return float(np.mean([ndcg_at(o.index(e.target) + 1, 10) for o, e in zip(orders, examples)]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,10 @@ class BehaviorConfig:
     sasrec: bool = field(default=True, metadata={"help": "train the SASRec space (slowest part)"})
     weight_step: float = field(default=0.1, metadata={"help": "grid step for the fusion weights"})
 
+    def recency(self, space: str) -> tuple[int, float]:
+        """The (window, decay) a linear space reads a user's recent items with."""
+        return (self.transition_window, self.transition_decay) if space == "transition" else (self.window, self.decay)
+
 
 @dataclass
 class Space:
@@ -127,11 +131,10 @@ class HybridModel:
         seqs = [[self.index[i] for i in s if i in self.index] for s in train]
         known = np.zeros(n, dtype=bool)
         known[[i for s in seqs for i in s]] = True
-        self.linear["ease"] = svd_factors(fit_ease(seqs, n, cfg.ease_lambda), cfg.ease_rank, cfg.window, cfg.decay)
+        self.linear["ease"] = svd_factors(fit_ease(seqs, n, cfg.ease_lambda), cfg.ease_rank, *cfg.recency("ease"))
         if cfg.transition:
             self.linear["transition"] = transition_factors(
-                seqs, n, cfg.transition_lambda, cfg.transition_window, cfg.transition_decay, cfg.transition_rank
-            )  # fmt: skip
+                seqs, n, cfg.transition_lambda, *cfg.recency("transition"), cfg.transition_rank)
         for name, factors in self.linear.items():
             self.spaces[name] = Space.of(factors.right * known[:, None], known)
         return seqs, known
@@ -259,11 +262,10 @@ class HybridModel:
             for s in SPACES:
                 if f"{s}_items" in arrays:
                     model.spaces[s] = Space(arrays[f"{s}_items"], arrays[f"{s}_cov"])
-            cfg = model.config
-            shapes = {"ease": (cfg.window, cfg.decay), "transition": (cfg.transition_window, cfg.transition_decay)}
             for s in LINEAR:
                 if f"{s}_left" in arrays:
-                    model.linear[s] = LinearFactors(arrays[f"{s}_left"], arrays[f"{s}_items"], *shapes[s])
+                    model.linear[s] = LinearFactors(arrays[f"{s}_left"], arrays[f"{s}_items"],
+                                                    *model.config.recency(s))
         if meta["sasrec"]:
             model.sasrec = SASRecModel(len(model.item_ids), SASRecConfig(**meta["sasrec"]))
             model.sasrec.net.load_state_dict(torch.load(folder / "sasrec.pt"))

@@ -72,3 +72,55 @@ def test_two_steps_change_the_adapter_and_not_the_base(tiny_model, tmp_path, rng
     assert all(torch.equal(base_after[n], p) for n, p in base_before.items())
     # LoRA sits on the chosen layer only.
     assert all(".layers.1." in n for n in lora_before)
+
+
+def test_prior_scale_is_the_maximum_likelihood_one():
+    from finetune.rank_data import RankExample
+    from finetune.rank_sft import fit_prior_scale, retrieval_prior
+
+    # Two candidates: z = (1, -1). With the first one right 3 times in 4, the likelihood is highest
+    # where softmax(s, -s) gives it 0.75: tanh(s) = 0.5, s = atanh(0.5) = 0.549.
+    examples = [RankExample("u", ["h"], ["a", "b"], [2.0, 1.0], t) for t in (0, 0, 0, 1)]
+    assert fit_prior_scale(examples) == 0.55
+    # Retrieval order never right at the top: no trust in it at all.
+    assert fit_prior_scale([RankExample("u", ["h"], ["a", "b"], [2.0, 1.0], 1)]) == 0.0
+    assert retrieval_prior([2.0, 1.0], 0.5, 4) == [0.5, -0.5, -1e4, -1e4]  # missing candidates ruled out
+
+
+def test_residual_training_adds_the_prior_to_the_label_logits(tiny_model, tmp_path, rng):
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig
+
+    from agent.llm.engine import single_token_ids
+    from finetune.rank_data import RankExample
+    from finetune.rank_sft import label_trainer_class, tokenize
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    label_ids = single_token_ids(tokenizer, LABELS)
+    items = {f"i{n}": Item(f"i{n}", f"Movie {n}", year=1990 + n) for n in range(40)}
+    scores = [float(20 - n) for n in range(20)]
+    examples = [RankExample("u", [f"i{n}" for n in range(5)], [f"i{n}" for n in range(5, 25)], scores, 0)
+                for _ in range(4)]
+    args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=1, learning_rate=1e-2,
+                     report_to="none", max_length=None, save_strategy="no", bf16=False,
+                     gradient_checkpointing=False)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], layers_to_transform=[1], task_type="CAUSAL_LM")
+
+    def first_batch_loss(scale):
+        dataset = Dataset.from_list([tokenize(e, items, tokenizer, PromptConfig(), label_ids, scale) for e in examples])
+        trainer = label_trainer_class()(model=AutoModelForCausalLM.from_pretrained(tiny_model), args=args,
+                                        train_dataset=dataset, processing_class=tokenizer, peft_config=lora,
+                                        label_ids=label_ids)
+        batch = next(iter(trainer.get_train_dataloader()))
+        assert ("prior" in batch) == (scale is not None) and batch["input_ids"].shape[0] == 4
+        with torch.no_grad():
+            loss = trainer.compute_loss(trainer.model, batch).item()
+        trainer.train()  # the prior column goes through TRL's data path
+        return loss
+
+    plain, trusted = first_batch_loss(None), first_batch_loss(100.0)
+    # A strong prior on the right answer (the first candidate) leaves almost nothing to learn.
+    assert trusted < 0.01 < plain
