@@ -292,41 +292,38 @@ def load_examples(path: Path) -> list[RankExample]:
 
 def held_out_metrics(model_dir: Path, adapters: dict[str, Path], examples: list[RankExample], items,
                      prompt: PromptConfig, say=print) -> dict:
-    """N@5, N@10 and R@10 on held-out positions: retrieval order, the base model alone and each
-    adapter alone (same prompts, same candidates)."""
+    """N@5, N@10 and R@10 on held-out positions: retrieval order, then the base model and each
+    adapter alone and fused with retrieval (same prompts, same candidates)."""
     from agent.llm.transformers_engine import TransformersEngine
     from agent.ranker import Ranker, fuse, order
     from agent.rerank_eval import WEIGHT_GRID
-    from retrieval.metrics import summarize
+    from retrieval.metrics import ndcg_at, summarize
 
     if not examples:
         return {}
+
+    def ranks(orders: list[list[int]]) -> list[int]:
+        return [o.index(e.target) + 1 for o, e in zip(orders, examples)]
+
     engine = TransformersEngine(model_dir, adapters)
     requests = [RankRequest.of(e.history, e.candidates, e.scores, items, prompt) for e in examples]
     rows = {"retrieval": [list(range(len(e.candidates))) for e in examples]}
-    fused = {}
+    weights = {}
     for name in (None, *adapters):
+        key = name or "zero_shot"
         llm = Ranker(engine, name, prompt=prompt).llm_scores(requests)
-        rows[name or "zero_shot"] = [order(s) for s in llm]
+        rows[key] = [order(s) for s in llm]
         # The best fusion weight on these same positions: optimistic, but equally so for every model.
         by_weight = {float(w): [order(fuse(e.scores, s, w)) for e, s in zip(examples, llm)] for w in WEIGHT_GRID}
-        best = max(by_weight, key=lambda w: (n_at_10(by_weight[w], examples), -w))
-        rows[f"{name or 'zero_shot'}_fused"] = by_weight[best]
-        fused[f"{name or 'zero_shot'}_fused"] = best
+        best = max(by_weight, key=lambda w: (np.mean([ndcg_at(r, 10) for r in ranks(by_weight[w])]), -w))
+        rows[f"{key}_fused"], weights[f"{key}_fused"] = by_weight[best], best
     out = {}
     for name, orders in rows.items():
-        ranks = [o.index(e.target) + 1 for o, e in zip(orders, examples)]
-        out[name] = {k: round(v, 4) for k, v in summarize(ranks).items() if k in ("N@5", "N@10", "R@10")}
-        if name in fused:
-            out[name]["weight"] = fused[name]
+        out[name] = {k: round(v, 4) for k, v in summarize(ranks(orders)).items() if k in ("N@5", "N@10", "R@10")}
+        if name in weights:
+            out[name]["weight"] = weights[name]
     say(f"held-out positions ({len(examples)}): {out}")
     return {"positions": len(examples), **out}
-
-
-def n_at_10(orders: list[list[int]], examples: list[RankExample]) -> float:
-    from retrieval.metrics import ndcg_at
-
-    return float(np.mean([ndcg_at(o.index(e.target) + 1, 10) for o, e in zip(orders, examples)]))
 
 
 def main(argv: list[str] | None = None) -> int:

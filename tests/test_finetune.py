@@ -124,3 +124,24 @@ def test_residual_training_adds_the_prior_to_the_label_logits(tiny_model, tmp_pa
     plain, trusted = first_batch_loss(None), first_batch_loss(100.0)
     # A strong prior on the right answer (the first candidate) leaves almost nothing to learn.
     assert trusted < 0.01 < plain
+
+
+def test_held_out_metrics_report_each_model_alone_and_fused(tiny_model, tiny_registry, rng):
+    from finetune.rank_data import RankExample
+    from finetune.rank_sft import held_out_metrics
+    from retrieval.metrics import ndcg_at
+
+    items = {f"i{n}": Item(f"i{n}", f"Movie {n}", year=1990 + n) for n in range(40)}
+    examples = [RankExample("u", [f"i{n}" for n in range(5)], [f"i{n}" for n in range(5, 25)],
+                            [float(20 - n) for n in range(20)], int(t)) for t in rng.integers(0, 20, 6)]
+    report = held_out_metrics(tiny_model, {"tuned": tiny_registry / "rank-test"}, examples, items, PromptConfig(),
+                              say=lambda _: None)
+    assert report["positions"] == 6
+    # Retrieval order: the answer sits at its own position.
+    expected = np.mean([ndcg_at(e.target + 1, 10) for e in examples])
+    assert report["retrieval"]["N@10"] == round(float(expected), 4)
+    for model in ("zero_shot", "tuned"):
+        fused = report[f"{model}_fused"]
+        assert 0.0 <= fused["weight"] <= 1.0
+        # Weight 0 (retrieval order) is on the grid, so the chosen fusion never does worse than it.
+        assert fused["N@10"] >= report["retrieval"]["N@10"]
