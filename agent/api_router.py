@@ -6,9 +6,11 @@ Domain errors raised by the agent become HTTP errors in ``agent.app`` only.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -26,7 +28,7 @@ from agent.schemas import (
     ServeAdapterRequest,
     ServeAdapterResponse,
 )
-from agent.service import Ask, MuseAgent
+from agent.service import Answer, Ask, MuseAgent, Plan, RequestCancelled
 from retrieval.index import Filters
 
 router = APIRouter()
@@ -42,23 +44,55 @@ def get_agent(request: Request) -> MuseAgent:
 AgentDep = Annotated[MuseAgent, Depends(get_agent)]
 
 
+async def _watch_disconnect(request: Request, cancel: threading.Event, every: float = 0.1) -> None:
+    """Set ``cancel`` when the client closes the connection (the LLM's work is then dropped)."""
+    while not cancel.is_set():
+        if await request.is_disconnected():
+            cancel.set()
+            return
+        await anyio.sleep(every)
+
+
+async def _answer(request: Request, agent: MuseAgent, plan: Plan) -> Answer:
+    """Every text of ``plan`` (off the event loop), the impression logged; the engine's work is
+    cancelled if the client goes away first (``RequestCancelled``)."""
+    cancel = threading.Event()
+
+    def run() -> Answer:
+        for _ in agent.texts(plan, cancel):
+            pass
+        if cancel.is_set():
+            raise RequestCancelled("the client closed the connection")
+        return agent.finish(plan)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_watch_disconnect, request, cancel)
+        try:
+            return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+        finally:
+            cancel.set()
+            tasks.cancel_scope.cancel()
+
+
 @router.post("/v1/recommendations", response_model=RecommendationResponse)
-def recommend(body: RecommendationRequest, agent: AgentDep) -> RecommendationResponse:
+async def recommend(body: RecommendationRequest, request: Request, agent: AgentDep) -> RecommendationResponse:
     f = body.filters
     ask = Ask(body.user_id, body.k, body.query, Filters(f.categories, f.year_min, f.year_max, f.exclude_ids),
               body.diversity, body.adapter)
     with agent.metrics.latency.labels("recommendations").time():
-        answer = agent.recommend(ask)
+        plan = await anyio.to_thread.run_sync(agent.plan, ask)
+        answer = await _answer(request, agent, plan)
     return RecommendationResponse.of(answer)
 
 
 @router.post("/v1/chat/completions")
-def chat_completions(body: ChatRequest, agent: AgentDep):
-    with agent.metrics.latency.labels("chat").time():
-        answer, data = openai_chat.answer_chat(agent, body)
+async def chat_completions(body: ChatRequest, request: Request, agent: AgentDep):
+    plan, intent = await anyio.to_thread.run_sync(openai_chat.plan_chat, agent, body)
     if body.stream:
-        return StreamingResponse(openai_chat.stream(answer, data, body.model), media_type="text/event-stream")
-    return openai_chat.completion(answer, data, body.model)
+        return StreamingResponse(openai_chat.stream(agent, plan, intent, body.model), media_type="text/event-stream")
+    with agent.metrics.latency.labels("chat").time():
+        answer = await _answer(request, agent, plan)
+    return openai_chat.completion(answer, intent, body.model)
 
 
 @router.get("/v1/models")
@@ -114,11 +148,18 @@ def healthz() -> dict:
 
 @router.get("/readyz")
 def readyz(request: Request) -> Response:
+    """200 once the store is open and every LLM stage in use has answered its warm-up request;
+    503 (with the reason) before. After that, an LLM marked down is reported, still 200: the
+    answers are then degraded, not refused."""
     agent = getattr(request.app.state, "agent", None)
     if agent is None:
         return Response(json.dumps({"ready": False, "reason": "starting"}), 503, media_type="application/json")
+    if not agent.warmed.is_set():
+        reason = "warming up the LLM" + (f" (last try: {agent.warm_error})" if agent.warm_error else "")
+        return Response(json.dumps({"ready": False, "reason": reason}), 503, media_type="application/json")
     body = {"ready": True, "llm": "up" if agent.gate.available() else "down (answers degraded)",
-            "items": agent.store.counts()["items"], "ranker_adapter": agent.default_adapter}
+            "items": agent.store.counts()["items"], "ranker_adapter": agent.default_adapter,
+            "rankers_in_use": agent.rankers_in_use()}
     return Response(json.dumps(body), 200, media_type="application/json")
 
 

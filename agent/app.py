@@ -7,6 +7,7 @@ become HTTP errors, and a request-size limit.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 from typing import Any
@@ -19,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from agent.config import Settings
 from agent.llm.engine import EngineError, UnknownAdapterError
 from agent.observability import Metrics
-from agent.service import LLMUnavailable
+from agent.service import LLMUnavailable, RequestCancelled
 from agent.store import UnknownImpressionError, UnknownItemError
 
 _KEEP = object()  # "open the engine the settings name"
@@ -106,6 +107,12 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
                 llm = stack.enter_context(open_engine(settings, supervise=True))
             agent = MuseAgent(settings, store, load_retriever(settings), llm, Metrics())
             stack.callback(agent.close)
+            # /readyz says ready once every LLM stage in use has answered one request; until
+            # then /healthz answers and requests are served (degraded if the LLM is not up).
+            stop_warming = threading.Event()
+            threading.Thread(target=agent.warm_up, kwargs={"stop": stop_warming}, name="muse-warm-up",
+                             daemon=True).start()
+            stack.callback(stop_warming.set)
             app.state.agent = agent
             yield
             app.state.agent = None
@@ -142,6 +149,10 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
     @app.exception_handler(UnknownImpressionError)
     async def unknown_reference(_: Request, exc: KeyError):
         return error(422, str(exc))
+
+    @app.exception_handler(RequestCancelled)
+    async def cancelled(_: Request, exc: RequestCancelled):
+        return error(499, str(exc), "cancelled")  # nobody reads it: the client has gone
 
     @app.exception_handler(EngineError)
     @app.exception_handler(LLMUnavailable)

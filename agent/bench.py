@@ -92,10 +92,10 @@ def run_rank_bench(settings, n: int = 200, levels: Sequence[int] = (1, 8), say=p
     prompt = prompt_config_of(settings.adapters().get(adapter) if adapter else None)
     # Each level gets its own prompts: repeats would be free prefix-cache hits for vLLM.
     conversations = demo_conversations(n * len(levels), prompt=prompt)
-    report: dict = {"requests": n, "candidates": len(LABELS), "adapter": adapter, "dtype": settings.llm_dtype}
+    report: dict = {"requests": n, "candidates": len(LABELS), "adapter": adapter, "dtype": settings.dtype}
     for name in ("transformers", "vllm"):
         say(f"benchmarking {name} ...")
-        with open_engine(settings, say, engine=name) as engine:
+        with open_engine(settings, say, engine=name, with_adapters=True) as engine:
             report[name] = bench_engine(engine, conversations, levels, batched=name == "transformers",
                                         adapter=adapter)
         say(json.dumps(report[name]))

@@ -1,32 +1,115 @@
 """`muse bench agent`: N requests against a running Muse service, every answer checked.
 
 Users are drawn (seeded) from the service's own event store; requests alternate between
-``/v1/recommendations`` and chat completions with natural-language asks. For each answer:
+``/v1/recommendations`` and streamed chat completions with natural-language asks. Reported:
 
-- every item is among the answer's candidates, exists in the catalog, is not in the user's
-  history, and appears once;
-- each text's outcome is counted: passed the grounding check first time (``llm``), after one
-  regeneration (``regenerated``), failed twice (``fallback``), or not asked of the LLM
-  (``template``: degraded, or nothing of the user's to cite).
-
-The grounding failure rate before fallback is (regenerated + fallback) / texts the LLM wrote.
+- latency: the whole answer (every request), and for the streamed half the first content
+  (the picks) and the moment the last explanation arrived, each as p50/p95 (nearest rank);
+- the degraded rate and the HTTP statuses;
+- invariants: every item is among the answer's candidates, in the catalog, not in the user's
+  history, shown once; a streamed reply's text holds every text of its final payload;
+- text outcomes (``llm``, ``fallback``, ``template``) and the template share;
+- a text-quality table computed by code (``agent.text_quality``) over every text: invented
+  titles, claims that the reader already watched the pick, explanations citing no real history
+  item, drafts not naming the pick, cut-off texts, repeated citations, the unique-sentence
+  ratio, explanations that address the reader, and the share of texts that mention a real
+  attribute of the pick (a category, its year, words of its description);
+- the intent step: how often the LLM's reading was used, from the service's ``/metrics``
+  (``not asked`` while ``MUSE_INTENT_LLM`` is off).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from agent.bench import percentile
+from agent.catalog import Item
 from agent.config import Settings
+from agent.grounding import GroundingCheck
 from agent.indexing import history_of
 from agent.store import SQLiteStore
+from agent.text_quality import (
+    addresses_reader,
+    cited_titles,
+    claims_watched_pick,
+    is_cut_off,
+    mentions_attribute,
+    names_title,
+    repeats_citation,
+    unique_sentence_ratio,
+)
 
 ASKS = ["something light from the 90s, nothing I've seen", "a gripping thriller", "a drama after 2000",
         "surprise me", "something funny for a family evening", "sci-fi from the 80s"]
+QUALITY_KEYS = ("invented_titles", "claims_watched_pick", "explanations_citing_no_history", "drafts_not_naming_pick",
+                "cut_off", "repeated_citations", "explanations_not_addressing_reader")  # fmt: skip
+
+
+def read_sse(response, started: float) -> tuple[str, dict | None, list[float], list[str]]:
+    """(content, the final chunk's ``muse`` payload, arrival time of each content chunk, the
+    raw ``data:`` payloads) of a streamed chat completion."""
+    content, muse, times, raw = [], None, [], []
+    for line in response.iter_lines():
+        if not line.startswith("data: "):
+            continue
+        raw.append(line[6:])
+        if line == "data: [DONE]":
+            break
+        chunk = json.loads(line[6:])
+        delta = chunk["choices"][0]["delta"] if chunk.get("choices") else {}
+        if delta.get("content"):
+            content.append(delta["content"])
+            times.append(time.monotonic() - started)
+        if "muse" in chunk:
+            muse = chunk["muse"]
+    return "".join(content), muse, times, raw
+
+
+def text_quality(answers: Sequence[tuple[list[dict], list[str]]], items: dict[str, Item],
+                 check: GroundingCheck) -> dict:
+    """The quality table over every text of ``answers`` (each: the answer's items as the API
+    returns them, and the titles of the user's history)."""
+    counts: Counter = Counter()
+    texts, with_attribute = [], 0
+    for shown, history in answers:
+        for it in shown:
+            item = items[it["id"]]
+            explanation, draft = it["explanation"], it["draft"]
+            allowed = [item.title, *history]
+            for text in (explanation, draft):
+                counts["invented_titles"] += len(check.foreign_titles(text, allowed))
+                counts["claims_watched_pick"] += claims_watched_pick(text, item.title)
+                counts["cut_off"] += is_cut_off(text)
+                with_attribute += mentions_attribute(text, item, history)
+                texts.append(text)
+            counts["explanations_citing_no_history"] += not cited_titles(explanation, history)
+            counts["explanations_not_addressing_reader"] += not addresses_reader(explanation)
+            counts["drafts_not_naming_pick"] += not names_title(draft, item.title)
+            counts["repeated_citations"] += repeats_citation(explanation, history)
+    return {"texts": len(texts), **{k: counts[k] for k in QUALITY_KEYS},
+            "unique_sentence_ratio": round(unique_sentence_ratio(texts), 4),
+            "share_mentioning_an_attribute": round(with_attribute / len(texts), 4) if texts else None}
+
+
+def _intent_counts(client) -> Counter:
+    out: Counter = Counter()
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("muse_intents_total{"):
+            source = line.split('source="')[1].split('"')[0]
+            out[source] += float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def _stats(values: Sequence[float]) -> dict | None:
+    if not values:
+        return None
+    return {"p50": round(statistics.median(values), 3), "p95": round(percentile(values, 0.95), 3)}
 
 
 def run_agent_bench(settings: Settings, url: str, n: int = 100, k: int = 5, concurrency: int = 1, seed: int = 0,
@@ -34,61 +117,75 @@ def run_agent_bench(settings: Settings, url: str, n: int = 100, k: int = 5, conc
     import httpx
 
     store = SQLiteStore(settings.db_path)
-    catalog = {it.id for it in store.items()}
+    catalog = {it.id: it for it in store.items()}
     users = sorted({e.user_id for e in store.events()})
     if not users:
         raise ValueError(f"no users in {settings.db_path}")
     rng = random.Random(seed)
     plan = [(rng.choice(users), n % 2 == 1, ASKS[n % len(ASKS)]) for n in range(n)]
-    histories = {u: set(history_of(store, u)) for u, _, _ in plan}
+    histories = {u: history_of(store, u) for u, _, _ in plan}
     client = httpx.Client(base_url=url.rstrip("/"), timeout=600)
+    intents_before = _intent_counts(client)
 
     def one(job):
         user, chat, ask = job
         started = time.monotonic()
-        if chat:
-            r = client.post("/v1/chat/completions", json={"model": "muse", "user": user, "muse": {"k": k},
-                                                         "messages": [{"role": "user", "content": ask}]})
-        else:
+        if not chat:
             r = client.post("/v1/recommendations", json={"user_id": user, "k": k})
-        data = (r.json()["muse"] if chat else r.json()) if r.status_code == 200 else None
-        return user, r.status_code, data, time.monotonic() - started
+            return user, r.status_code, r.json() if r.status_code == 200 else None, time.monotonic() - started, None
+        body = {"model": "muse", "user": user, "muse": {"k": k}, "stream": True,
+                "messages": [{"role": "user", "content": ask}]}
+        with client.stream("POST", "/v1/chat/completions", json=body) as r:
+            if r.status_code != 200:
+                r.read()
+                return user, r.status_code, None, time.monotonic() - started, None
+            content, muse, times, _ = read_sse(r, started)
+        return user, r.status_code, muse, time.monotonic() - started, (content, times)
 
     problems: Counter = Counter()
     outcomes: Counter = Counter()
-    latencies, degraded = [], 0
+    latencies, first, explained, answers = [], [], [], []
+    degraded, statuses = 0, Counter()
     started = time.monotonic()
-    statuses: Counter = Counter()
-    intents: Counter = Counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        for done, (user, status, data, seconds) in enumerate(pool.map(one, plan), 1):
+        for done, (user, status, data, seconds, streamed) in enumerate(pool.map(one, plan), 1):
             statuses[status] += 1
             if data is None:
                 continue
             ids = [it["id"] for it in data["items"]]
             problems["outside_candidates"] += len(set(ids) - set(data["candidate_ids"]))
-            problems["outside_catalog"] += len(set(ids) - catalog)
-            problems["from_history"] += len(set(ids) & histories[user])
+            problems["outside_catalog"] += len(set(ids) - set(catalog))
+            problems["from_history"] += len(set(ids) & set(histories[user]))
             problems["duplicates"] += len(ids) - len(set(ids))
             problems["empty_answers"] += not ids
-            if "intent" in data:
-                intents[data["intent"]["source"]] += 1
+            if streamed is not None:
+                content, times = streamed
+                problems["streamed_text_differs"] += sum(it[kind] not in content for it in data["items"]
+                                                        for kind in ("explanation", "draft"))
+                if times:
+                    first.append(times[0])
+                if len(times) > len(ids):  # chunk 0: the picks; chunks 1..k: the explanations
+                    explained.append(times[len(ids)])
             for it in data["items"]:
                 outcomes.update(it["text_sources"].values())
+            answers.append((data["items"], [catalog[i].title for i in histories[user] if i in catalog]))
             latencies.append(seconds)
             degraded += data["degraded"]
             if done % 10 == 0:
                 say(f"{done}/{n} requests")
     wall = time.monotonic() - started
-    written = outcomes["llm"] + outcomes["regenerated"] + outcomes["fallback"]
+    intents = _intent_counts(client) - intents_before
+    asked = intents["llm"] + intents["rules_after_llm"]
+    texts = sum(outcomes.values())
     return {
         "url": url, "requests": n, "k": k, "concurrency": concurrency, "users": len(histories),
         "catalog_items": len(catalog), "http_status": dict(statuses), "problems": dict(problems),
-        "degraded_answers": degraded, "chat_intent_source": dict(intents),
+        "degraded_answers": degraded, "degraded_rate": round(degraded / max(1, len(latencies)), 4),
+        "latency_s": {"answer": _stats(latencies), "first_content": _stats(first), "explanations_done": _stats(explained)},
         "text_outcomes": dict(outcomes),
-        "grounding_failure_rate_before_fallback": round((outcomes["regenerated"] + outcomes["fallback"]) / written, 4)
-        if written else None,
-        "fallback_rate": round(outcomes["fallback"] / written, 4) if written else None,
-        "latency_s": {"p50": round(statistics.median(latencies), 3), "p95": round(percentile(latencies, 0.95), 3)},
+        "template_share": round((outcomes["fallback"] + outcomes["template"]) / texts, 4) if texts else None,
+        "text_quality": text_quality(answers, catalog, GroundingCheck(it.title for it in catalog.values())),
+        "intent_llm": {"asked": int(asked), "accepted": int(intents["llm"]),
+                       "acceptance_rate": round(intents["llm"] / asked, 4) if asked else "not asked"},
         "wall_s": round(wall, 1),
     }  # fmt: skip

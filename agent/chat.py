@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from agent.catalog import Item
 from agent.intent import Intent
 from agent.service import Answer, Ask
 from retrieval.index import Filters
@@ -87,14 +88,35 @@ def build_ask(turns: Turns, user_id: str, k: int, interpret: Callable[[str], Int
     return Ask(user_id, k, query, filters, diversity, adapter, turns.like_ids), newest
 
 
-def reply_lines(answer: Answer) -> list[str]:
-    """The reply as text, one chunk per item (streamed one by one)."""
-    if not answer.picks:
-        return ["I found nothing that fits; try fewer constraints."]
-    head = f"Here are {len(answer.picks)} picks for you"
-    head += " (the language model is unavailable, so these are in retrieval order):" if answer.degraded else ":"
-    lines = [head + "\n"]
-    for n, p in enumerate(answer.picks, 1):
-        year = f" ({p.item.year})" if p.item.year else ""
-        lines.append(f"{n}. {p.item.title}{year} [#{p.item.id}]\n   Why: {p.explanation}\n   Pitch: {p.draft}\n")
-    return lines
+def picks_text(items: Sequence[Item]) -> str:
+    """The reply's first part, sent as soon as the picks are known: ``1. Title (year) [#id]``
+    per pick (the ids let a later turn point back at them)."""
+    if not items:
+        return "I found nothing that fits; try fewer constraints.\n"
+    lines = [f"Here are {len(items)} picks for you:\n"]
+    for n, item in enumerate(items, 1):
+        year = f" ({item.year})" if item.year else ""
+        lines.append(f"{n}. {item.title}{year} [#{item.id}]\n")
+    return "".join(lines)
+
+
+SECTION = {"explanation": "\nWhy:\n", "draft": "\nPitches:\n"}
+
+
+def text_part(n: int, kind: str, text: str) -> str:
+    """One text of pick ``n`` (0-based) as the reply shows it; the first of each kind opens its
+    section ("Why:", then "Pitches:")."""
+    return (SECTION[kind] if n == 0 else "") + f"{n + 1}. {text}\n"
+
+
+DEGRADED_NOTE = "\n(Some texts are templates: the language model was unavailable or late.)\n"
+
+
+def reply_text(answer: Answer) -> str:
+    """The whole reply: the same text a stream of this answer sends, part by part."""
+    parts = [picks_text([p.item for p in answer.picks])]
+    for kind in ("explanation", "draft"):
+        parts += [text_part(n, kind, getattr(p, kind)) for n, p in enumerate(answer.picks)]
+    if answer.degraded and answer.picks:
+        parts.append(DEGRADED_NOTE)
+    return "".join(parts)

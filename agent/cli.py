@@ -180,9 +180,16 @@ def _eval_rerank(args: argparse.Namespace, settings) -> int:
 
     adapter = settings.ranker_adapter()
     prompt = prompt_config_of(settings.adapters().get(adapter) if adapter else None)
-    with open_engine(settings, say, engine=args.engine) as engine:
+    if args.record_weight and adapter is None:
+        raise ValueError("--record-weight needs a ranker adapter (MUSE_RANK_ADAPTER or a registered rank-*)")
+    with open_engine(settings, say, engine=args.engine, with_adapters=True) as engine:
         report = run_rerank_eval(args.data, settings.data_dir / "eval", engine, adapter, args.split,
                                  args.seed, settings.chroma_url, prompt, say)
+    if args.record_weight:
+        from agent.rerank_eval import record_weight
+
+        record_weight(settings.adapters()[adapter], report["fusion_weight"], report["fusion_weight_validation"])
+        say(f"recorded fusion_weight {report['fusion_weight']} in {settings.adapters()[adapter]}/manifest.json")
     if args.json:
         print(json.dumps(report))
         return 0
@@ -208,7 +215,7 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     adapters = settings.adapters()
     config = ServerConfig(settings.model_path, adapters, host=args.host, port=args.port or settings.llm_port,
-                          dtype=settings.llm_dtype, log_file=settings.data_dir / "vllm.log",
+                          dtype=settings.dtype, threads=settings.llm_threads, log_file=settings.data_dir / "vllm.log",
                           extra_args=args.vllm_args[1:] if args.vllm_args[:1] == ["--"] else args.vllm_args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     say(f"starting vLLM: {' '.join(config.command())}")
@@ -281,7 +288,7 @@ def cmd_loop_simulate(args: argparse.Namespace) -> int:
     cfg = LoopConfig(
         data=args.data, work_dir=args.work_dir or settings.data_dir / "loop", rounds=args.rounds, start=start,
         model_dir=settings.llm_model, users=args.users, shown=args.shown, unseen=args.unseen, method=args.method,
-        learning_rate=args.learning_rate, max_steps=args.max_steps, seed=args.seed, dtype=settings.llm_dtype,
+        learning_rate=args.learning_rate, max_steps=args.max_steps, seed=args.seed, dtype=settings.dtype,
     )
     result = simulate(cfg, say=say)
     if args.json:
@@ -360,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--engine", choices=("vllm", "transformers"), default=None,
                    help="LLM engine for --stage rerank (default: MUSE_LLM_ENGINE, i.e. vllm)")
+    p.add_argument("--record-weight", action="store_true",
+                   help="--stage rerank: write the fusion weight validated on the validation split into the "
+                   "adapter's manifest (serving uses it; 0 = no ranking call)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 

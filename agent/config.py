@@ -31,7 +31,13 @@ class Settings(BaseSettings):
     llm_model: Path | None = Field(
         None, description="Hugging Face causal LM folder; unset = the packaged SmolLM2-135M-Instruct"
     )
-    llm_dtype: Literal["bfloat16", "float32", "float16"] = Field("bfloat16", description="weights dtype")
+    llm_dtype: Literal["auto", "bfloat16", "float32", "float16"] = Field(
+        "auto", description="weights dtype; auto = bfloat16 on a GPU or a CPU with bf16 instructions "
+        "(AVX512-BF16, AMX), else float32 (bfloat16 emulated on AVX2 ran 5.7x slower)",
+    )
+    llm_threads: int = Field(
+        0, ge=0, description="CPU threads of the vLLM server Muse starts; 0 = every usable core"
+    )
     llm_port: int = Field(8100, ge=1, le=65535, description="port of the vLLM server Muse starts")
     adapters_dir: Path = Field(ADAPTERS_DIR, description="registry of LoRA adapters (the allow-list)")
     rank_adapter: str | None = Field(
@@ -43,13 +49,22 @@ class Settings(BaseSettings):
         "user id); unset = everyone gets the ranker adapter"
     )
     ab_salt: str = Field("muse-ab", min_length=1, description="changing it reshuffles the A/B arms")
-    rank_weight: float = Field(
-        0.3, ge=0.0, le=1.0,
-        description="weight of the LLM in the fused ranking; 0 = retrieval order (see README: rank-v2 "
-        "has not beaten retrieval order on validation yet)",
+    rank_weight: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="weight of the LLM in the fused ranking; unset = the weight validation chose for "
+        "the adapter (its manifest's fusion_weight); 0 = retrieval order, and no ranking call is made",
+    )
+    rank_engine: Literal["merged", "lora"] = Field(
+        "merged", description="how a ranker adapter runs: merged = folded into a copy of the base model, "
+        "scored in-process (no LoRA cost: vLLM-CPU's LoRA path was 5x slower); lora = as a LoRA adapter "
+        "on the LLM engine (vLLM's multi-LoRA, for GPU machines)",
+    )
+    intent_llm: bool = Field(
+        False, description="ask the LLM to read chat requests into filters before the rules (its "
+        "readings were rejected by the checks 50 of 50 times: off until it earns its place)",
     )
     llm_deadline_s: float = Field(
-        30.0, gt=0, description="per request: past this, answer from retrieval with template texts"
+        20.0, gt=0, description="per request: texts not written by then are templates (degraded answer)"
     )
     llm_retry_after_s: float = Field(5.0, ge=0, description="after an LLM failure, skip it this long")
     host: str = Field("127.0.0.1", description="address `muse serve` listens on")
@@ -88,6 +103,13 @@ class Settings(BaseSettings):
         return self.data_dir / "model"
 
     @property
+    def dtype(self) -> str:
+        """The LLM's weights dtype, ``auto`` resolved for this machine."""
+        from agent.llm.hardware import resolve_dtype
+
+        return resolve_dtype(self.llm_dtype)
+
+    @property
     def model_path(self) -> Path:
         from agent.model_files import ensure_checkpoint
 
@@ -107,6 +129,17 @@ class Settings(BaseSettings):
         for arm in arms:
             check_adapter(arm, adapters)
         return arms
+
+    def fusion_weight(self, adapter: str | None) -> float:
+        """The fusion weight served for a ranker adapter: ``rank_weight`` when set, else the
+        adapter's validated weight (0 for the base model or an adapter without one)."""
+        if adapter is None:
+            return 0.0
+        if self.rank_weight is not None:
+            return self.rank_weight
+        from agent.ranker import fusion_weight_of
+
+        return fusion_weight_of(self.adapters().get(adapter))
 
     def ranker_adapter(self) -> str | None:
         """The configured ranker adapter (it must be registered), else the one last promoted

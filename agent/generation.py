@@ -1,134 +1,296 @@
-"""Personalized text for each recommendation: an explanation and a draft (a short pitch).
+"""Personalized text for each recommendation: an explanation and a draft (a short pitch),
+right by construction rather than only checked afterwards.
 
-Both come from Jinja2 templates in ``prompts/`` and are generated in one batched engine call.
-Each text is checked by ``GroundingCheck``; a failing one is regenerated once (sampled, so it
-can come out differently), and if it fails again the template text built from the evidence is
-used instead. Every outcome is returned so the service can count it.
+Muse writes the start of every text from the evidence; the model continues it:
+
+- explanation: ``You watched "A" and "B", so try "Pick" (1998), another crime film:`` + one
+  sentence from the model about what the pick is about. The reader's films, the pick, its year
+  and the shared category come from the catalog and the user's history, never from the model.
+- draft: ``"Pick" (1998)`` + one or two sentences from the model: the pitch always names the
+  pick.
+
+Both engines constrain the continuation: no double quote (so the model cannot quote a title),
+no line break, and it ends at a sentence end, at most one sentence (explanation) or two
+(draft); a continuation cut by the token bound before its first sentence ended is rejected,
+never shown. The prompts (Jinja2, ``prompts/``) put worked examples of invented films before
+every request (``prompts/text_examples.json``); they are the same for every request, so
+vLLM's prefix cache computes them once.
+
+A continuation that passes is shown as written (outcome ``llm``). The checks of
+``agent.text_quality`` stay as a second line of defence: a continuation that names a title
+outside the evidence, tells the reader they watched the pick, repeats a citation or itself,
+gives the pick a category or a year it does not have, copies words of the worked examples'
+invented films, or says next to nothing is replaced by the template text (outcome
+``fallback``, with the reason).
+Texts the LLM was not asked for (nothing to cite, or a pick without a description: the model
+knows nothing about these films, design.md, so it would have to invent) or did not deliver in
+time are templates (``template``).
+There is no second attempt on the request path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
 
 from agent.catalog import Item
 from agent.grounding import GroundingCheck, natural_title
-from agent.prompts import render
+from agent.llm.engine import Message, TextJob, TextResult
+from agent.prompts import PROMPTS_DIR, render
+from agent.text_quality import (
+    cited_titles,
+    claimed_categories,
+    claims_watched_pick,
+    copied_phrases,
+    near_repeats,
+    wrong_years,
+)
 
-EXPLAIN_TOKENS, DRAFT_TOKENS = 48, 72
+EXPLAIN_TOKENS, DRAFT_TOKENS = 48, 80  # bounds on the continuations (one sentence each)
 DESCRIPTION_CHARS = 240
+EVIDENCE_ITEMS = 2  # history items cited per explanation
+MIN_WORDS = 2  # a continuation must say at least this much beyond the titles it names
+KINDS = ("explanation", "draft")
+
+# How "another ___" reads for a category; others read "another <category> film".
+_NOUNS = {"drama": "drama", "comedy": "comedy", "thriller": "thriller", "romance": "romance",
+          "western": "western", "musical": "musical", "documentary": "documentary", "mystery": "mystery",
+          "fantasy": "fantasy", "adventure": "adventure", "animation": "animated film",
+          "children": "family film", "family": "family film", "film-noir": "film noir", "sci-fi": "sci-fi film"}  # fmt: skip
 
 
 @dataclass
 class Evidence:
-    """What a recommendation's text may draw on: the item, and the history items nearest it."""
+    """What a recommendation's text may draw on: the item, and the history items it cites."""
 
     item: Item
-    history: list[Item]  # the user's items most similar to this one, best first (may be empty)
+    history: list[Item]  # the user's items chosen as evidence, best first (may be empty)
 
     @property
     def shared_categories(self) -> list[str]:
-        mine = set(self.item.categories)
-        return sorted({c for h in self.history for c in h.categories if c in mine})
+        """The item's categories that a cited history item has too, in the item's order."""
+        theirs = {c for h in self.history for c in h.categories}
+        return [c for c in self.item.categories if c in theirs]
+
+    @property
+    def allowed_titles(self) -> list[str]:
+        """The titles its texts may name: the item and the cited history items."""
+        return [self.item.title] + [h.title for h in self.history]
+
+
+def choose_evidence(item: Item, recent: Sequence[Item], similarity: np.ndarray,
+                    n: int = EVIDENCE_ITEMS) -> list[Item]:
+    """The ``n`` history items to cite for ``item``: those sharing a category with it first
+    (so the explanation can say what they have in common), each group by content similarity
+    (``similarity[j]``: cosine of ``recent[j]`` to the item), most similar first."""
+    mine = set(item.categories)
+    key = [(-bool(mine & set(h.categories)), -float(s), j) for j, (h, s) in enumerate(zip(recent, similarity))]
+    return [recent[j] for *_, j in sorted(key)[:n]]
+
+
+# How a category reads in front of another ("romantic drama", "animated family film").
+_MODIFIERS = {"romance": "romantic", "animation": "animated", "children": "family", "film-noir": "noir"}
+
+
+def genre_phrase(categories: Sequence[str]) -> str:
+    """The first two categories as a noun phrase: ``("Action", "Thriller")`` -> "action
+    thriller", ``("Romance", "Drama")`` -> "romantic drama", ``("Crime",)`` -> "crime film"."""
+    cats = [c.lower() for c in categories[:2]]
+    if not cats:
+        return ""
+    noun = _NOUNS.get(cats[-1], f"{cats[-1]} film")
+    if len(cats) == 1:
+        return noun
+    return f"{_MODIFIERS.get(cats[0], cats[0])} {noun}"
+
+
+def shared_phrase(ev: Evidence) -> str:
+    """``"crime film"``, ``"drama"``, ... for the first shared category; ``""`` when none."""
+    if not ev.shared_categories:
+        return ""
+    category = ev.shared_categories[0]
+    return _NOUNS.get(category.lower(), f"{category.lower()} film")
+
+
+def _facts(item: Item) -> dict:
+    return {"title": natural_title(item.title), "year": item.year, "categories": list(item.categories),
+            "description": item.text[:DESCRIPTION_CHARS]}
+
+
+def explanation_start(ev: Evidence) -> str:
+    """The explanation's first words, written from the evidence (ends with a colon)."""
+    return render("explain_start.jinja", history=[natural_title(h.title) for h in ev.history],
+                  title=natural_title(ev.item.title), year=ev.item.year, shared=shared_phrase(ev))
+
+
+def draft_start(ev: Evidence) -> str:
+    """The draft's first words: the pick, its year and its genres (from the catalog)."""
+    genre = genre_phrase(ev.item.categories)
+    article = "an" if genre[:1] in tuple("aeiou") else "a"
+    return render("draft_start.jinja", title=natural_title(ev.item.title), year=ev.item.year,
+                  genre=f"{article} {genre}" if genre else "")
+
+
+def _explain_user(ev: Evidence) -> str:
+    history = [{"title": natural_title(h.title), "categories": list(h.categories)} for h in ev.history]
+    return render("explain.jinja", history=history, **_facts(ev.item))
+
+
+def _draft_user(ev: Evidence) -> str:
+    return render("draft.jinja", history=[natural_title(h.title) for h in ev.history], **_facts(ev.item))
+
+
+def text_prompt(ev: Evidence, kind: str) -> tuple[list[Message], str]:
+    """The system and user turns that ask for one text, and the answer's start."""
+    system = {"role": "system", "content": render("text_system.jinja")}
+    if kind == "explanation":
+        return [system, {"role": "user", "content": _explain_user(ev)}], explanation_start(ev)
+    return [system, {"role": "user", "content": _draft_user(ev)}], draft_start(ev)
+
+
+@cache
+def _example_turns(kind: str) -> tuple[tuple[str, str], ...]:
+    """The worked examples of ``kind`` as (user turn, assistant turn) pairs."""
+    raw = json.loads((PROMPTS_DIR / "text_examples.json").read_text())[kind]
+    turns = []
+    for ex in raw:
+        item = Item("example", ex["item"]["title"], ex["item"]["text"], tuple(ex["item"]["categories"]),
+                    ex["item"]["year"])
+        history = [Item(f"example-{n}", h["title"], "", tuple(h["categories"])) for n, h in enumerate(ex["history"])]
+        messages, start = text_prompt(Evidence(item, history), kind)
+        turns.append((messages[1]["content"], start + ex["continuation"]))
+    return tuple(turns)
+
+
+def text_job(ev: Evidence, kind: str) -> TextJob:
+    """The engine job for one text: system turn, the worked examples, the request, its start."""
+    messages, start = text_prompt(ev, kind)
+    examples = [m for user, answer in _example_turns(kind)
+                for m in ({"role": "user", "content": user}, {"role": "assistant", "content": answer})]
+    if kind == "explanation":
+        return TextJob([messages[0], *examples, messages[1]], start, sentences=1, max_tokens=EXPLAIN_TOKENS)
+    return TextJob([messages[0], *examples, messages[1]], start, sentences=2, max_tokens=DRAFT_TOKENS)
+
+
+def template_explanation(ev: Evidence) -> str:
+    """The explanation without the model: the start, closed with a full stop."""
+    if not ev.history:
+        year = f" ({ev.item.year})" if ev.item.year else ""
+        return f'"{natural_title(ev.item.title)}"{year} is popular with people right now.'
+    return explanation_start(ev).removesuffix(":") + "."
+
+
+def template_draft(ev: Evidence) -> str:
+    """The draft without the model: title, year, categories and the description's first
+    sentence (or its tags), never cut mid-sentence."""
+    text = draft_start(ev) + "."
+    about = ev.item.text.strip()
+    if about.startswith("Tags:"):  # MovieLens items: their tags are the description
+        text += f" Viewers tag it {about.removeprefix('Tags:').strip().rstrip('.')}."
+    elif about:
+        first = about.split(". ")[0].rstrip(".!? ")
+        text += f" {first}."
+    return text
 
 
 @dataclass
 class Texts:
     explanation: str
     draft: str
-    # "explanation"/"draft" -> "llm" (passed the check), "regenerated" (passed at the second try),
-    # "fallback" (failed twice: template text) or "template" (the LLM was not asked)
+    # "explanation"/"draft" -> "llm" (written by the model and passed the checks), "fallback"
+    # (written, failed a check: template shown) or "template" (the model was not asked, or did
+    # not answer in time)
     outcomes: dict[str, str]
-    first_try_failures: dict[str, str]  # kind -> reason, for texts that failed the first check
+    rejected: dict[str, str] = field(default_factory=dict)  # kind -> why the continuation was refused
 
 
-def template_explanation(ev: Evidence) -> str:
-    title = natural_title(ev.item.title)
-    year = f" ({ev.item.year})" if ev.item.year else ""
-    if not ev.history:
-        return f'"{title}"{year} is popular with people right now.'
-    cited = " and ".join(f'"{natural_title(h.title)}"' for h in ev.history[:2])
-    shared = ev.shared_categories
-    why = f"it is {', '.join(shared)} too" if shared else "people who liked those went on to watch it"
-    return f'Because you watched {cited}: "{title}"{year}, since {why}.'
+@cache
+def example_continuations(kind: str) -> tuple[str, ...]:
+    """What the worked examples of ``kind`` have the model write."""
+    return tuple(ex["continuation"] for ex in json.loads((PROMPTS_DIR / "text_examples.json").read_text())[kind])
 
 
-def template_draft(ev: Evidence) -> str:
-    title = natural_title(ev.item.title)
-    year = f" ({ev.item.year})" if ev.item.year else ""
-    kind = ", ".join(ev.item.categories) or "film"
-    about = ev.item.text[:DESCRIPTION_CHARS].rstrip() if ev.item.text else ""
-    return f'"{title}"{year}, {kind}. {about}'.strip()
+def rejection(ev: Evidence, kind: str, result: TextResult, check: GroundingCheck,
+              categories: Sequence[str] = ()) -> str:
+    """Why a continuation may not be shown ("" when it may). ``categories``: the catalog's, to
+    catch a category the pick does not have."""
+    if not result.complete:
+        return "cut_off"
+    start = explanation_start(ev) if kind == "explanation" else draft_start(ev)
+    text, added = start + result.text, result.text
+    foreign = check.foreign_titles(text, ev.allowed_titles)
+    if foreign:
+        return f"unknown_title: {foreign[0]}"
+    if claims_watched_pick(text, ev.item.title):
+        return "claims_watched"
+    named = cited_titles(added, [natural_title(t) for t in ev.allowed_titles])
+    if kind == "explanation" and cited_titles(added, [natural_title(h.title) for h in ev.history]):
+        return "repeated_citation"  # the start cites the evidence already
+    wrong = [c for c in claimed_categories(added, categories) if c not in ev.item.categories]
+    if wrong:
+        return f"wrong_category: {wrong[0]}"
+    if wrong_years(added, [ev.item.year]):
+        return "wrong_year"
+    given = [ev.item.text, *(h.title for h in ev.history), ev.item.title]
+    if copied_phrases(added, example_continuations(kind), given):
+        return "copied_example"  # facts of the worked examples' invented films
+    rest = added
+    for title in named:
+        rest = rest.replace(title, " ")
+    if len(rest.split()) < MIN_WORDS:
+        return "too_short"
+    if near_repeats(text):
+        return "repetitive"
+    return ""
 
 
-def text_conversations(ev: Evidence) -> tuple[list[dict], list[dict]]:
-    system = {"role": "system", "content": render("generate_system.jinja")}
-    evidence = [natural_title(h.title) for h in ev.history[:2]]
-    common = {"title": natural_title(ev.item.title), "year": ev.item.year,
-              "categories": list(ev.item.categories), "evidence": evidence}
-    explain = render("explain.jinja", shared=ev.shared_categories, **common)
-    draft = render("draft.jinja", description=ev.item.text[:DESCRIPTION_CHARS], **common)
-    return ([system, {"role": "user", "content": explain}], [system, {"role": "user", "content": draft}])
+class TextPlan:
+    """The texts of one answer: the jobs asked of the engine (explanations first, then drafts)
+    and, as results arrive, what each pick will show. Everything starts as its template, so
+    whatever the engine does not deliver stays a template."""
 
+    def __init__(self, evidence: Sequence[Evidence], check: GroundingCheck, categories: Sequence[str] = ()):
+        self.evidence, self.check, self.categories = list(evidence), check, list(categories)
+        self.texts = [Texts(template_explanation(ev), template_draft(ev), {k: "template" for k in KINDS})
+                      for ev in evidence]
+        self.keys: list[tuple[int, str]] = []  # job index -> (pick, kind)
+        for kind in KINDS:
+            for n, ev in enumerate(evidence):
+                # The model is asked only where it has facts to write from: a pick with no
+                # description (many MovieLens films have no tags) and, for an explanation, a
+                # reader with no history keep their templates.
+                if ev.item.text.strip() and (kind == "draft" or ev.history):
+                    self.keys.append((n, kind))
+        self.jobs = [text_job(self.evidence[n], kind) for n, kind in self.keys]
 
-def clean(text: str) -> str:
-    """First paragraph, whitespace collapsed."""
-    return " ".join(text.strip().split("\n\n")[0].split())
+    def accept(self, job: int, result: TextResult) -> tuple[int, str]:
+        """Take the engine's result for job ``job``; returns its (pick, kind)."""
+        n, kind = self.keys[job]
+        ev, texts = self.evidence[n], self.texts[n]
+        why = rejection(ev, kind, result, self.check, self.categories)
+        if why:
+            texts.outcomes[kind], texts.rejected[kind] = "fallback", why
+        else:
+            start = explanation_start(ev) if kind == "explanation" else draft_start(ev)
+            setattr(texts, kind, start + result.text)
+            texts.outcomes[kind] = "llm"
+        return n, kind
 
-
-def write_texts(
-    evidence: Sequence[Evidence],
-    generate: Callable[[list[list[dict]], int, float], list[str]],
-    check: GroundingCheck,
-) -> list[Texts]:
-    """Explanation and draft for each item. ``generate(conversations, max_tokens, temperature)``
-    is the engine call (it may raise: the caller then falls back to templates wholesale)."""
-    jobs = []  # (item index, kind, conversation, max tokens)
-    texts = [Texts("", "", {}, {}) for _ in evidence]
-    for n, ev in enumerate(evidence):
-        explain, draft = text_conversations(ev)
-        if ev.history:
-            jobs.append((n, "explanation", explain, EXPLAIN_TOKENS))
-        else:  # nothing of the user's to cite: the template says why (popularity)
-            texts[n].explanation, texts[n].outcomes["explanation"] = template_explanation(ev), "template"
-        jobs.append((n, "draft", draft, DRAFT_TOKENS))
-
-    def verdict(n: int, kind: str, text: str):
-        ev = evidence[n]
-        allowed = [ev.item.title] + [h.title for h in ev.history]
-        # An explanation cites what the user did; a draft is about the item, so names it.
-        cite = [h.title for h in ev.history[:2]] if kind == "explanation" else [ev.item.title]
-        return check.check(text, allowed, cite) if text else None
-
-    pending = jobs
-    for attempt, temperature in ((0, 0.0), (1, 0.7)):
-        if not pending:
-            break
-        replies: list[str] = [""] * len(pending)
-        for limit in sorted({m for *_, m in pending}):  # one engine call per length limit
-            rows = [r for r, job in enumerate(pending) if job[3] == limit]
-            for r, reply in zip(rows, generate([pending[r][2] for r in rows], limit, temperature)):
-                replies[r] = reply
-        retry = []
-        for (n, kind, conv, limit), reply in zip(pending, replies):
-            text = clean(reply)
-            v = verdict(n, kind, text)
-            if v is not None and v.ok:
-                setattr(texts[n], kind, text)
-                texts[n].outcomes[kind] = "llm" if attempt == 0 else "regenerated"
-                continue
-            if attempt == 0:
-                texts[n].first_try_failures[kind] = v.reason if v else "empty"
-            retry.append((n, kind, conv, limit))
-        pending = retry
-    for n, kind, _, _ in pending:
-        ev = evidence[n]
-        setattr(texts[n], kind, template_explanation(ev) if kind == "explanation" else template_draft(ev))
-        texts[n].outcomes[kind] = "fallback"
-    return texts
+    def prompts(self, n: int) -> dict[str, dict]:
+        """Pick ``n``'s texts with the prompt and start that asked for each (what a rating of
+        the text trains on)."""
+        out = {}
+        for kind in KINDS:
+            messages, start = text_prompt(self.evidence[n], kind)
+            out[kind] = {"prompt": messages, "prefix": start, "text": getattr(self.texts[n], kind),
+                         "source": self.texts[n].outcomes[kind]}
+        return out
 
 
 def template_texts(evidence: Sequence[Evidence]) -> list[Texts]:
     """Texts without the LLM (degraded mode)."""
-    return [Texts(template_explanation(ev), template_draft(ev), {"explanation": "template", "draft": "template"}, {})
-            for ev in evidence]
+    return [Texts(template_explanation(ev), template_draft(ev), {k: "template" for k in KINDS}) for ev in evidence]

@@ -6,7 +6,8 @@ of the user's history items. "Mentions" means either
 - a catalog title appearing verbatim (case-sensitive, word-bounded; one-word titles need six
   letters or more, so "Heat" does not fire on "heat"), or
 - any span in double quotes (the prompts ask the model to quote titles), which must be one of
-  the allowed titles: this catches titles the model made up, which no catalog lookup could.
+  the allowed titles: this catches titles the model made up, which no catalog lookup could;
+- the name after "titled", "entitled" or "a film/movie called" (an unquoted made-up title).
 
 A text must also cite at least one of the titles it is asked to (an explanation: a history item
 it was given as evidence; a draft: the item itself). Such failures have their own reason.
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 _ARTICLE_AFTER = re.compile(r"^(.*), (The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El)$")
 _QUOTED = re.compile(r"[\"“”]([^\"“”]{2,120})[\"“”]")
 _WORDS = re.compile(r"[\w'’&:.!?-]+")
+_NAMED = re.compile(r"\b(?:titled|entitled|(?:film|movie|picture|sequel|one)(?: is| was)? called)\s+"
+                    r"((?:[A-Z0-9][\w'’&-]*)(?:\s+(?:[A-Z0-9][\w'’&-]*|of|the|a|an|and|in|on|at|to))*)")
 
 
 def natural_title(title: str) -> str:
@@ -55,23 +58,39 @@ class GroundingCheck:
         self.titles.update(natural_title(t) for t in titles)
 
     def mentioned(self, text: str) -> set[str]:
-        """Catalog titles found verbatim in ``text`` (longest match per position)."""
+        """Catalog titles found verbatim in ``text``: the longest match at each position, and
+        the words of a match are not searched again ("The Hunger Games" does not also name
+        "Hunger")."""
         words = _WORDS.findall(text)
         found: set[str] = set()
-        for start in range(len(words)):
+        start = 0
+        while start < len(words):
+            step = 1
             for n in range(min(self.max_words, len(words) - start), 0, -1):
                 phrase = " ".join(words[start:start + n]).rstrip(".,!?:")
                 if phrase in self.titles:
                     found.add(phrase)
+                    step = n
                     break
+            start += step
         return found
 
-    def check(self, text: str, allowed: Iterable[str], must_cite: Iterable[str] = ()) -> Verdict:
+    def foreign_titles(self, text: str, allowed: Iterable[str]) -> list[str]:
+        """Titles named in ``text`` (catalog titles verbatim, quoted spans, the name after
+        "titled" or "a film called") that are not among ``allowed``."""
         allowed_norm = {normalize(t) for t in allowed}
-        for title in sorted(self.mentioned(text)) + _QUOTED.findall(text):
+        named = sorted(self.mentioned(text)) + _QUOTED.findall(text) + [m.strip() for m in _NAMED.findall(text)]
+        out = []
+        for title in named:
             norm = normalize(title)
             if norm and not any(norm == a or (len(norm) >= 8 and a.startswith(norm)) for a in allowed_norm):
-                return Verdict(False, f"unknown_title: {title}")
+                out.append(title)
+        return list(dict.fromkeys(out))
+
+    def check(self, text: str, allowed: Iterable[str], must_cite: Iterable[str] = ()) -> Verdict:
+        foreign = self.foreign_titles(text, allowed)
+        if foreign:
+            return Verdict(False, f"unknown_title: {foreign[0]}")
         cite = [normalize(t) for t in must_cite]
         if cite and not any(c and c in " ".join(re.findall(r"\w+", text.lower())) for c in cite):
             return Verdict(False, "not_cited")

@@ -1,21 +1,29 @@
 """The OpenAI-compatible chat layer: a ``ChatRequest`` -> the agent -> a chat completion, whole
 or as server-sent events. Any OpenAI client works with ``base_url=.../v1, model="muse"``
-(``muse:ADAPTER`` picks a ranker adapter by name). The reply text lists the items; the same
-items, with ids, scores, explanations and drafts, ride along as structured data under ``muse``
-(in the response, or in the last chunk of a stream)."""
+(``muse:ADAPTER`` picks a ranker adapter by name). The reply text lists the picks, then why
+each suits the reader, then a pitch of each; the same items, with ids, scores, explanations and
+drafts, ride along as structured data under ``muse`` (in the response, or in the last chunk of
+a stream).
+
+Streaming is real: the picks are the first content chunk, sent as soon as they are known;
+then each explanation, then each pitch, as the LLM finishes it (in pick order: a text waits
+only for those before it). If the client goes away, the LLM's unfinished work is cancelled.
+"""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
-from agent.chat import build_ask, read_turns, reply_lines
-from agent.intent import rule_intent
+from agent.chat import DEGRADED_NOTE, build_ask, picks_text, read_turns, reply_text, text_part
+from agent.generation import KINDS
+from agent.intent import Intent, rule_intent
 from agent.llm.engine import UnknownAdapterError
 from agent.schemas import ChatRequest, RecommendationResponse
-from agent.service import Answer, MuseAgent
+from agent.service import Answer, MuseAgent, Plan
 
 MODEL = "muse"
 
@@ -34,54 +42,89 @@ def adapter_of(model: str, agent: MuseAgent) -> str | None:
     raise UnknownAdapterError(model, model_names(agent))
 
 
-def structured(answer: Answer, intent) -> dict:
+def structured(answer: Answer, intent: Intent) -> dict:
     """What ``/v1/recommendations`` returns, plus how the request was read."""
     return {**RecommendationResponse.of(answer).model_dump(),
             "intent": {"query": intent.query, "categories": intent.categories, "year_min": intent.year_min,
                        "year_max": intent.year_max, "source": intent.source}}
 
 
-def answer_chat(agent: MuseAgent, request: ChatRequest) -> tuple[Answer, dict]:
+def plan_chat(agent: MuseAgent, request: ChatRequest) -> tuple[Plan, Intent]:
+    """The picks for a chat request (no texts yet), and how its newest turn was read. Raises
+    the agent's domain errors (bad adapter, no user message), before anything is streamed."""
     adapter = adapter_of(request.model, agent)
     turns = read_turns([{"role": m.role, "content": m.content or ""} for m in request.messages])
     deadline = time.monotonic() + agent.settings.llm_deadline_s
     k, diversity = int(request.muse.get("k", 5)), float(request.muse.get("diversity", 0.0))
     ask, intent = build_ask(turns, request.user, k, lambda text: agent.interpret(text, deadline), adapter, diversity)
-    answer = agent.recommend(ask)
-    if not answer.candidate_ids and intent.source == "llm":
+    plan = agent.plan(ask)
+    if not plan.candidate_ids and intent.source == "llm":
         # The LLM's reading filtered out the whole catalog (a 135M model can misread "the 80s"
         # as 1980-1980): read the request by the rules instead, once.
         agent.metrics.intents.labels("rules_after_empty_llm_reading").inc()
         ask, intent = build_ask(turns, request.user, k, lambda text: rule_intent(text, agent.categories),
                                 adapter, diversity)
-        answer = agent.recommend(ask)
-    return answer, structured(answer, intent)
+        plan = agent.plan(ask)
+    return plan, intent
 
 
-def completion(answer: Answer, data: dict, model: str) -> dict:
-    text = "".join(reply_lines(answer))
+def completion(answer: Answer, intent: Intent, model: str) -> dict:
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply_text(answer)},
+                     "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        "muse": data,
+        "muse": structured(answer, intent),
     }  # fmt: skip
 
 
-def stream(answer: Answer, data: dict, model: str) -> Iterator[str]:
-    """Server-sent events in OpenAI's chunk format. The answer is computed before the stream
-    starts (ranking and texts come from batched LLM calls, and an error must still be able to
-    become a 4xx), then sent item by item; the last chunk carries ``muse``."""
-    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": model}
+class _Chunks:
+    """OpenAI ``chat.completion.chunk`` events of one stream, as SSE lines."""
 
-    def event(delta: dict, finish: str | None = None, **extra) -> str:
-        chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+    def __init__(self, model: str):
+        self.base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+                     "created": int(time.time()), "model": model}
+
+    def event(self, delta: dict, finish: str | None = None, **extra) -> str:
+        chunk = {**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
         return f"data: {json.dumps(chunk)}\n\n"
 
-    yield event({"role": "assistant", "content": ""})
-    for line in reply_lines(answer):
-        yield event({"content": line})
-    yield event({}, "stop", muse=data)
-    yield "data: [DONE]\n\n"
+
+async def stream(agent: MuseAgent, plan: Plan, intent: Intent, model: str) -> AsyncIterator[str]:
+    """Server-sent events: the role, the picks, each text in pick order as soon as it and the
+    texts before it are written, a final chunk with ``finish_reason`` "stop" and ``muse``, then
+    ``data: [DONE]``. Closing the stream early (the client left) cancels the LLM's work."""
+    import anyio
+
+    chunks, cancel = _Chunks(model), threading.Event()
+    texts = agent.texts(plan, cancel)
+    order = [(n, kind) for kind in KINDS for n in range(len(plan.items))]
+    ready: dict[tuple[int, str], str] = {}
+    sent = 0
+    try:
+        yield chunks.event({"role": "assistant", "content": ""})
+        started = time.monotonic()
+        yield chunks.event({"content": picks_text(plan.items)})
+        agent.metrics.first_content.observe(time.monotonic() - plan.started)
+        while True:
+            # Off the event loop: the engine blocks; a client that leaves cancels this await at
+            # once (abandon_on_cancel), and `finally` below tells the engine to stop.
+            event = await anyio.to_thread.run_sync(next, texts, None, abandon_on_cancel=True)
+            if event is None:
+                break
+            ready[(event.pick, event.kind)] = event.text
+            while sent < len(order) and order[sent] in ready:
+                n, kind = order[sent]
+                yield chunks.event({"content": text_part(n, kind, ready[order[sent]])})
+                sent += 1
+        if cancel.is_set():
+            return
+        answer = await anyio.to_thread.run_sync(agent.finish, plan)
+        if answer.degraded and answer.picks:
+            yield chunks.event({"content": DEGRADED_NOTE})
+        agent.metrics.latency.labels("chat_stream").observe(time.monotonic() - started)
+        yield chunks.event({}, "stop", muse=structured(answer, intent))
+        yield "data: [DONE]\n\n"
+    finally:
+        cancel.set()

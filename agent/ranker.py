@@ -43,6 +43,18 @@ def prompt_config_of(adapter_dir: Path | None) -> PromptConfig:
                         int(cfg.get("title_chars", defaults.title_chars)))
 
 
+def fusion_weight_of(adapter_dir: Path | None) -> float:
+    """The fusion weight validation chose for an adapter (its manifest's ``fusion_weight``,
+    written by ``muse eval --stage rerank --record-weight``); 0.0 when none was recorded:
+    a ranker nobody validated is not used."""
+    if adapter_dir is None:
+        return 0.0
+    weight = float(read_manifest(adapter_dir).get("fusion_weight", 0.0))
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"{adapter_dir}/manifest.json: fusion_weight {weight} outside [0, 1]")
+    return weight
+
+
 def display_title(item: Item, limit: int) -> str:
     """What the prompt shows for an item: its (shortened) title and year."""
     title = shorten(item.title, limit)
@@ -103,16 +115,18 @@ class Ranker:
                  prompt: PromptConfig = PromptConfig()):
         self.engine, self.adapter, self.weight, self.prompt = engine, adapter, weight, prompt
 
-    def llm_scores(self, requests: Sequence[RankRequest]) -> list[np.ndarray]:
+    def llm_scores(self, requests: Sequence[RankRequest], timeout: float | None = None) -> list[np.ndarray]:
         """The LLM's log-distribution over each request's candidates (one pass per request),
-        from this ranker's adapter (``None``: the base model)."""
+        from this ranker's adapter (``None``: the base model). ``timeout``: seconds per engine
+        request (the engine drops a request past it and raises ``EngineError``)."""
         conversations = [rank_conversation(r.history, r.candidates, self.prompt) for r in requests]
         by_size: dict[int, list[int]] = {}
         for n, r in enumerate(requests):
             by_size.setdefault(len(r.candidates), []).append(n)
         out: list[np.ndarray] = [np.empty(0)] * len(requests)
         for size, rows in by_size.items():  # one engine call per label set
-            got = self.engine.label_logprobs([conversations[n] for n in rows], LABELS[:size], self.adapter)
+            got = self.engine.label_logprobs([conversations[n] for n in rows], LABELS[:size], self.adapter,
+                                             timeout=timeout)
             for n, lp in zip(rows, got):
                 out[n] = label_distribution(lp)
         return out

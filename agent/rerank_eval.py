@@ -7,7 +7,10 @@ asked about the subset, which changes no metric):
 - ``retrieval``: retrieval order;
 - ``zero_shot``: the base model's label distribution alone;
 - ``tuned``: the ranker adapter's distribution alone (when an adapter is registered);
-- ``fused``: ``(1 - w) z(retrieval) + w z(llm)``, ``w`` chosen on the validation split.
+- ``fused``: ``(1 - w) z(retrieval) + w z(llm)``, ``w`` validated on the validation split:
+  the best weight on the grid, kept only if its paired gain in N@10 over retrieval order is at
+  least ``Z_GAIN`` standard errors (else 0, retrieval order: a gain inside the noise is not
+  served). ``--record-weight`` writes it into the adapter's manifest, where serving reads it.
 
 For the test split, ``w`` is chosen on validation first, then the retriever is refitted on
 train + validation exactly as in the retrieval stage.
@@ -28,6 +31,7 @@ from retrieval.metrics import ndcg_at, summarize
 from retrieval.split import Split
 
 WEIGHT_GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
+Z_GAIN = 1.645  # one-sided 95%: the rule `muse finetune promote` applies to a new adapter
 
 
 def ranks_after(users: Sequence[UserCandidates], orders: dict[int, list[int]]) -> list[int | None]:
@@ -68,6 +72,34 @@ def choose_weight(users, llm: dict[int, np.ndarray]) -> float:
         if value > best + 1e-12:
             best, best_w = value, float(w)
     return best_w
+
+
+def validated_weight(users, llm: dict[int, np.ndarray]) -> tuple[float, dict]:
+    """The fusion weight to serve, and the evidence: ``choose_weight``'s best weight if the
+    per-user N@10 gain of the fused order over retrieval order (on the users with their item
+    among the candidates) has a mean of at least ``Z_GAIN`` standard errors; else 0.0."""
+    best = choose_weight(users, llm)
+    valid = list(llm)
+    base = ranks_after(users, {n: list(range(len(users[n].candidates))) for n in valid})
+    fused = ranks_after(users, fused_orders(users, llm, best))
+    gains = np.array([ndcg_at(fused[n], 10) - ndcg_at(base[n], 10) for n in valid])
+    mean = float(gains.mean()) if len(gains) else 0.0
+    se = float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else 0.0
+    kept = best > 0 and mean > 0 and mean >= Z_GAIN * se
+    evidence = {"best_weight": best, "users": len(gains), "gain_mean": round(mean, 5), "gain_se": round(se, 5),
+                "rule": f"best weight kept if gain >= {Z_GAIN} standard errors, else 0"}
+    return (best if kept else 0.0), evidence
+
+
+def record_weight(adapter_dir: Path, weight: float, evidence: dict) -> None:
+    """Write the validated fusion weight into the adapter's manifest (atomically)."""
+    import json
+
+    file = Path(adapter_dir) / "manifest.json"
+    manifest = json.loads(file.read_text()) if file.exists() else {}
+    manifest["fusion_weight"] = weight
+    manifest["fusion_weight_validation"] = evidence
+    write_json(file, manifest)
 
 
 def split_report(users: Sequence[UserCandidates], scores: dict, weight: float) -> dict:
@@ -134,8 +166,10 @@ def run_rerank_eval(
     val_users = retrieve_all(fitted.retriever(), proto, "validation")
     say(f"ranking validation candidates with {adapter or 'the base model'}")
     val_scores = score_split(engine, prompt, val_users, items, adapter)
-    weight = choose_weight(val_users, val_scores.get("tuned", val_scores["zero_shot"]))
-    say(f"fusion weight chosen on validation: {weight}")
+    weight, evidence = validated_weight(val_users, val_scores.get("tuned", val_scores["zero_shot"]))
+    evidence |= {"data": str(data), "seed": seed, "retrieval_users": len(val_users)}
+    say(f"fusion weight validated: {weight} (best {evidence['best_weight']}, gain {evidence['gain_mean']:+.4f} "
+        f"± {evidence['gain_se']:.4f})")
     report = {"validation": split_report(val_users, val_scores, weight)}
     if split == "test":
         refit_for_test(fitted, seed, say)
@@ -146,5 +180,5 @@ def run_rerank_eval(
         "stage": "rerank", "split": split, "seed": seed, "users": len(proto.loo.users),
         "items": len(proto.items), "interactions": proto.n_interactions,
         "metrics": report[split]["metrics"], "adapter": adapter, "fusion_weight": weight,
-        "splits": report, "seconds": round(time.perf_counter() - started, 1),
+        "fusion_weight_validation": evidence, "splits": report, "seconds": round(time.perf_counter() - started, 1),
     }

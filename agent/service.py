@@ -1,13 +1,20 @@
 """The agent: one request in, ranked and explained recommendations out.
 
     history (+ items the conversation points at) -> Chroma candidates (20)
-      -> LLM label scores fused with retrieval scores -> MMR diversity -> top k
-      -> explanation + draft per item (grounding-checked) -> impression logged
+      -> [LLM label scores fused with retrieval scores, when the adapter's validated weight > 0]
+      -> MMR diversity -> top k                                   (``plan``: the picks, ~0.1-1 s)
+      -> explanation + draft per pick, one batched generation     (``texts``: yielded as written)
+      -> impression logged                                        (``finish``)
 
-Every LLM call goes through ``LLMGate``: it runs under the request's deadline, and when the LLM
-fails or is too slow the answer comes from retrieval order with template texts and
-``degraded=True``. After a failure the gate skips the LLM for ``retry_after`` seconds, then
-tries it again, so the service recovers by itself when the LLM is back.
+``recommend`` runs the three in a row; the streaming chat endpoint sends the picks as soon as
+``plan`` returns and each text as ``texts`` yields it.
+
+Every LLM step runs under the request's deadline (``MUSE_LLM_DEADLINE_S``). A text the LLM did
+not write by then is its template, the answer says ``degraded``, and the engine drops the
+unfinished work (as it does when the caller stops reading). ``LLMGate`` decides what a failure
+means: an engine failure (unreachable, 5xx, timeout) makes the service skip the LLM for
+``MUSE_LLM_RETRY_AFTER_S``, then try again, so it recovers by itself; a request the engine
+refused (a 4xx) fails that request's LLM step alone.
 
 Domain errors (``UnknownAdapterError``, ``UnknownItemError``, ``ValueError``) are raised from
 here; only the HTTP edge (``agent.app``) turns them into status codes.
@@ -17,11 +24,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
 
@@ -29,11 +33,11 @@ from agent.ab import arm_of
 from agent.catalog import Interaction, Item
 from agent.config import Settings
 from agent.diversity import mmr
-from agent.generation import Evidence, Texts, template_texts, text_conversations, write_texts
+from agent.generation import KINDS, Evidence, TextPlan, choose_evidence
 from agent.grounding import GroundingCheck
 from agent.indexing import history_of
-from agent.intent import Intent, parse_intent
-from agent.llm.engine import Engine, check_adapter
+from agent.intent import Intent, parse_intent, rule_intent
+from agent.llm.engine import Engine, EngineError, EngineRequestError, check_adapter
 from agent.observability import Metrics
 from agent.ranker import PromptConfig, Ranker, RankRequest, fuse, prompt_config_of, standardize
 from agent.store import EventStore
@@ -41,51 +45,38 @@ from retrieval.index import Filters
 from retrieval.retriever import Retriever
 
 CANDIDATES = 20  # what the ranker orders (LlamaRec's 20)
-EVIDENCE_ITEMS = 2  # history items cited per explanation
 HISTORY_SCANNED = 50  # recent history items searched for evidence
 INTENT_CACHE = 1024  # LLM intent readings kept
 INTENT_TOKENS = 96  # a reading is ~40 tokens of JSON
-
-T = TypeVar("T")
 
 
 class LLMUnavailable(RuntimeError):
     """The LLM is down, failed, or did not answer within the deadline."""
 
 
-class LLMGate:
-    """Engine calls under a deadline, with a cool-down after a failure."""
+class RequestCancelled(RuntimeError):
+    """The caller went away before the answer was complete (nothing is logged)."""
 
-    def __init__(self, engine: Engine | None, retry_after: float = 5.0, workers: int = 4):
+
+class LLMGate:
+    """Whether to ask the LLM now, and what a failure means: an engine failure (``EngineError``,
+    a timeout) marks the engine down for ``retry_after`` seconds; a request the engine refused
+    (``EngineRequestError``) does not."""
+
+    def __init__(self, engine: Engine | None, retry_after: float = 5.0):
         self.engine, self.retry_after = engine, retry_after
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="llm")
         self._down_until = 0.0
         self._lock = threading.Lock()
 
     def available(self) -> bool:
         return self.engine is not None and time.monotonic() >= self._down_until
 
-    def run(self, call: Callable[[Engine], T], timeout: float) -> T:
-        if not self.available():
-            raise LLMUnavailable("LLM marked down; retrying after the cool-down")
-        if timeout <= 0:
-            raise LLMUnavailable("deadline already spent")
-        future = self._pool.submit(call, self.engine)
-        try:
-            return future.result(timeout=timeout)
-        except FutureTimeout:
-            self._mark_down()
-            raise LLMUnavailable(f"no answer within {timeout:.1f} s") from None
-        except Exception as e:
-            self._mark_down()
-            raise LLMUnavailable(str(e)) from e
-
-    def _mark_down(self) -> None:
+    def failed(self, error: BaseException) -> None:
+        """Record a failed LLM call; only engine failures start the cool-down."""
+        if isinstance(error, EngineRequestError):
+            return
         with self._lock:
             self._down_until = time.monotonic() + self.retry_after
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -121,17 +112,34 @@ class Answer:
     seconds: float
 
 
-def shown_texts(evidence: Sequence[Evidence], picks: Sequence[Pick]) -> dict:
-    """Each pick's explanation and draft with the prompt that asked for it (what a rating of
-    the text trains on)."""
-    out = {}
-    for ev, pick in zip(evidence, picks):
-        explain, draft = text_conversations(ev)
-        out[pick.item.id] = {
-            "explanation": {"prompt": explain, "text": pick.explanation, "source": pick.text_outcomes["explanation"]},
-            "draft": {"prompt": draft, "text": pick.draft, "source": pick.text_outcomes["draft"]},
-        }
-    return out
+@dataclass
+class TextEvent:
+    """One text of one pick, final: written by the LLM (``source`` "llm"), or its template."""
+
+    pick: int
+    kind: str  # "explanation" or "draft"
+    text: str
+    source: str  # "llm", "fallback" or "template"
+
+
+@dataclass
+class Plan:
+    """An answer before its texts: the picks in order, with what their texts may cite."""
+
+    ask: Ask
+    items: list[Item]
+    scores: list[float]
+    candidate_ids: list[str]
+    ranked_by: str | None
+    texts: TextPlan
+    started: float
+    deadline: float
+    degraded: bool = False  # an LLM step failed or ran past the deadline
+    texts_done: bool = False
+
+    def pick(self, n: int) -> Pick:
+        t = self.texts.texts[n]
+        return Pick(self.items[n], self.scores[n], t.explanation, t.draft, dict(t.outcomes))
 
 
 class MuseAgent:
@@ -144,24 +152,57 @@ class MuseAgent:
         self.default_adapter = settings.ranker_adapter()
         self.ab_arms = settings.ab_arms()
         self._prompts: dict[str | None, PromptConfig] = {}
+        self._rankers: dict[str, Engine] = {}  # adapter -> its merged checkpoint, in-process
+        self._rankers_lock = threading.Lock()
         self._intents: dict[str, Intent] = {}  # LLM readings by request text, oldest first
         items = store.items()
         self.categories = sorted({c for it in items for c in it.categories})
         self.grounding = GroundingCheck(it.title for it in items)
+        self.warmed = threading.Event()  # every LLM stage in use has answered once
+        self.warm_error = ""
+
+    # ------------------------------------------------------------ rankers
+
+    def ranker_weight(self, adapter: str | None) -> float:
+        """The fusion weight served for ``adapter`` (0: retrieval order, no ranking call)."""
+        return self.settings.fusion_weight(adapter) if adapter in self.adapters else 0.0
+
+    def rankers_in_use(self) -> list[str]:
+        arms = self.ab_arms or ([self.default_adapter] if self.default_adapter else [])
+        return [a for a in arms if self.ranker_weight(a) > 0]
+
+    def _rank_engine(self, adapter: str) -> tuple[Engine, str | None]:
+        """The engine that scores ``adapter``, and the adapter name to pass it: the vLLM server's
+        LoRA adapter, or the adapter's merged checkpoint in-process (loaded on first use)."""
+        if self.settings.rank_engine == "lora" and self.gate.engine is not None:
+            return self.gate.engine, adapter
+        with self._rankers_lock:
+            if adapter not in self._rankers:
+                from agent.llm.merged import merged_checkpoint
+                from agent.llm.transformers_engine import TransformersEngine
+
+                folder = merged_checkpoint(self.settings.model_path, self.adapters[adapter], self.settings.data_dir)
+                self._rankers[adapter] = TransformersEngine(folder, dtype=self.settings.dtype)
+            return self._rankers[adapter], None
 
     def serve_adapter(self, name: str, split: bool = False) -> dict:
         """Send traffic to a (newly promoted) ranker adapter, or split users between it and the
-        current one by the A/B hash. An adapter the engine does not have yet is loaded into
-        it while serving (vLLM's runtime LoRA loading): no restart."""
+        current one by the A/B hash. With ``MUSE_RANK_ENGINE=lora`` an adapter the engine does
+        not have yet is loaded into it while serving (runtime LoRA loading); otherwise its merged
+        checkpoint is loaded in-process. No restart either way."""
         registered = self.settings.adapters()  # the registry as it is now, not as at start-up
         check_adapter(name, registered)
         engine = self.gate.engine
         if engine is None:
             raise LLMUnavailable("this service runs without an LLM engine")
-        loaded = name not in engine.adapters
-        if loaded:
-            engine.load_adapter(name, registered[name])
         self.adapters[name] = registered[name]
+        if self.settings.rank_engine == "lora":
+            loaded = name not in engine.adapters
+            if loaded:
+                engine.load_adapter(name, registered[name])
+        else:
+            loaded = name not in self._rankers
+            self._rank_engine(name)
         previous = self.default_adapter
         if split and previous and previous != name:
             self.ab_arms = [previous, name]
@@ -169,9 +210,56 @@ class MuseAgent:
             self.default_adapter, self.ab_arms = name, []
         return {"serving": name, "previous": previous, "loaded_at_runtime": loaded, "ab_arms": list(self.ab_arms)}
 
+    # ------------------------------------------------------------ warm-up
+
+    def warm_up(self, retry_every: float = 5.0, stop: threading.Event | None = None) -> None:
+        """Run one retrieval (the query encoder loads on first use) and ask every LLM stage in use
+        once (texts; each ranker with a positive weight), retrying until all answer; then
+        ``warmed`` is set and ``/readyz`` says ready."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            try:
+                self._warm_once()
+                self.warm_error = ""
+                self.warmed.set()
+                return
+            except (EngineError, EngineRequestError, LLMUnavailable, OSError) as e:
+                self.warm_error = f"{type(e).__name__}: {e}"[:300]
+                stop.wait(retry_every)
+
+    def _warm_once(self) -> None:
+        self.plan(Ask("muse-warm-up", 1, query="warm up"))  # loads the query encoder; logs nothing
+        engine = self.gate.engine
+        if engine is None:
+            return
+        items = [it for it in self.store.items() if it.text][:3]
+        if len(items) < 3:
+            return
+        evidence = [Evidence(items[0], items[1:3])]
+        plan = TextPlan(evidence, self.grounding, self.categories)
+        deadline = time.monotonic() + max(120.0, self.settings.llm_deadline_s)
+        got = list(engine.complete(plan.jobs, deadline))
+        if len(got) != len(plan.jobs):
+            raise LLMUnavailable("the text warm-up did not finish")
+        for adapter in self.rankers_in_use():
+            rank_engine, name = self._rank_engine(adapter)
+            prompt = self._prompt(adapter)
+            request = RankRequest.of([i.id for i in items[:1]], [i.id for i in items[1:3]], [1.0, 0.5],
+                                     {i.id: i for i in items}, prompt)
+            Ranker(rank_engine, name, 1.0, prompt).llm_scores([request])
+
     # ------------------------------------------------------------ recommendations
 
     def recommend(self, ask: Ask) -> Answer:
+        """The whole answer: plan, every text (or its template), impression logged."""
+        plan = self.plan(ask)
+        for _ in self.texts(plan):
+            pass
+        return self.finish(plan)
+
+    def plan(self, ask: Ask) -> Plan:
+        """Retrieve, rank (when the adapter's weight is positive) and pick; no texts yet.
+        Raises ``UnknownAdapterError`` and ``ValueError`` for bad asks."""
         started = time.monotonic()
         deadline = started + self.settings.llm_deadline_s
         adapter = ask.adapter
@@ -185,80 +273,102 @@ class MuseAgent:
         ids = [c.item_id for c in candidates]
         items = {it.id: it for it in self.store.get_items(list(dict.fromkeys(ids + context[-HISTORY_SCANNED:])))}
         recent = [h for h in context[-HISTORY_SCANNED:] if h in items]  # evidence candidates
-        rank_failed = False
-        scores, ranked_by = standardize([c.score for c in candidates]) if ids else np.empty(0), None
-        if ids and adapter is not None and self.settings.rank_weight > 0:
+        scores, ranked_by, degraded = standardize([c.score for c in candidates]) if ids else np.empty(0), None, False
+        weight = self.ranker_weight(adapter)
+        if ids and weight > 0 and self.gate.available():
             try:
-                scores = self._llm_rank(adapter, context, ids, [c.score for c in candidates], items, deadline)
+                scores = self._llm_rank(adapter, weight, context, ids, [c.score for c in candidates], items, deadline)
                 ranked_by = adapter
-            except LLMUnavailable:
-                rank_failed = True
+            except (EngineError, EngineRequestError) as e:
+                self.gate.failed(e)
+                degraded = True
                 self.metrics.llm_failures.labels("rank").inc()
+        elif ids and weight > 0:
+            degraded = True  # the ranker is in use but the LLM is marked down
         vectors = self.retriever.index.content_vectors(ids + recent)
         picked = mmr(scores, vectors[: len(ids)], ask.k, ask.diversity) if ids else []
-        evidence = [self._evidence(items[ids[p]], vectors[p], recent, vectors[len(ids):], items) for p in picked]
-        texts, texts_failed = self._texts(evidence, deadline)
-        picks = [Pick(items[ids[p]], round(float(scores[p]), 4), t.explanation, t.draft, t.outcomes)
-                 for p, t in zip(picked, texts)]
-        impression = self.store.add_impression(ask.user_id, [p.item.id for p in picks], [p.score for p in picks],
-                                               ranked_by or "retrieval", candidates=ids,
-                                               texts=shown_texts(evidence, picks))
-        degraded = rank_failed or texts_failed
-        self.metrics.recommendations.labels("degraded" if degraded else "llm").inc()
-        return Answer(ask.user_id, picks, ids, impression, ranked_by, degraded, round(time.monotonic() - started, 3))
+        history_vectors = vectors[len(ids):]
+        unit = history_vectors / np.maximum(np.linalg.norm(history_vectors, axis=1, keepdims=True), 1e-12)
+        evidence = []
+        for p in picked:
+            v = vectors[p] / max(float(np.linalg.norm(vectors[p])), 1e-12)
+            evidence.append(Evidence(items[ids[p]], choose_evidence(items[ids[p]], [items[h] for h in recent], unit @ v)
+                                     if recent else []))
+        return Plan(ask, [items[ids[p]] for p in picked], [round(float(scores[p]), 4) for p in picked], ids,
+                    ranked_by, TextPlan(evidence, self.grounding, self.categories), started, deadline, degraded)
 
-    def _llm_rank(self, adapter: str, context: list[str], ids: list[str], retrieval: list[float],
+    def texts(self, plan: Plan, cancel: threading.Event | None = None) -> Iterator[TextEvent]:
+        """Each pick's explanation and draft, yielded as the LLM finishes them (in one batched
+        generation); then, in order, whatever is left as its template. Stops early, with the
+        engine's work dropped, at the deadline (texts left: templates, ``plan.degraded``) or
+        when ``cancel`` is set (nothing more is yielded)."""
+        text_plan, done = plan.texts, set()
+        if text_plan.jobs and self.gate.available():
+            try:
+                for job, result in self.gate.engine.complete(text_plan.jobs, plan.deadline, cancel):
+                    n, kind = text_plan.accept(job, result)
+                    done.add((n, kind))
+                    yield self._event(plan, n, kind)
+            except (EngineError, EngineRequestError) as e:
+                self.gate.failed(e)
+                plan.degraded = True
+                self.metrics.llm_failures.labels("generate").inc()
+            if cancel is not None and cancel.is_set():
+                return
+            if len(done) < len(text_plan.jobs) and not plan.degraded:  # the deadline passed
+                self.gate.failed(TimeoutError())
+                plan.degraded = True
+                self.metrics.llm_failures.labels("generate").inc()
+        elif text_plan.jobs:
+            plan.degraded = True  # the LLM is marked down
+        for kind in KINDS:
+            for n in range(len(plan.items)):
+                if (n, kind) not in done:
+                    yield self._event(plan, n, kind)
+        plan.texts_done = True
+
+    def _event(self, plan: Plan, n: int, kind: str) -> TextEvent:
+        t = plan.texts.texts[n]
+        outcome = t.outcomes[kind]
+        self.metrics.texts.labels(kind, outcome).inc()
+        if kind in t.rejected:
+            self.metrics.text_rejections.labels(kind, t.rejected[kind].split(":")[0]).inc()
+        return TextEvent(n, kind, getattr(t, kind), outcome)
+
+    def finish(self, plan: Plan) -> Answer:
+        """Log the impression (with every shown text and its prompt) and return the answer."""
+        picks = [plan.pick(n) for n in range(len(plan.items))]
+        texts = {p.item.id: plan.texts.prompts(n) for n, p in enumerate(picks)}
+        impression = self.store.add_impression(plan.ask.user_id, [p.item.id for p in picks], [p.score for p in picks],
+                                               plan.ranked_by or "retrieval", candidates=plan.candidate_ids, texts=texts)
+        self.metrics.recommendations.labels("degraded" if plan.degraded else "llm").inc()
+        return Answer(plan.ask.user_id, picks, plan.candidate_ids, impression, plan.ranked_by, plan.degraded,
+                      round(time.monotonic() - plan.started, 3))
+
+    def _llm_rank(self, adapter: str, weight: float, context: list[str], ids: list[str], retrieval: list[float],
                   items: dict[str, Item], deadline: float) -> np.ndarray:
         prompt = self._prompt(adapter)
         request = RankRequest.of([h for h in context if h in items], ids, retrieval, items, prompt)
-
-        def score(engine: Engine) -> np.ndarray:
-            return Ranker(engine, adapter, self.settings.rank_weight, prompt).llm_scores([request])[0]
-
-        llm = self.gate.run(score, deadline - time.monotonic())
-        return fuse(retrieval, llm, self.settings.rank_weight)
+        engine, name = self._rank_engine(adapter)
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            raise EngineError("the deadline passed before ranking")
+        llm = Ranker(engine, name, weight, prompt).llm_scores([request], timeout=timeout)[0]
+        return fuse(retrieval, llm, weight)
 
     def _prompt(self, adapter: str) -> PromptConfig:
         if adapter not in self._prompts:
             self._prompts[adapter] = prompt_config_of(self.adapters.get(adapter))
         return self._prompts[adapter]
 
-    def _evidence(self, item: Item, vector: np.ndarray, recent: list[str], history_vectors: np.ndarray,
-                  items: dict[str, Item]) -> Evidence:
-        """``recent``: the history items that may be cited, ``history_vectors`` their content vectors."""
-        if not recent:
-            return Evidence(item, [])
-        sims = history_vectors @ vector
-        best = np.argsort(-sims, kind="stable")[:EVIDENCE_ITEMS]
-        return Evidence(item, [items[recent[b]] for b in best])
-
-    def _texts(self, evidence: Sequence[Evidence], deadline: float) -> tuple[list[Texts], bool]:
-        """The texts, and whether the LLM failed them (marked down, errored, or past the deadline)."""
-        if not evidence or not self.gate.available():
-            return self._count(template_texts(evidence)), bool(evidence) and self.gate.engine is not None
-
-        def generate(conversations, max_tokens, temperature):
-            return self.gate.run(lambda e: e.generate(conversations, max_tokens, None, temperature),
-                                 deadline - time.monotonic())
-
-        try:
-            return self._count(write_texts(evidence, generate, self.grounding)), False
-        except LLMUnavailable:
-            self.metrics.llm_failures.labels("generate").inc()
-            return self._count(template_texts(evidence)), True
-
-    def _count(self, texts: list[Texts]) -> list[Texts]:
-        for t in texts:
-            for kind, outcome in t.outcomes.items():
-                self.metrics.texts.labels(kind, outcome).inc()
-            for kind, reason in t.first_try_failures.items():
-                self.metrics.grounding_failures.labels(kind, reason.split(":")[0]).inc()
-        return texts
-
     # ------------------------------------------------------------ intent
 
     def interpret(self, text: str, deadline: float | None = None) -> Intent:
-        """Filters and query text from a natural-language request (LLM, else rules)."""
+        """Filters and query text from a natural-language request: the rules, or (with
+        ``MUSE_INTENT_LLM``) the LLM's reading checked against the request, else the rules."""
+        if not self.settings.intent_llm:
+            self.metrics.intents.labels("rules").inc()
+            return rule_intent(text, self.categories)
         if text in self._intents:  # earlier turns of a conversation come back with every turn
             return self._intents[text]
         ask = None
@@ -266,10 +376,17 @@ class MuseAgent:
             budget = (deadline or time.monotonic() + self.settings.llm_deadline_s) - time.monotonic()
 
             def ask(conversation, schema):
-                return self.gate.run(lambda e: e.generate([conversation], INTENT_TOKENS, None, 0.0, schema)[0],
-                                     budget)
+                if budget <= 0:
+                    raise LLMUnavailable("deadline already spent")
+                try:
+                    return self.gate.engine.generate([conversation], INTENT_TOKENS, None, 0.0, schema,
+                                                     timeout=budget)[0]
+                except (EngineError, EngineRequestError) as e:
+                    self.gate.failed(e)
+                    raise
         intent = parse_intent(text, self.categories, ask)
-        self.metrics.intents.labels(intent.source).inc()
+        self.metrics.intents.labels(intent.source if intent.source == "llm" or ask is None
+                                    else "rules_after_llm").inc()
         if intent.source == "llm":
             if len(self._intents) >= INTENT_CACHE:
                 self._intents.pop(next(iter(self._intents)))
@@ -299,4 +416,6 @@ class MuseAgent:
         return self.store.forget_user(user_id)
 
     def close(self) -> None:
-        self.gate.close()
+        for engine in self._rankers.values():
+            engine.close()
+

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from agent.llm.engine import read_manifest
+from agent.llm.hardware import resolve_dtype
 
 METHODS = ("sft", "dpo", "kto")
 
@@ -54,7 +55,8 @@ class FeedbackTrainConfig:
     beta: float = field(default=0.1, metadata={"help": "DPO/KTO: strength of the pull towards the reference"})
     lora_r: int = field(default=16, metadata={"help": "fresh adapters only: LoRA rank"})
     top_layers: int = field(default=10, metadata={"help": "fresh adapters only: LoRA on the top N layers"})
-    dtype: str = field(default="bfloat16", metadata={"help": "training dtype of the base weights"})
+    dtype: str = field(default="auto", metadata={"help": "training dtype of the base weights; auto = bfloat16 "
+                                                 "where the hardware computes it natively, else float32"})
     seed: int = field(default=0, metadata={"help": "seed of shuffling and initialisation"})
 
     def resolve(self, current: str | None) -> FeedbackTrainConfig:
@@ -99,7 +101,7 @@ def _model(cfg: FeedbackTrainConfig, model_dir: Path):
 
     from finetune.rank_sft import top_layers_lora
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, cfg.dtype))
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, resolve_dtype(cfg.dtype)))
     if cfg.parent:
         return PeftModel.from_pretrained(model, Path(cfg.registry) / cfg.parent, is_trainable=True), None
     return model, top_layers_lora(model_dir, cfg.lora_r, 2 * cfg.lora_r, 0.05, cfg.top_layers)

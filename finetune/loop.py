@@ -60,7 +60,8 @@ class LoopConfig:
     epochs: float = field(default=1.0, metadata={"help": "passes over each round's rows"})
     max_steps: int = field(default=-1, metadata={"help": "cap on training steps per round (-1: epochs decide)"})
     batch_size: int = field(default=8, metadata={"help": "rows per training step"})
-    dtype: str = field(default="bfloat16", metadata={"help": "dtype of the in-process engine and training"})
+    dtype: str = field(default="auto", metadata={"help": "dtype of the in-process engine and training; auto = "
+                                                 "bfloat16 where the hardware computes it natively, else float32"})
     seed: int = field(default=0, metadata={"help": "seed of the retriever fits, the user sample and training"})
 
 
@@ -167,12 +168,13 @@ class Loop:
         return {**counts, "impression_ids": impression_ids}
 
     def evaluate(self, engine, adapter: str | None, prompt, splits: dict[str, list]) -> dict:
-        """The rerank protocol for one adapter: weight chosen on validation, test reported."""
-        from agent.rerank_eval import choose_weight, llm_rows, split_report
+        """The rerank protocol for one adapter: the weight validated as serving would use it
+        (``agent.rerank_eval.validated_weight``), test reported."""
+        from agent.rerank_eval import llm_rows, split_report, validated_weight
 
         row = "tuned" if adapter else "zero_shot"
         scores = {split: llm_rows(engine, prompt, users, self.items, adapter) for split, users in splits.items()}
-        weight = choose_weight(splits["validation"], scores["validation"])
+        weight, _ = validated_weight(splits["validation"], scores["validation"])
         out = {}
         for split, users in splits.items():
             report = split_report(users, {row: scores[split]}, weight)

@@ -77,20 +77,21 @@ def held_out_events(engine, adapters: dict[str, str | None], rows: list[dict]) -
 
 
 def protocol_validation(engine, adapters: dict[str, str | None], prompts: dict, users, items) -> dict:
-    """Validation N@10 of retrieval fused with each adapter (weight chosen on validation; each
-    adapter asked with the prompt settings it was trained with), and the candidate's paired gain
-    per user."""
-    from agent.rerank_eval import choose_weight, fused_orders, llm_rows, ranks_after
+    """Validation N@10 of retrieval fused with each adapter (the weight validated as serving
+    would use it, ``agent.rerank_eval.validated_weight``; each adapter asked with the prompt
+    settings it was trained with), and the candidate's paired gain per user."""
+    from agent.rerank_eval import fused_orders, llm_rows, ranks_after, validated_weight
     from retrieval.metrics import ndcg_at, summarize
 
     out: dict = {"users": len(users)}
     per_user = {}
     for name, adapter in adapters.items():
         llm = llm_rows(engine, prompts[name], users, items, adapter)
-        weight = choose_weight(users, llm)
+        weight, evidence = validated_weight(users, llm)
         ranks = ranks_after(users, fused_orders(users, llm, weight))  # None: the target is not a candidate
         per_user[name] = [ndcg_at(r, 10) for r in ranks]
-        out[name] = {"N@10": round(summarize(ranks)["N@10"], 4), "fusion_weight": weight}
+        out[name] = {"N@10": round(summarize(ranks)["N@10"], 4), "fusion_weight": weight,
+                     "fusion_weight_validation": evidence}
     out["retrieval_N@10"] = round(summarize([u.rank for u in users])["N@10"], 4)
     out["paired"] = paired(per_user["current"], per_user["candidate"])
     return out
@@ -150,7 +151,7 @@ def promote(settings, candidate: str, feedback: Path | None = None, data: Path |
             raise ValueError(f"{file} is empty: no held-out feedback to judge on yet")
     adapters = {"current": current, "candidate": candidate}
     engine = TransformersEngine(settings.model_path, {n: registry[n] for n in adapters.values() if n},
-                                dtype=settings.llm_dtype)
+                                dtype=settings.dtype)
     evaluations = {}
     try:
         if rows:
@@ -171,6 +172,11 @@ def promote(settings, candidate: str, feedback: Path | None = None, data: Path |
     result = {"promoted": better, "current": current, "candidate": candidate, "reason": reason,
               "evaluations": evaluations}
     if better:
+        if "protocol_validation" in evaluations:  # serving reads the weight from the manifest
+            from agent.rerank_eval import record_weight
+
+            chosen = evaluations["protocol_validation"]["candidate"]
+            record_weight(registry[candidate], chosen["fusion_weight"], chosen["fusion_weight_validation"])
         record(settings.adapters_dir, candidate, current, evaluations, split)
         if url:
             import httpx

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.llm.engine import prompt_ids
+from agent.llm.hardware import resolve_dtype
 from agent.ranker import LABELS, PromptConfig, RankRequest, rank_conversation, standardize
 from finetune.rank_data import MIN_HISTORY, RankExample
 
@@ -257,7 +258,7 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
         # pass would run through all 30 layers instead of stopping at the lowest LoRA layer.
         gradient_checkpointing=False,
     )
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, resolve_dtype("auto")))
     trainer = label_trainer_class()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                                     peft_config=lora, label_ids=label_ids)
     resume = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None

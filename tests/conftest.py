@@ -113,14 +113,24 @@ def demo_data(tmp_path_factory) -> Path:
 
 
 class SwitchableEngine:
-    """Wraps an engine; ``mode`` "up", "down" (raises like a dead server) or "hung" (a call blocks
-    until the mode leaves "hung", like a server that accepted the request and never answered)."""
+    """Wraps an engine, with the failures of a real one on demand. ``mode``:
+
+    - "up": calls go through;
+    - "down": calls raise like a dead server (``EngineError``);
+    - "refuse": calls raise like a server refusing one request (``EngineRequestError``, a 4xx);
+    - "hung": calls block like a server that took the request and never answered, until the
+      mode leaves "hung", the caller's deadline passes, or the caller cancels;
+    - "texts_hung": only text generation hangs (ranking answers).
+
+    ``busy`` counts the text generations in progress; ``ended`` records how each one ended
+    ("done", "deadline" or "cancelled")."""
 
     def __init__(self, engine):
         import threading
 
         self.engine, self.adapters = engine, engine.adapters
         self._released = threading.Event()
+        self.busy, self.ended = 0, []
         self.mode = "up"
 
     @property
@@ -130,26 +140,49 @@ class SwitchableEngine:
     @mode.setter
     def mode(self, mode: str) -> None:
         self._mode = mode
-        if mode == "hung":
+        if mode in ("hung", "texts_hung"):
             self._released.clear()
         else:
             self._released.set()
 
-    def _gate(self):
-        from agent.llm.engine import EngineError
+    def _gate(self, timeout: float | None = None):
+        from agent.llm.engine import EngineError, EngineRequestError
 
         if self.mode == "down":
             raise EngineError("connection refused (test)")
-        if self.mode == "hung":
-            self._released.wait(timeout=300)
+        if self.mode == "refuse":
+            raise EngineRequestError("400: prompt longer than the context (test)")
+        if self.mode == "hung" and not self._released.wait(timeout=timeout if timeout is not None else 300):
+            raise EngineError(f"no answer within {timeout} s (test)")
 
-    def label_logprobs(self, *args, **kwargs):
-        self._gate()
-        return self.engine.label_logprobs(*args, **kwargs)
+    def label_logprobs(self, *args, timeout=None, **kwargs):
+        if self.mode != "texts_hung":
+            self._gate(timeout)
+        return self.engine.label_logprobs(*args, timeout=timeout, **kwargs)
 
     def generate(self, *args, **kwargs):
         self._gate()
         return self.engine.generate(*args, **kwargs)
+
+    def complete(self, jobs, deadline, cancel=None):
+        import time
+
+        self.busy += 1
+        ended = "done"
+        try:
+            if self.mode in ("hung", "texts_hung"):
+                while not self._released.wait(0.01):
+                    if cancel is not None and cancel.is_set():
+                        ended = "cancelled"
+                        return
+                    if time.monotonic() >= deadline:
+                        ended = "deadline"
+                        return
+            self._gate()
+            yield from self.engine.complete(jobs, deadline, cancel)
+        finally:
+            self.busy -= 1
+            self.ended.append(ended)
 
     def load_adapter(self, *args, **kwargs):
         self._gate()

@@ -1,5 +1,5 @@
 """The agent's pure parts on hand-worked cases: intent rules and validation, multi-turn
-references, the grounding check, MMR diversity, template texts."""
+references, the grounding check, MMR diversity (texts: tests/test_generation.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from agent.catalog import Item
 from agent.chat import build_ask, read_turns
 from agent.diversity import mmr
-from agent.generation import Evidence, template_explanation, write_texts
 from agent.grounding import GroundingCheck, natural_title, normalize
 from agent.intent import Intent, intent_schema, parse_intent, rule_intent, validate_llm_intent
 
@@ -93,28 +91,3 @@ def test_mmr_trades_relevance_for_variety():
     assert mmr(relevance, vectors, 2, 0.7) == [0, 2]
     with pytest.raises(ValueError, match="diversity"):
         mmr(relevance, vectors, 2, 1.5)
-
-
-def _evidence() -> Evidence:
-    item = Item("i", "Toy Story", "Toys come alive.", ("Animation", "Comedy"), 1995)
-    return Evidence(item, [Item("h", "Shrek", "", ("Comedy",), 2001)])
-
-
-def test_texts_regenerate_once_then_fall_back_to_the_template():
-    check = GroundingCheck(["Toy Story", "Shrek", "Alien"])
-    calls = []
-
-    def generate(conversations, max_tokens, temperature):
-        calls.append(temperature)
-        # explanation: invents at first, grounded when sampled; draft: never grounded
-        return ['Since you liked "Alien".' if max_tokens < 60 and temperature == 0 else
-                'You watched "Shrek", so "Toy Story" fits.' if max_tokens < 60 else 'Watch "Alien".'
-                for _ in conversations]
-
-    [texts] = write_texts([_evidence()], generate, check)
-    assert texts.outcomes == {"explanation": "regenerated", "draft": "fallback"}
-    assert texts.first_try_failures == {"explanation": "unknown_title: Alien", "draft": "unknown_title: Alien"}
-    assert texts.explanation == 'You watched "Shrek", so "Toy Story" fits.'
-    assert texts.draft.startswith('"Toy Story" (1995), Animation, Comedy.')
-    assert template_explanation(_evidence()) == 'Because you watched "Shrek": "Toy Story" (1995), since it is Comedy too.'
-    assert calls == [0.0, 0.0, 0.7, 0.7]  # one call per length limit, one retry round

@@ -72,7 +72,7 @@ class ReversedEngine:
 
     adapters: ClassVar[dict] = {}
 
-    def label_logprobs(self, conversations, labels, adapter=None):
+    def label_logprobs(self, conversations, labels, adapter=None, timeout=None):
         return [[-float(len(labels) - n) for n in range(len(labels))] for _ in conversations]
 
     def close(self):
@@ -92,7 +92,7 @@ def test_the_ranker_asks_for_its_own_adapter_and_none_means_base():
     asked = []
 
     class Recording(ReversedEngine):
-        def label_logprobs(self, conversations, labels, adapter=None):
+        def label_logprobs(self, conversations, labels, adapter=None, timeout=None):
             asked.append(adapter)
             return super().label_logprobs(conversations, labels, adapter)
 
@@ -124,3 +124,54 @@ def test_unknown_adapter_is_refused(tiny_model):
     engine = TransformersEngine(tiny_model, dtype="float32")
     with pytest.raises(UnknownAdapterError, match="unknown adapter 'other'"):
         engine.label_logprobs([rank_conversation(["x"], ["a"])], LABELS[:1], adapter="other")
+
+
+def test_a_merged_adapter_scores_as_the_adapter_does(tiny_model, tiny_registry, tmp_path):
+    """MUSE_RANK_ENGINE=merged: the adapter folded into the base weights gives the label scores
+    of the base model with the adapter applied (and not those of the base model alone)."""
+    from agent.llm.merged import merged_checkpoint
+
+    adapter = tiny_registry / "rank-test"
+    folder = merged_checkpoint(tiny_model, adapter, tmp_path)
+    assert merged_checkpoint(tiny_model, adapter, tmp_path) == folder  # written once, then reused
+    convs = [rank_conversation(["A (1990)", "B (1991)"], [f"C{n} (2000)" for n in range(20)])]
+    with_adapter = np.array(TransformersEngine(tiny_model, {"rank-test": adapter}, dtype="float32")
+                            .label_logprobs(convs, LABELS, "rank-test"))
+    merged = np.array(TransformersEngine(folder, dtype="float32").label_logprobs(convs, LABELS))
+    base = np.array(TransformersEngine(tiny_model, dtype="float32").label_logprobs(convs, LABELS))
+    assert np.allclose(merged, with_adapter, atol=1e-4), np.abs(merged - with_adapter).max()
+    assert np.abs(base - with_adapter).max() > 1e-3  # the adapter changes the scores
+
+
+def _users(targets: list[str]):
+    from agent.evaluate import UserCandidates
+    from retrieval.retriever import Candidate
+
+    return [UserCandidates(f"u{n}", [], t, [Candidate("a", 1.0, "hybrid"), Candidate("b", 0.0, "hybrid")])
+            for n, t in enumerate(targets)]
+
+
+def test_the_fusion_weight_is_kept_only_when_validation_says_it_helps(tmp_path):
+    """Two candidates, retrieval puts a first, the LLM b (any weight above 0.5 flips them); the
+    held-out item is b for some users and a for the rest. N@10 at rank 1 is 1, at rank 2
+    1/log2(3) = 0.631, so flipping gains +0.369 where b is right and loses as much elsewhere."""
+    import json
+
+    from agent.ranker import fusion_weight_of
+    from agent.rerank_eval import record_weight, validated_weight
+
+    llm = {n: np.log(np.array([0.1, 0.9])) for n in range(20)}
+    weight, evidence = validated_weight(_users(["b"] * 20), llm)
+    assert weight == 0.55 and evidence["gain_mean"] == pytest.approx(1 - 1 / np.log2(3), abs=1e-5)
+    # 11 helped, 9 hurt: the mean gain 0.0369 is under 1.645 standard errors (0.0847 each)
+    weight, evidence = validated_weight(_users(["b"] * 11 + ["a"] * 9), llm)
+    assert weight == 0.0 and evidence["best_weight"] == 0.55 and evidence["gain_mean"] == pytest.approx(0.0369, abs=1e-4)
+    weight, evidence = validated_weight(_users(["a"] * 20), llm)  # the LLM only hurts: retrieval order
+    assert weight == 0.0 and evidence["best_weight"] == 0.0
+
+    adapter = tmp_path / "rank-x"
+    adapter.mkdir()
+    (adapter / "manifest.json").write_text(json.dumps({"kind": "ranker"}))
+    assert fusion_weight_of(adapter) == 0.0  # never validated: not used
+    record_weight(adapter, 0.55, {"best_weight": 0.55})
+    assert fusion_weight_of(adapter) == 0.55 and json.loads((adapter / "manifest.json").read_text())["kind"] == "ranker"

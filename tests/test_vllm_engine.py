@@ -1,5 +1,7 @@
 """The real vLLM server on CPU (about a minute to start): every label scored, the same ranking as
-the in-process engine for the same model, prompt and adapter, and a clean stop."""
+the in-process engine for the same model, prompt and adapter; texts under the grammar (no title
+outside the evidence can appear); a refused request told apart from a dead server; abandoned
+work aborted; an adapter loaded at runtime; and a clean stop."""
 
 from __future__ import annotations
 
@@ -63,6 +65,121 @@ def test_every_label_scored_and_same_ranking_as_transformers(served, packaged_mo
     with pytest.raises(UnknownAdapterError):
         remote.label_logprobs(convs, LABELS, "/tmp/evil-adapter")
     remote.close()
+
+
+def _vllm_metric(url: str, name: str, **labels) -> float:
+    import httpx
+
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no metric {name} {labels}")
+
+
+def test_texts_follow_the_grammar_and_name_no_title_outside_the_evidence(served):
+    """Explanations and drafts for demo picks, plus a prompt that begs for a quoted title: no
+    continuation holds a double quote or a line break, each ends at a sentence end or comes back
+    incomplete, and no shown text names a catalog title outside its evidence."""
+    import time
+
+    from agent.catalog import load_file
+    from agent.generation import Evidence, TextPlan, text_job
+    from agent.grounding import GroundingCheck
+    from agent.llm.engine import TextJob, complete_sentences
+    from tests.conftest import DEMO
+
+    server, _ = served
+    engine = VLLMEngine(server.url)
+    items = [it for it in load_file(DEMO / "demo_items.jsonl").items if it.text]
+    check = GroundingCheck(it.title for it in items)
+    evidence = [Evidence(items[n], [items[n + 40], items[n + 80]]) for n in range(0, 30, 5)]
+    plan = TextPlan(evidence, check, sorted({c for it in items for c in it.categories}))
+    begging = [{"role": "user", "content": 'Name three famous films in double quotes, starting with "Gladiator".'}]
+    jobs = [*plan.jobs, TextJob(begging, "My favourite films are", sentences=1, max_tokens=40),
+            text_job(Evidence(items[0], []), "draft")]
+    results = dict(engine.complete(jobs, time.monotonic() + 600))
+    assert set(results) == set(range(len(jobs)))
+    for result in results.values():
+        assert '"' not in result.text and "\n" not in result.text
+        assert complete_sentences(result.text)[0] == result.text and result.complete == bool(result.text)
+    for n, result in enumerate(results.values()):
+        if n < len(plan.jobs):
+            plan.accept(n, result)
+    for ev, texts in zip(evidence, plan.texts):
+        for text in (texts.explanation, texts.draft):
+            assert check.foreign_titles(text, ev.allowed_titles) == [], text
+    outcomes = [o for t in plan.texts for o in t.outcomes.values()]
+    assert outcomes.count("llm") >= len(outcomes) // 2, outcomes  # the model wrote most of them
+    engine.close()
+
+
+def test_a_refused_request_is_told_apart_from_a_dead_server(served):
+    import time
+
+    from agent.llm.engine import EngineError, EngineRequestError, TextJob
+
+    server, _ = served
+    engine = VLLMEngine(server.url)
+    too_long = [{"role": "user", "content": "word " * 3000}]  # past --max-model-len 2048
+    with pytest.raises(EngineRequestError):
+        list(engine.complete([TextJob(too_long, "It", max_tokens=8)], time.monotonic() + 120))
+    with pytest.raises(EngineRequestError):
+        engine.label_logprobs([too_long], LABELS[:2])
+    dead = VLLMEngine(f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(EngineError):
+        list(dead.complete([TextJob([{"role": "user", "content": "hi"}], "It")], time.monotonic() + 30))
+    with pytest.raises(EngineError):
+        dead.label_logprobs(conversations()[:1], LABELS)
+    engine.close()
+
+
+def test_abandoned_texts_are_aborted_in_vllm(served):
+    """A generation past its deadline, and one whose caller cancels: vLLM has nothing running
+    within a second, and the requests that had not finished never finish (they were aborted)."""
+    import threading
+    import time
+
+    from agent.llm.engine import TextJob
+
+    server, _ = served
+    engine = VLLMEngine(server.url)
+    endless = [{"role": "user", "content": "List five hundred animals, separated by commas, in one sentence."}]
+    jobs = [TextJob(endless, "Here they are: cat, dog,", sentences=1, max_tokens=1500) for _ in range(4)]
+
+    def idle_within(seconds: float) -> float:
+        left = time.monotonic()
+        while _vllm_metric(server.url, "vllm:num_requests_running") > 0:
+            assert time.monotonic() - left < seconds, "vLLM still running the abandoned requests"
+            time.sleep(0.02)
+        return time.monotonic() - left
+
+    def finished() -> float:  # requests vLLM ran to their end (an aborted one is not counted)
+        return sum(_vllm_metric(server.url, "vllm:request_success_total", finished_reason=r) for r in ("stop", "length"))
+
+    for how in ("deadline", "cancel"):
+        before = finished()
+        cancel = threading.Event()
+        if how == "cancel":
+            threading.Timer(0.4, cancel.set).start()
+        got = list(engine.complete(jobs, time.monotonic() + (0.4 if how == "deadline" else 600), cancel))
+        print(f"{how}: {len(got)} of {len(jobs)} finished; vLLM idle {idle_within(1.0):.2f} s later")
+        assert len(got) < len(jobs)  # prefill and a few tokens take longer than 0.4 s on a CPU
+        time.sleep(1.0)
+        assert finished() - before == len(got)  # the others left without finishing: aborted
+    engine.close()
+
+
+def test_an_adapter_is_loaded_while_serving(served, packaged_model, tmp_path):
+    """Runtime LoRA loading (what `muse finetune promote` uses with MUSE_RANK_ENGINE=lora): the
+    new adapter becomes a model of the same server and scores labels."""
+    server, adapters = served
+    engine = VLLMEngine(server.url, adapters)
+    folder = random_adapter(packaged_model, tmp_path / "rank-new", layers=[27, 28, 29], seed=7)
+    engine.load_adapter("rank-new", folder)
+    assert "rank-new" in engine.models()
+    scores = np.array(engine.label_logprobs(conversations()[:1], LABELS, "rank-new"))
+    assert scores.shape == (1, 20) and np.isfinite(scores).all()
+    engine.close()
 
 
 def test_stop_takes_the_whole_server_down(served):

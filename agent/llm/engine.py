@@ -1,9 +1,21 @@
 """The engine interface: what the rest of Muse may ask of a language model.
 
-Only one question is needed for ranking: "given this conversation, how likely is each of these
-label tokens as the first token of the answer?" Both engines answer it with full-vocabulary
-log-probabilities of the label tokens, so a label never goes missing (design.md: vLLM's top-k
-logprobs can miss labels) and the two engines can be compared number for number.
+Two questions:
+
+- ranking: "given this conversation, how likely is each of these label tokens as the first
+  token of the answer?" Both engines answer it with full-vocabulary log-probabilities of the
+  label tokens, so a label never goes missing (design.md: vLLM's top-k logprobs can miss
+  labels) and the two engines can be compared number for number;
+- texts (``complete``): "continue each of these answers, which Muse has begun, for one or two
+  whole sentences". The continuation may hold no double quote and no line break, and it ends
+  at a sentence end; vLLM enforces that with a regular-expression grammar (structured
+  outputs), the in-process engine with banned tokens and a stopping rule. Results come back
+  as each one finishes, so the service can stream them, and the work stops (vLLM aborts it)
+  at the deadline or when the caller cancels.
+
+Errors: ``EngineError`` means the engine failed (unreachable, 5xx, timeout): the service then
+skips the LLM for a cool-down. ``EngineRequestError`` means the engine refused one request
+(a 4xx: a prompt past the context, a bad grammar): only that request's LLM step fails.
 
 Adapters are chosen by *name* from an allow-list (the adapter registry folder), never by a
 path that came with a request.
@@ -12,7 +24,10 @@ path that came with a request.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -20,7 +35,76 @@ Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content":
 
 
 class EngineError(RuntimeError):
-    """The engine could not answer (server down, bad response)."""
+    """The engine could not answer (server down, 5xx, timeout, a malformed response)."""
+
+
+class EngineRequestError(ValueError):
+    """The engine refused this one request (HTTP 4xx: too long for the context, a bad
+    grammar, ...). Other requests are unaffected, so the engine is not marked down."""
+
+
+# A sentence of a continuation: no double quote (titles are written by Muse, never by the model),
+# no line break, ending with . ! or ? after a character that is neither a space nor a terminal.
+SENTENCE = r'[^"\n.!?]*[^"\n.!? ][.!?]'
+
+
+def continuation_pattern(sentences: int) -> str:
+    """The regular expression a continuation of 1..``sentences`` sentences must match."""
+    if sentences < 1:
+        raise ValueError(f"sentences must be >= 1, got {sentences}")
+    return f"({SENTENCE}){{1,{sentences}}}"
+
+
+_SENTENCE_END = re.compile(SENTENCE)
+
+
+def complete_sentences(text: str) -> tuple[str, int]:
+    """The longest prefix of ``text`` made of whole sentences (as ``SENTENCE`` defines them),
+    and how many: ``(" It rains. It po", ...)`` -> ``(" It rains.", 1)``."""
+    end, count = 0, 0
+    while m := _SENTENCE_END.match(text, end):
+        end, count = m.end(), count + 1
+    return text[:end], count
+
+
+# Subtracted from a token's logit once per time the continuation already holds it (OpenAI's
+# frequency_penalty): greedy decoding of a small model otherwise loops ("revealed in a mystery,
+# revealed in a mystery, ...") until the token bound cuts the sentence.
+FREQUENCY_PENALTY = 0.5
+
+
+@dataclass(frozen=True)
+class TextJob:
+    """One text to write: a chat prompt, the first words of the answer (written by Muse), and
+    how far the model may continue it.
+
+    - ``messages``: system/user turns, ending with the user's request;
+    - ``prefix``: the answer's start; the model continues it (``""``: the model starts);
+    - ``sentences``: the continuation ends after at most this many whole sentences;
+    - ``max_tokens``: a bound on the continuation's tokens; a continuation cut by it before its
+      first sentence ended comes back with ``complete=False``.
+    """
+
+    messages: list[Message]
+    prefix: str = ""
+    sentences: int = 1
+    max_tokens: int = 48
+
+
+@dataclass(frozen=True)
+class TextResult:
+    """A continuation (without the prefix), trimmed to whole sentences; ``complete`` is False
+    when no sentence ended before the token bound."""
+
+    text: str
+    complete: bool
+
+
+def text_result(content: str) -> TextResult:
+    """A continuation as the engine returned it -> trimmed to whole sentences (a tail cut by
+    the token bound is dropped)."""
+    text, sentences = complete_sentences(content)
+    return TextResult(text, sentences > 0)
 
 
 class UnknownAdapterError(ValueError):
@@ -36,19 +120,30 @@ class Engine(Protocol):
     adapters: dict[str, Path]  # name -> folder, the allow-list
 
     def label_logprobs(
-        self, conversations: Sequence[list[Message]], labels: Sequence[str], adapter: str | None = None
+        self, conversations: Sequence[list[Message]], labels: Sequence[str], adapter: str | None = None,
+        timeout: float | None = None,
     ) -> list[list[float]]:
         """For each conversation, the log-probability of each label as the answer's first token
-        (one forward pass per conversation; ``adapter=None`` is the base model)."""
+        (one forward pass per conversation; ``adapter=None`` is the base model). ``timeout``:
+        seconds per request, past which the engine drops it and raises ``EngineError``."""
         ...
 
     def generate(
         self, conversations: Sequence[list[Message]], max_tokens: int = 64, adapter: str | None = None,
-        temperature: float = 0.0, json_schema: dict | None = None,
+        temperature: float = 0.0, json_schema: dict | None = None, timeout: float | None = None,
     ) -> list[str]:
         """The assistant's reply to each conversation (greedy at temperature 0). ``json_schema``
         asks for output constrained to the schema where the engine can enforce it (vLLM); the
         caller validates the reply either way."""
+        ...
+
+    def complete(
+        self, jobs: Sequence[TextJob], deadline: float, cancel: threading.Event | None = None,
+    ) -> Iterator[tuple[int, TextResult]]:
+        """Continue every job's answer, all in one batch; yields ``(job index, result)`` as
+        each finishes. At ``deadline`` (``time.monotonic()`` seconds) or once ``cancel`` is set
+        it stops, yielding no more, and the engine drops the unfinished work. Raises
+        ``EngineError`` or ``EngineRequestError``."""
         ...
 
     def load_adapter(self, name: str, path: Path) -> None:

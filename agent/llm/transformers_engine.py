@@ -1,13 +1,42 @@
-"""In-process engine: transformers (+ peft adapters). The light path for tests and for machines
-without vLLM; the same numbers as the vLLM engine for the same model, prompt and adapter."""
+"""In-process engine: transformers (+ peft adapters). The light path for tests, for machines
+without vLLM, and for the ranker on a CPU (a merged checkpoint, ``agent/llm/merged.py``); the
+same numbers as the vLLM engine for the same model, prompt and adapter.
+
+Texts (``complete``) follow the rules vLLM's grammar enforces: tokens that hold a double quote
+or a line break are banned, and a sequence stops once it has written the whole sentences it
+was allowed. Sequences are generated in batches, the shortest jobs first; between steps the
+engine checks the deadline and the cancel flag, so abandoned work stops within one step.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from agent.llm.engine import Message, check_adapter, prompt_ids, single_token_ids
+from agent.llm.engine import (
+    FREQUENCY_PENALTY,
+    Message,
+    TextJob,
+    TextResult,
+    check_adapter,
+    complete_sentences,
+    prompt_ids,
+    single_token_ids,
+    text_result,
+)
+from agent.llm.hardware import resolve_dtype
+
+
+def continuation_ids(tokenizer, job: TextJob) -> list[int]:
+    """Token ids of a text job's prompt: the chat so far and, when Muse began the answer, its
+    first words (the model continues them)."""
+    if not job.prefix:
+        return prompt_ids(tokenizer, job.messages)
+    ids = tokenizer.apply_chat_template(job.messages + [{"role": "assistant", "content": job.prefix}],
+                                        continue_final_message=True, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
 class TransformersEngine:
@@ -15,7 +44,7 @@ class TransformersEngine:
         self,
         model_dir: Path,
         adapters: dict[str, Path] | None = None,
-        dtype: str = "bfloat16",
+        dtype: str = "auto",
         batch_size: int = 8,
     ):
         import torch
@@ -23,9 +52,10 @@ class TransformersEngine:
 
         self.adapters = dict(adapters or {})
         self.batch_size = batch_size
+        self.dtype = resolve_dtype(dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "left"  # the answer's first token is read at the last position
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, self.dtype))
         if self.adapters:
             from peft import PeftModel
 
@@ -36,6 +66,7 @@ class TransformersEngine:
         self.model = model.eval()
         # One call at a time: the active adapter is model state, and the service calls from threads.
         self._lock = threading.Lock()
+        self._banned = None
 
     def load_adapter(self, name: str, path: Path) -> None:
         from peft import PeftModel
@@ -50,8 +81,11 @@ class TransformersEngine:
             self.adapters[name] = Path(path)
 
     def label_logprobs(
-        self, conversations: Sequence[list[Message]], labels: Sequence[str], adapter: str | None = None
+        self, conversations: Sequence[list[Message]], labels: Sequence[str], adapter: str | None = None,
+        timeout: float | None = None,
     ) -> list[list[float]]:
+        """``timeout`` is accepted for the interface's sake: a forward pass in-process cannot be
+        interrupted, and it takes well under a second per batch for the packaged model."""
         import torch
 
         check_adapter(adapter, self.adapters)
@@ -68,7 +102,7 @@ class TransformersEngine:
 
     def generate(
         self, conversations: Sequence[list[Message]], max_tokens: int = 64, adapter: str | None = None,
-        temperature: float = 0.0, json_schema: dict | None = None,
+        temperature: float = 0.0, json_schema: dict | None = None, timeout: float | None = None,
     ) -> list[str]:
         """Greedy (or sampled) replies. transformers has no constrained decoding here, so
         ``json_schema`` is not enforced: callers validate what comes back."""
@@ -87,6 +121,80 @@ class TransformersEngine:
             width = enc["input_ids"].shape[1]
             out += self.tokenizer.batch_decode(ids[:, width:], skip_special_tokens=True)
         return out
+
+    def banned_token_ids(self) -> list[int]:
+        """Vocabulary entries holding a double quote or a line break (never in a continuation)."""
+        if self._banned is None:
+            vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+            self._banned = [i for i, token in enumerate(vocab)
+                            if any(ch in self.tokenizer.convert_tokens_to_string([token]) for ch in '"\n')]
+        return self._banned
+
+    def complete(
+        self, jobs: Sequence[TextJob], deadline: float, cancel: threading.Event | None = None,
+    ) -> Iterator[tuple[int, TextResult]]:
+        import torch
+        from transformers import (
+            LogitsProcessor,
+            LogitsProcessorList,
+            StoppingCriteria,
+            StoppingCriteriaList,
+        )
+
+        tokenizer = self.tokenizer
+        banned = torch.tensor(self.banned_token_ids())
+
+        def halted() -> bool:
+            return time.monotonic() >= deadline or (cancel is not None and cancel.is_set())
+
+        class Rules(LogitsProcessor):
+            """Banned tokens, and the frequency penalty on what the continuation already holds."""
+
+            def __init__(self, width: int):
+                self.width = width
+
+            def __call__(self, input_ids, scores):
+                written = input_ids[:, self.width:]
+                if written.shape[1]:
+                    counts = torch.zeros_like(scores).scatter_add_(1, written, torch.ones_like(written, dtype=scores.dtype))
+                    scores = scores - FREQUENCY_PENALTY * counts
+                scores[:, banned] = float("-inf")
+                return scores
+
+        class Sentences(StoppingCriteria):
+            """A row is done once it holds ``limit`` whole sentences; all rows stop when the
+            deadline passes or the caller cancels."""
+
+            def __init__(self, width: int, limit: int):
+                self.width, self.limit = width, limit
+
+            def __call__(self, input_ids, scores, **kwargs):
+                if halted():
+                    return torch.ones(input_ids.shape[0], dtype=torch.bool)
+                texts = tokenizer.batch_decode(input_ids[:, self.width:], skip_special_tokens=True)
+                return torch.tensor([complete_sentences(t)[1] >= self.limit for t in texts])
+
+        groups: dict[tuple[int, int], list[int]] = {}
+        for n, job in enumerate(jobs):
+            groups.setdefault((job.max_tokens, job.sentences), []).append(n)
+        for (max_tokens, sentences), rows in sorted(groups.items()):  # the shortest texts first
+            for start in range(0, len(rows), self.batch_size):
+                batch = rows[start:start + self.batch_size]
+                if halted():
+                    return
+                enc = tokenizer.pad([{"input_ids": continuation_ids(tokenizer, jobs[r])} for r in batch],
+                                    return_tensors="pt")
+                width = enc["input_ids"].shape[1]
+                with self._lock, torch.inference_mode(), self._adapter(None):
+                    ids = self.model.generate(
+                        **enc, max_new_tokens=max_tokens, do_sample=False, top_p=None, top_k=None,
+                        pad_token_id=tokenizer.pad_token_id, logits_processor=LogitsProcessorList([Rules(width)]),
+                        stopping_criteria=StoppingCriteriaList([Sentences(width, sentences)]),
+                    )  # fmt: skip
+                if halted():
+                    return
+                for r, text in zip(batch, tokenizer.batch_decode(ids[:, width:], skip_special_tokens=True)):
+                    yield r, text_result(text)
 
     def _adapter(self, name: str | None):
         from contextlib import nullcontext

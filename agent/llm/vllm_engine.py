@@ -1,20 +1,67 @@
 """The vLLM engine: an OpenAI-compatible vLLM server reached over HTTP.
 
-Each ranking is one chat completion with ``max_tokens=1`` that asks for the log-probabilities
-of exactly the label tokens (``logprob_token_ids``): every candidate gets a score from the full
-vocabulary distribution, whatever the top-k would have held. Requests run concurrently so the
-server can batch them (continuous batching is where vLLM earns its keep).
+- Ranking: one chat completion with ``max_tokens=1`` per conversation that asks for the
+  log-probabilities of exactly the label tokens (``logprob_token_ids``): every candidate gets a
+  score from the full vocabulary distribution, whatever the top-k would have held. Requests
+  run concurrently so the server can batch them.
+- Texts (``complete``): one chat completion per text, all sent at once so vLLM batches them
+  (continuous batching), each continuing the answer Muse began (``continue_final_message``)
+  under a regular-expression grammar (``structured_outputs``; the ``guided_*`` keys were
+  removed in vLLM 0.12). They run on an asyncio loop in a thread of this engine, so a caller
+  that stops waiting (deadline, client gone) cancels them: the HTTP connections close, and
+  vLLM aborts a request whose client disconnected (measured: the server was idle 0.1 s after
+  the close, tests/test_vllm_engine.py).
+
+A 4xx answer is ``EngineRequestError`` (this request only); a connection error, a timeout or a
+5xx is ``EngineError`` (the engine).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from agent.llm.engine import EngineError, Message, check_adapter
+from agent.llm.engine import (
+    FREQUENCY_PENALTY,
+    EngineError,
+    EngineRequestError,
+    Message,
+    TextJob,
+    TextResult,
+    check_adapter,
+    continuation_pattern,
+    text_result,
+)
 
 BASE_MODEL_NAME = "base"  # --served-model-name of the base checkpoint; adapters go by their own names
+# Statuses that say the server, not the request, is in trouble (not found = a model it lacks).
+_ENGINE_STATUSES = {404, 408, 429}
+
+
+def _check(response, what: str) -> dict:
+    """The JSON body of a 200 answer; otherwise the error that the status calls for."""
+    if response.status_code == 200:
+        return response.json()
+    message = f"vLLM {what} answered {response.status_code}: {response.text[:300]}"
+    if 400 <= response.status_code < 500 and response.status_code not in _ENGINE_STATUSES:
+        raise EngineRequestError(message)
+    raise EngineError(message)
+
+
+def text_body(job: TextJob, model: str) -> dict:
+    """The chat-completion request of one text job."""
+    messages = list(job.messages)
+    body = {"model": model, "max_tokens": job.max_tokens, "temperature": 0.0, "frequency_penalty": FREQUENCY_PENALTY,
+            "structured_outputs": {"regex": continuation_pattern(job.sentences)}}
+    if job.prefix:  # the model continues the answer Muse began
+        messages.append({"role": "assistant", "content": job.prefix})
+        body |= {"continue_final_message": True, "add_generation_prompt": False}
+    return body | {"messages": messages}
 
 
 class VLLMEngine:
@@ -25,19 +72,23 @@ class VLLMEngine:
         self.url = url.rstrip("/")
         self.adapters = dict(adapters or {})
         self.concurrency = concurrency
+        self.timeout = timeout
         self.client = httpx.Client(base_url=self.url, timeout=timeout)
         self._label_ids: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_lock = threading.Lock()
+        self._aclient = None
 
-    def _post(self, path: str, body: dict) -> dict:
+    def _post(self, path: str, body: dict, timeout: float | None = None) -> dict:
         import httpx
 
         try:
-            response = self.client.post(path, json=body)
+            response = self.client.post(path, json=body, timeout=timeout or self.timeout)
+        except httpx.TimeoutException as e:
+            raise EngineError(f"vLLM server at {self.url} gave no answer within {timeout or self.timeout:.1f} s") from e
         except httpx.HTTPError as e:
             raise EngineError(f"vLLM server at {self.url} unreachable: {e}") from e
-        if response.status_code != 200:
-            raise EngineError(f"vLLM {path} answered {response.status_code}: {response.text[:300]}")
-        return response.json()
+        return _check(response, path)
 
     def label_ids(self, labels: Sequence[str]) -> list[int]:
         for label in labels:
@@ -49,12 +100,12 @@ class VLLMEngine:
                 self._label_ids[label] = tokens[0]
         return [self._label_ids[label] for label in labels]
 
-    def _one(self, conversation: list[Message], ids: list[int], model: str) -> list[float]:
+    def _one(self, conversation: list[Message], ids: list[int], model: str, timeout: float | None) -> list[float]:
         body = {
             "model": model, "messages": conversation, "max_tokens": 1, "temperature": 0.0,
             "logprobs": True, "logprob_token_ids": ids, "return_tokens_as_token_ids": True,
         }
-        content = self._post("/v1/chat/completions", body)["choices"][0]["logprobs"]["content"][0]
+        content = self._post("/v1/chat/completions", body, timeout)["choices"][0]["logprobs"]["content"][0]
         got = {int(t["token"].removeprefix("token_id:")): t["logprob"] for t in content["top_logprobs"]}
         missing = [i for i in ids if i not in got]
         if missing:
@@ -62,17 +113,20 @@ class VLLMEngine:
         return [got[i] for i in ids]
 
     def label_logprobs(
-        self, conversations: Sequence[list[Message]], labels: Sequence[str], adapter: str | None = None
+        self, conversations: Sequence[list[Message]], labels: Sequence[str], adapter: str | None = None,
+        timeout: float | None = None,
     ) -> list[list[float]]:
+        """``timeout`` (seconds, per request): past it the connection is closed, so vLLM
+        drops the request, and ``EngineError`` is raised."""
         check_adapter(adapter, self.adapters)
         ids = self.label_ids(labels)
         model = adapter or BASE_MODEL_NAME
         with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(lambda c: self._one(c, ids, model), conversations))
+            return list(pool.map(lambda c: self._one(c, ids, model, timeout), conversations))
 
     def generate(
         self, conversations: Sequence[list[Message]], max_tokens: int = 64, adapter: str | None = None,
-        temperature: float = 0.0, json_schema: dict | None = None,
+        temperature: float = 0.0, json_schema: dict | None = None, timeout: float | None = None,
     ) -> list[str]:
         check_adapter(adapter, self.adapters)
         body = {"model": adapter or BASE_MODEL_NAME, "max_tokens": max_tokens, "temperature": temperature}
@@ -80,11 +134,71 @@ class VLLMEngine:
             body["structured_outputs"] = {"json": json_schema}  # vLLM >= 0.12 (guided_json is gone)
 
         def one(conversation: list[Message]) -> str:
-            reply = self._post("/v1/chat/completions", {**body, "messages": conversation})
+            reply = self._post("/v1/chat/completions", {**body, "messages": conversation}, timeout)
             return reply["choices"][0]["message"]["content"] or ""
 
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(one, conversations))
+
+    # ------------------------------------------------------------ texts, cancellable
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        """This engine's asyncio loop (a daemon thread), started on first use."""
+        with self._loop_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="vllm-texts", daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    async def _texts(self, jobs: Sequence[TextJob], out: queue.Queue) -> None:
+        import httpx
+
+        if self._aclient is None:  # created on the loop it is used from
+            self._aclient = httpx.AsyncClient(base_url=self.url, timeout=self.timeout,
+                                              limits=httpx.Limits(max_connections=256))
+
+        async def one(n: int, job: TextJob) -> None:
+            try:
+                response = await self._aclient.post("/v1/chat/completions", json=text_body(job, BASE_MODEL_NAME))
+            except httpx.TimeoutException as e:
+                raise EngineError(f"vLLM server at {self.url} gave no answer within {self.timeout:.0f} s") from e
+            except httpx.HTTPError as e:
+                raise EngineError(f"vLLM server at {self.url} unreachable: {e}") from e
+            out.put((n, text_result(_check(response, "texts")["choices"][0]["message"]["content"] or "")))
+
+        tasks = [asyncio.ensure_future(one(n, job)) for n, job in enumerate(jobs)]
+        try:
+            await asyncio.gather(*tasks)
+        except Exception as e:  # noqa: BLE001 - handed to the waiting caller, which re-raises it
+            out.put(e)
+        finally:
+            for task in tasks:  # closes their connections: vLLM aborts what they asked
+                task.cancel()
+
+    def complete(
+        self, jobs: Sequence[TextJob], deadline: float, cancel: threading.Event | None = None,
+    ) -> Iterator[tuple[int, TextResult]]:
+        if not jobs:
+            return
+        out: queue.Queue = queue.Queue()
+        future = asyncio.run_coroutine_threadsafe(self._texts(jobs, out), self._event_loop())
+        try:
+            for _ in range(len(jobs)):
+                while True:
+                    wait = deadline - time.monotonic()
+                    if wait <= 0 or (cancel is not None and cancel.is_set()):
+                        return
+                    try:
+                        item = out.get(timeout=min(wait, 0.05))
+                        break
+                    except queue.Empty:
+                        continue
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            future.cancel()
 
     def load_adapter(self, name: str, path: Path) -> None:
         """Runtime LoRA loading: the server (started with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING``)
@@ -110,3 +224,8 @@ class VLLMEngine:
 
     def close(self) -> None:
         self.client.close()
+        if self._loop is not None:
+            loop, self._loop = self._loop, None
+            if self._aclient is not None:
+                asyncio.run_coroutine_threadsafe(self._aclient.aclose(), loop).result(timeout=5)
+            loop.call_soon_threadsafe(loop.stop)

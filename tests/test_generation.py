@@ -1,0 +1,166 @@
+"""Texts right by construction (agent/generation.py), the continuation rules both engines follow
+(agent/llm/engine.py), and the number format chosen from the CPU (agent/llm/hardware.py), on
+hand-worked cases; plus the in-process engine following the rules with a real model."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.catalog import Item
+from agent.generation import (
+    Evidence,
+    TextPlan,
+    choose_evidence,
+    draft_start,
+    explanation_start,
+    genre_phrase,
+    template_draft,
+    template_explanation,
+    text_job,
+)
+from agent.grounding import GroundingCheck
+from agent.llm.engine import (
+    TextJob,
+    TextResult,
+    complete_sentences,
+    continuation_pattern,
+    text_result,
+)
+from agent.llm.hardware import choose_dtype, cpu_flags, resolve_dtype, resolve_threads
+
+HEAT = Item("h", "Heat", "A crew of thieves.", ("Action", "Crime", "Thriller"), 1995)
+CASINO = Item("c", "Casino", "", ("Crime", "Drama"), 1995)
+TOY = Item("t", "Toy Story", "Toys come alive.", ("Animation", "Children", "Comedy"), 1995)
+RONIN = Item("r", "Ronin", "Mercenaries chase a briefcase through France.", ("Action", "Crime", "Thriller"), 1998)
+CATALOG = GroundingCheck(it.title for it in (HEAT, CASINO, TOY, RONIN, Item("g", "Gladiator")))
+CATEGORIES = ["Action", "Animation", "Children", "Comedy", "Crime", "Drama", "Thriller", "War"]
+
+
+def test_the_texts_start_from_the_evidence():
+    ev = Evidence(RONIN, [HEAT, CASINO])
+    assert ev.shared_categories == ["Action", "Crime", "Thriller"] and ev.allowed_titles == ["Ronin", "Heat", "Casino"]
+    assert explanation_start(ev) == 'You watched "Heat" and "Casino", so try "Ronin" (1998), another action film:'
+    assert draft_start(ev) == '"Ronin" (1998) is an action crime film'
+    assert template_explanation(ev) == 'You watched "Heat" and "Casino", so try "Ronin" (1998), another action film.'
+    assert template_draft(ev) == '"Ronin" (1998) is an action crime film. Mercenaries chase a briefcase through France.'
+    nothing_shared = Evidence(TOY, [CASINO])
+    assert explanation_start(nothing_shared) == 'You watched "Casino", so try "Toy Story" (1995):'
+    assert template_explanation(Evidence(TOY, [])) == '"Toy Story" (1995) is popular with people right now.'
+    tagged = Item("m", "Matrix, The", "Tags: cyberpunk, kung fu.", ("Sci-Fi",), 1999)
+    assert template_draft(Evidence(tagged, [])) == '"The Matrix" (1999) is a sci-fi film. Viewers tag it cyberpunk, kung fu.'
+
+
+@pytest.mark.parametrize(("categories", "phrase"), [
+    (("Action", "Thriller", "War"), "action thriller"), (("Romance", "Drama"), "romantic drama"),
+    (("Crime",), "crime film"), (("Drama",), "drama"), (("Animation", "Children"), "animated family film"),
+    ((), ""),
+])  # fmt: skip
+def test_genre_phrase(categories, phrase):
+    assert genre_phrase(categories) == phrase
+
+
+def test_evidence_prefers_history_sharing_a_category():
+    recent = [TOY, CASINO, HEAT]  # Toy Story is the most similar but shares nothing with Ronin
+    assert choose_evidence(RONIN, recent, np.array([0.9, 0.2, 0.5])) == [HEAT, CASINO]
+    assert choose_evidence(RONIN, recent, np.array([0.9, 0.2, 0.5]), n=1) == [HEAT]
+
+
+def test_jobs_only_where_the_model_has_facts_to_write_from():
+    no_text = Item("n", "Nameless", "", ("Drama",), 2001)
+    plan = TextPlan([Evidence(RONIN, [HEAT]), Evidence(no_text, [CASINO]), Evidence(TOY, [])], CATALOG)
+    assert plan.keys == [(0, "explanation"), (0, "draft"), (2, "draft")]
+    job = plan.jobs[0]
+    assert job.prefix == explanation_start(Evidence(RONIN, [HEAT])) and job.sentences == 1
+    assert job.messages[0]["role"] == "system" and job.messages[-1]["role"] == "user"
+    assert "Mercenaries chase a briefcase" in job.messages[-1]["content"]
+    assert [m["role"] for m in job.messages[1:-1]] == ["user", "assistant"] * (len(job.messages[1:-1]) // 2)
+    assert all(t.outcomes == {"explanation": "template", "draft": "template"} for t in plan.texts)
+
+
+@pytest.mark.parametrize(("kind", "continuation", "complete", "outcome"), [
+    ("explanation", " mercenaries chasing a briefcase through France.", True, ""),
+    ("explanation", " mercenaries chasing a briefcase", False, "cut_off"),
+    ("explanation", " a heist, much like Gladiator.", True, "unknown_title"),
+    ("explanation", " a heist that, like Heat, ends in France.", True, "repeated_citation"),
+    ("explanation", " France.", True, "too_short"),
+    ("explanation", " a comedy about a briefcase.", True, "wrong_category"),
+    ("explanation", " mercenaries chasing a briefcase in 1977.", True, "wrong_year"),
+    ("draft", " that you watched last week.", True, "claims_watched"),
+    ("draft", " about a retired lighthouse keeper and a young meteorologist.", True, "copied_example"),
+    ("draft", " about a chase. It is about a chase.", True, "repetitive"),
+    ("draft", " about mercenaries who chase a briefcase through France.", True, ""),
+])  # fmt: skip
+def test_a_continuation_is_shown_only_when_it_passes_every_check(kind, continuation, complete, outcome):
+    plan = TextPlan([Evidence(RONIN, [HEAT])], CATALOG, CATEGORIES)
+    job = plan.keys.index((0, kind))
+    assert plan.accept(job, TextResult(continuation, complete)) == (0, kind)
+    texts = plan.texts[0]
+    if outcome:
+        assert texts.outcomes[kind] == "fallback" and texts.rejected[kind].split(":")[0] == outcome
+        assert getattr(texts, kind) == (template_explanation if kind == "explanation" else template_draft)(
+            Evidence(RONIN, [HEAT]))
+    else:
+        assert texts.outcomes[kind] == "llm" and not texts.rejected
+        start = explanation_start(Evidence(RONIN, [HEAT])) if kind == "explanation" else draft_start(Evidence(RONIN, [HEAT]))
+        assert getattr(texts, kind) == start + continuation
+
+
+def test_continuation_pattern_and_whole_sentences():
+    pattern = re.compile(continuation_pattern(2))
+    assert pattern.fullmatch(" It rains. It pours!")
+    assert not pattern.fullmatch(" It rains. It pours. It stops.")  # three sentences
+    assert not pattern.fullmatch(' It is "Heat".')  # no double quote
+    assert not pattern.fullmatch(" It rains\nhard.")  # no line break
+    assert not pattern.fullmatch(" It rains")  # no sentence end
+    assert not pattern.fullmatch(" .")  # a sentence needs words
+    assert complete_sentences(" It rains. It po") == (" It rains.", 1)
+    assert complete_sentences(" no end here") == ("", 0)
+    assert text_result(" It rains. It po") == TextResult(" It rains.", True)
+    assert text_result(" It po") == TextResult("", False)
+    with pytest.raises(ValueError, match="sentences must be >= 1"):
+        continuation_pattern(0)
+
+
+def test_the_number_format_follows_the_cpu(tmp_path: Path):
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n")
+    bf16 = tmp_path / "bf16"
+    bf16.write_text("processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16\n")
+    assert cpu_flags(avx2) == {"fpu", "sse2", "avx", "avx2", "fma"}
+    assert choose_dtype(cpu_flags(avx2)) == "float32"  # AVX2 only: bf16 is emulated, 5.7x slower
+    assert choose_dtype(cpu_flags(bf16)) == "bfloat16"
+    assert choose_dtype(frozenset({"amx_bf16"})) == "bfloat16"
+    assert choose_dtype(frozenset(), cuda=True) == "bfloat16"
+    assert cpu_flags(tmp_path / "absent") == frozenset()
+    assert resolve_dtype("float32") == "float32" and resolve_dtype("auto") in ("float32", "bfloat16")
+    with pytest.raises(ValueError, match="unknown dtype 'fp8'"):
+        resolve_dtype("fp8")
+    assert resolve_threads(3) == 3 and resolve_threads(0) >= 1
+    with pytest.raises(ValueError, match="threads must be >= 0"):
+        resolve_threads(-1)
+
+
+def test_the_in_process_engine_follows_the_rules_and_stops_when_asked(packaged_model):
+    """The packaged model, in-process: continuations hold no double quote and end at a sentence
+    end (or come back incomplete); a cancelled or expired call yields nothing more."""
+    from agent.llm.transformers_engine import TransformersEngine
+
+    engine = TransformersEngine(packaged_model, dtype="float32")
+    ask = [{"role": "user", "content": 'Quote the title "Gladiator" twice, then describe a film about a heist.'}]
+    jobs = [TextJob(ask, 'The film "Ronin" (1998) is', sentences=1, max_tokens=40),
+            TextJob(ask, "", sentences=2, max_tokens=60), text_job(Evidence(RONIN, [HEAT]), "explanation")]
+    got = dict(engine.complete(jobs, time.monotonic() + 600))
+    assert set(got) == {0, 1, 2}
+    for result in got.values():
+        assert '"' not in result.text and "\n" not in result.text
+        assert result.complete == bool(result.text) and complete_sentences(result.text)[0] == result.text
+    cancel = threading.Event()
+    cancel.set()
+    assert list(engine.complete(jobs, time.monotonic() + 600, cancel)) == []
+    assert list(engine.complete(jobs, time.monotonic() - 1)) == []

@@ -1,0 +1,130 @@
+"""The text checks of agent/text_quality.py (used by the service and by `muse bench agent`),
+each on hand-worked cases, and the table the benchmark builds from them."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.bench_agent import text_quality
+from agent.catalog import Item
+from agent.grounding import GroundingCheck
+from agent.text_quality import (
+    addresses_reader,
+    cited_titles,
+    claims_watched_pick,
+    invented_titles,
+    is_cut_off,
+    mentions_attribute,
+    names_title,
+    near_repeats,
+    repeats_citation,
+    sentences,
+    unique_sentence_ratio,
+)
+
+CATALOG = GroundingCheck(["Heat", "Matrix, The", "Toy Story", "Casino", "Gladiator", "Ronin"])
+RONIN = Item("r", "Ronin", "Tags: heist, car chase, mercenaries.", ("Action", "Crime", "Thriller"), 1998)
+
+
+@pytest.mark.parametrize(("text", "allowed", "invented"), [
+    ('You watched "Heat", so try "Ronin" (1998).', ["Ronin", "Heat"], []),
+    ('You watched "Heat", so try "Ronin" and "Gladiator".', ["Ronin", "Heat"], ["Gladiator"]),  # catalog title
+    ('Like "Space Llamas 3", it thrills.', ["Ronin"], ["Space Llamas 3"]),  # quoted, in no catalog
+    ("The movie is called The Last Dance.", ["Ronin"], ["The Last Dance"]),  # unquoted, after "called"
+    ("A sequel titled Ronin Returns is coming.", ["Ronin"], ["Ronin Returns"]),
+    ("It is about The Matrix of crime.", ["Ronin"], ["The Matrix"]),  # "Matrix, The" in natural order
+    ("The heat is on in this one.", ["Ronin"], []),  # one-word titles under six letters match no word
+])  # fmt: skip
+def test_invented_titles(text, allowed, invented):
+    assert invented_titles(text, allowed, CATALOG) == invented
+
+
+@pytest.mark.parametrize(("text", "claims"), [
+    ('You watched "Heat" and "Casino", so try "Ronin" (1998), another crime film: a heist.', False),
+    ('You watched "Ronin" and loved it.', True),
+    ("You have already seen it, so watch again.", True),
+    ("You've seen this one before.", True),
+    ("If you have not seen it yet, start tonight.", False),
+    ('You loved "Heat"; "Ronin" has the same grit.', False),
+    ('Since you watched "Heat" and "Ronin", more of the same.', True),
+    ('This person watched "Ronin" twice.', True),  # the reader, in the third person
+    ('"Ronin" is a thriller that you watched last week.', True),
+])  # fmt: skip
+def test_claims_watched_pick(text, claims):
+    assert claims_watched_pick(text, "Ronin") is claims
+
+
+def test_citations_and_naming():
+    text = 'You watched "Heat" and "Casino", and "Heat" again.'
+    assert cited_titles(text, ["Heat", "Casino", "Toy Story"]) == ["Heat", "Heat", "Casino"]
+    assert repeats_citation(text, ["Heat", "Casino"]) is True
+    assert repeats_citation('You watched "Heat" and "Casino".', ["Heat", "Casino"]) is False
+    assert cited_titles('You watched "The Matrix".', ["Matrix, The"]) == ["Matrix, The"]
+    assert names_title('"Ronin" (1998) follows a team of mercenaries.', "Ronin") is True
+    assert names_title("A team of mercenaries chases a case.", "Ronin") is False
+    assert names_title("The ronins of old.", "Ronin") is False  # word-bounded
+
+
+@pytest.mark.parametrize(("text", "cut"), [
+    ("It is a heist film.", False), ('He said "go!"', False), ("A chase (through Paris).", False),
+    ("It is a heist film with a car ch", True), ("And then...", True), ("And then…", True), ("", True),
+    ("Is it good?", False),
+])  # fmt: skip
+def test_is_cut_off(text, cut):
+    assert is_cut_off(text) is cut
+
+
+def test_addresses_reader():
+    assert addresses_reader("You watched Heat.") and addresses_reader("Made for your evening.")
+    assert not addresses_reader("This person watched Heat.") and not addresses_reader("Young love.")
+
+
+@pytest.mark.parametrize(("text", "mentions"), [
+    ('"Ronin" (1998) is a crime film.', True),  # a category
+    ('"Ronin" (1998) is great.', True),  # its year
+    ('"Ronin" is a must with its car chase.', True),  # two words of its description
+    ('"Ronin" is a must.', False),  # the title alone says nothing
+    ('"Ronin" is worth it, like "Heat" and the crime of it all.', True),
+    ('"Ronin" is worth a look, as "Thriller Night" was.', False),  # words inside a named title do not count
+])  # fmt: skip
+def test_mentions_attribute(text, mentions):
+    assert mentions_attribute(text, RONIN, ["Thriller Night"]) is mentions
+
+
+@pytest.mark.parametrize(("text", "repeats"), [
+    ('"Ronin" (1998) is an action thriller about a chase. It is about a chase.', True),
+    ("A superhero: a superhero: a superhero.", True),
+    ("The story of a woman's life is the story of a woman's life.", True),
+    ('"Ronin" (1998) is an action thriller about a chase. Watch it tonight.', False),
+    ("It is fun. It is loud.", False),
+])  # fmt: skip
+def test_near_repeats(text, repeats):
+    assert near_repeats(text) is repeats
+
+
+def test_unique_sentence_ratio():
+    assert sentences("One. Two!  Two! ") == ["one", "two", "two"]
+    assert unique_sentence_ratio(["A heist. A chase.", "A heist."]) == pytest.approx(2 / 3)
+    assert unique_sentence_ratio([]) == 1.0
+
+
+def test_the_benchmark_table_counts_each_check():
+    heat = Item("h", "Heat", "", ("Crime",), 1995)
+    items = {"r": RONIN, "h": heat}
+    good = {"id": "r", "explanation": 'You watched "Heat", so try "Ronin" (1998), another crime film: a heist.',
+            "draft": '"Ronin" (1998) follows mercenaries on a car chase.'}
+    bad = {"id": "r", "explanation": 'This person watched "Ronin" and loved it, like "Gladiator" and "Heat", "Heat"',
+           "draft": "A team of mercenaries."}
+    table = text_quality([([good], ["Heat"]), ([bad], ["Heat"])], items, CATALOG)
+    assert table == {
+        "texts": 4, "invented_titles": 1, "claims_watched_pick": 1, "explanations_citing_no_history": 0,
+        "drafts_not_naming_pick": 1, "cut_off": 1, "repeated_citations": 1, "explanations_not_addressing_reader": 1,
+        "unique_sentence_ratio": 1.0, "share_mentioning_an_attribute": 0.5,
+    }  # fmt: skip
+
+
+def test_a_title_inside_a_longer_title_is_not_named_twice():
+    check = GroundingCheck(["Hunger Games, The", "Hunger", "Spider-Man", "Spider-Man 2"])
+    assert check.foreign_titles('You watched "The Hunger Games".', ["Hunger Games, The"]) == []
+    assert claims_watched_pick('You watched "Spider-Man 2" and "Heat", so try "Spider-Man".', "Spider-Man") is False
+    assert claims_watched_pick('You watched "Spider-Man" and "Heat".', "Spider-Man") is True
