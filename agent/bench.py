@@ -1,4 +1,4 @@
-"""`muse bench rank`: the same ranking requests through both engines, side by side.
+"""`muse bench rank`: the same ranking requests through each way of running the ranker, side by side.
 
 200 distinct 20-candidate ranking prompts per concurrency level are built from the shipped demo
 catalog (histories from its users, candidates drawn with a fixed seed; no prompt repeats across
@@ -6,8 +6,11 @@ levels), so the benchmark needs no dataset. Each
 engine first answers a few warm-up requests (not counted), then the requests at each
 concurrency level:
 
-- vLLM: ``c`` client threads, each sending one request at a time (the server batches them);
-- transformers (in-process): requests taken ``c`` at a time as one padded batch.
+- vLLM (the adapter as a LoRA module, ``MUSE_RANK_ENGINE=lora``): ``c`` client threads, each
+  sending one request at a time (the server batches them);
+- transformers (in-process, the adapter applied by peft) and merged (in-process, the adapter
+  folded into a copy of the base weights, ``MUSE_RANK_ENGINE=merged``): requests taken ``c`` at
+  a time as one padded batch.
 
 Latency is per request as the caller sees it; throughput is requests per second of wall time.
 """
@@ -93,13 +96,24 @@ def run_rank_bench(settings, n: int = 200, levels: Sequence[int] = (1, 8), say=p
     # Each level gets its own prompts: repeats would be free prefix-cache hits for vLLM.
     conversations = demo_conversations(n * len(levels), prompt=prompt)
     report: dict = {"requests": n, "candidates": len(LABELS), "adapter": adapter, "dtype": settings.dtype}
-    for name in ("transformers", "vllm"):
+    for name in ("transformers", "merged", "vllm"):
         say(f"benchmarking {name} ...")
-        with open_engine(settings, say, engine=name, with_adapters=True) as engine:
-            report[name] = bench_engine(engine, conversations, levels, batched=name == "transformers",
-                                        adapter=adapter)
+        if name == "merged":
+            if adapter is None:
+                continue
+            from agent.llm.merged import merged_checkpoint
+            from agent.llm.transformers_engine import TransformersEngine
+
+            folder = merged_checkpoint(settings.model_path, settings.adapters()[adapter], settings.data_dir)
+            report[name] = bench_engine(TransformersEngine(folder, dtype=settings.dtype), conversations, levels,
+                                        batched=True, adapter=None)
+        else:
+            with open_engine(settings, say, engine=name, with_adapters=True) as engine:
+                report[name] = bench_engine(engine, conversations, levels, batched=name == "transformers",
+                                            adapter=adapter)
         say(json.dumps(report[name]))
-    report["vllm_over_transformers_throughput"] = {
-        str(v["concurrency"]): round(v["throughput_rps"] / t["throughput_rps"], 2)
-        for v, t in zip(report["vllm"], report["transformers"])}
+    report["throughput_over_transformers"] = {
+        name: {str(v["concurrency"]): round(v["throughput_rps"] / t["throughput_rps"], 2)
+               for v, t in zip(report[name], report["transformers"])}
+        for name in ("merged", "vllm") if name in report}
     return report

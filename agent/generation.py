@@ -46,7 +46,8 @@ from agent.text_quality import (
     claimed_categories,
     claims_watched_pick,
     copied_phrases,
-    near_repeats,
+    repeats_phrase,
+    repeats_sentence,
     wrong_years,
 )
 
@@ -243,7 +244,7 @@ def rejection(ev: Evidence, kind: str, result: TextResult, check: GroundingCheck
         rest = rest.replace(title, " ")
     if len(rest.split()) < MIN_WORDS:
         return "too_short"
-    if near_repeats(text):
+    if repeats_sentence(text) or repeats_phrase(added):
         return "repetitive"
     return ""
 

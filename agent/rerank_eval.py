@@ -99,7 +99,7 @@ def record_weight(adapter_dir: Path, weight: float, evidence: dict) -> None:
     manifest = json.loads(file.read_text()) if file.exists() else {}
     manifest["fusion_weight"] = weight
     manifest["fusion_weight_validation"] = evidence
-    write_json(file, manifest)
+    write_json(file, manifest, indent=2)
 
 
 def split_report(users: Sequence[UserCandidates], scores: dict, weight: float) -> dict:
@@ -115,12 +115,12 @@ def split_report(users: Sequence[UserCandidates], scores: dict, weight: float) -
     return {"metrics": rows["fused"]["all_users"], "rows": rows, "valid_users": len(valid)}
 
 
-def write_json(path: Path, data) -> None:
+def write_json(path: Path, data, indent: int = 1) -> None:
     """Written under a temporary name, then renamed: never a half file."""
     import json
 
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    tmp.write_text(json.dumps(data, indent=indent))
     tmp.replace(path)
 
 

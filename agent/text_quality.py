@@ -175,18 +175,30 @@ def copied_phrases(text: str, sources: Iterable[str], own: Iterable[str] = (), n
     return sorted((mine & theirs) - given)
 
 
-def near_repeats(text: str, overlap: float = 0.8) -> bool:
-    """Whether ``text`` says the same thing twice: two sentences whose content words (stop
-    words aside) overlap by at least ``overlap`` of the smaller set, or a run of three content
-    words that occurs twice ("a superhero: a superhero")."""
-    said = [{w for w in s.split() if w not in _STOPWORDS} for s in sentences(text)]
-    for i, a in enumerate(said):
-        for b in said[i + 1:]:
-            if a and b and len(a & b) / min(len(a), len(b)) >= overlap:
-                return True
-    content = [w for w in _words(text).split() if w not in _STOPWORDS]
-    grams = [" ".join(pair) for pair in itertools.pairwise(content)]
-    return len(grams) != len(set(grams))
+def _content(words: str) -> list[str]:
+    return [w for w in words.split() if w not in _STOPWORDS and len(w) > 1]
+
+
+def repeats_sentence(text: str, overlap: float = 0.8) -> bool:
+    """Whether two sentences of ``text`` say the same thing: their content words (stop words
+    aside) overlap by at least ``overlap`` of the smaller set."""
+    said = [set(_content(s)) for s in sentences(text)]
+    return any(a and b and len(a & b) / min(len(a), len(b)) >= overlap
+               for i, a in enumerate(said) for b in said[i + 1:])
+
+
+def repeats_phrase(text: str) -> bool:
+    """Whether two content words in a row occur twice in ``text`` ("lazy, lazy, lazy"; "takes
+    a chance on ... takes a chance on"). Meant for what the model wrote, not for a text whose
+    start already names a title the model may rightly repeat."""
+    content = _content(_words(text))
+    pairs = [" ".join(pair) for pair in itertools.pairwise(content)]
+    return len(pairs) != len(set(pairs))
+
+
+def near_repeats(text: str) -> bool:
+    """``repeats_sentence`` or ``repeats_phrase``: the same thing said twice."""
+    return repeats_sentence(text) or repeats_phrase(text)
 
 
 def sentences(text: str) -> list[str]:

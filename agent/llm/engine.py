@@ -70,7 +70,7 @@ def complete_sentences(text: str) -> tuple[str, int]:
 # Subtracted from a token's logit once per time the continuation already holds it (OpenAI's
 # frequency_penalty): greedy decoding of a small model otherwise loops ("revealed in a mystery,
 # revealed in a mystery, ...") until the token bound cuts the sentence.
-FREQUENCY_PENALTY = 0.5
+FREQUENCY_PENALTY = 1.2
 
 
 @dataclass(frozen=True)
