@@ -3,18 +3,19 @@ right by construction rather than only checked afterwards.
 
 Muse writes the start of every text from the evidence; the model continues it:
 
-- explanation: ``You watched "A" and "B", so try "Pick" (1998), another crime film:`` + one
-  sentence from the model about what the pick is about. The reader's films, the pick, its year
-  and the shared category come from the catalog and the user's history, never from the model.
-- draft: ``"Pick" (1998)`` + one or two sentences from the model: the pitch always names the
-  pick.
+- explanation: ``You watched "A" and "B", so try "Pick" (1998), another crime film:`` + a few
+  words from the model about what the pick is about. The reader's films, the pick, its year and
+  the shared category come from the catalog and the user's history, never from the model.
+- draft: ``"Pick" (1998) is a crime thriller`` + the rest of one sentence from the model: the
+  pitch always names the pick and never gives it a genre it does not have.
 
 Both engines constrain the continuation: no double quote (so the model cannot quote a title),
-no line break, and it ends at a sentence end, at most one sentence (explanation) or two
-(draft); a continuation cut by the token bound before its first sentence ended is rejected,
-never shown. The prompts (Jinja2, ``prompts/``) put worked examples of invented films before
-every request (``prompts/text_examples.json``); they are the same for every request, so
-vLLM's prefix cache computes them once.
+no line break, no genre word the pick does not have, and it ends at its first sentence end; a
+continuation cut by the token bound before that is rejected, never shown. (Two-sentence
+drafts were tried: the second sentence was where the 135M model invented or copied, so a draft
+is one sentence.) The prompts (Jinja2, ``prompts/``) put worked examples of invented films
+before every request (``prompts/text_examples.json``); they are the same for every request,
+so vLLM's prefix cache computes them once.
 
 A continuation that passes is shown as written (outcome ``llm``). The checks of
 ``agent.text_quality`` stay as a second line of defence: a continuation that names a title
@@ -42,6 +43,7 @@ from agent.grounding import GroundingCheck, natural_title
 from agent.llm.engine import Message, TextJob, TextResult
 from agent.prompts import PROMPTS_DIR, render
 from agent.text_quality import (
+    GENRE_WORDS,
     cited_titles,
     claimed_categories,
     claims_watched_pick,
@@ -167,14 +169,15 @@ def _example_turns(kind: str) -> tuple[tuple[str, str], ...]:
     return tuple(turns)
 
 
-def text_job(ev: Evidence, kind: str) -> TextJob:
-    """The engine job for one text: system turn, the worked examples, the request, its start."""
+def text_job(ev: Evidence, kind: str, categories: Sequence[str] = ()) -> TextJob:
+    """The engine job for one text: system turn, the worked examples, the request, its start;
+    the genre words of ``categories`` (the catalog's) that the pick does not have are banned."""
     messages, start = text_prompt(ev, kind)
     examples = [m for user, answer in _example_turns(kind)
                 for m in ({"role": "user", "content": user}, {"role": "assistant", "content": answer})]
-    if kind == "explanation":
-        return TextJob([messages[0], *examples, messages[1]], start, sentences=1, max_tokens=EXPLAIN_TOKENS)
-    return TextJob([messages[0], *examples, messages[1]], start, sentences=2, max_tokens=DRAFT_TOKENS)
+    avoid = tuple(w for c in categories if c not in ev.item.categories for w in GENRE_WORDS.get(c.lower(), ()))
+    return TextJob([messages[0], *examples, messages[1]], start, sentences=1,
+                   max_tokens=EXPLAIN_TOKENS if kind == "explanation" else DRAFT_TOKENS, avoid=avoid)
 
 
 def template_explanation(ev: Evidence) -> str:
@@ -266,7 +269,7 @@ class TextPlan:
                 # reader with no history keep their templates.
                 if ev.item.text.strip() and (kind == "draft" or ev.history):
                     self.keys.append((n, kind))
-        self.jobs = [text_job(self.evidence[n], kind) for n, kind in self.keys]
+        self.jobs = [text_job(self.evidence[n], kind, self.categories) for n, kind in self.keys]
 
     def accept(self, job: int, result: TextResult) -> tuple[int, str]:
         """Take the engine's result for job ``job``; returns its (pick, kind)."""

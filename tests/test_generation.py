@@ -164,3 +164,10 @@ def test_the_in_process_engine_follows_the_rules_and_stops_when_asked(packaged_m
     cancel.set()
     assert list(engine.complete(jobs, time.monotonic() + 600, cancel)) == []
     assert list(engine.complete(jobs, time.monotonic() - 1)) == []
+
+
+def test_genres_the_pick_does_not_have_are_banned_in_every_written_form():
+    job = text_job(Evidence(RONIN, [HEAT]), "draft", CATEGORIES)
+    assert set(job.avoid) == {"animation", "animated", "comedy", "comedies", "drama", "dramas"}  # not Action/Thriller
+    assert {"comedy", "Comedy", " comedy", " Comedy"} <= set(job.avoided_forms())
+    assert text_job(Evidence(RONIN, [HEAT]), "draft").avoid == ()

@@ -82,13 +82,23 @@ class TextJob:
     - ``prefix``: the answer's start; the model continues it (``""``: the model starts);
     - ``sentences``: the continuation ends after at most this many whole sentences;
     - ``max_tokens``: a bound on the continuation's tokens; a continuation cut by it before its
-      first sentence ended comes back with ``complete=False``.
+      first sentence ended comes back with ``complete=False``;
+    - ``avoid``: words the continuation may not write (e.g. genres the film does not have),
+      banned as the engine tokenizes them, lower-case and capitalised, with and without a
+      leading space.
     """
 
     messages: list[Message]
     prefix: str = ""
     sentences: int = 1
     max_tokens: int = 48
+    avoid: tuple[str, ...] = ()
+
+    def avoided_forms(self) -> list[str]:
+        """Every written form of ``avoid`` that is banned."""
+        forms = {f"{space}{case}" for word in self.avoid for case in (word.lower(), word.capitalize())
+                 for space in ("", " ")}
+        return sorted(forms)
 
 
 @dataclass(frozen=True)

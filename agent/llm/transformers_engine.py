@@ -174,10 +174,10 @@ class TransformersEngine:
                 texts = tokenizer.batch_decode(input_ids[:, self.width:], skip_special_tokens=True)
                 return torch.tensor([complete_sentences(t)[1] >= self.limit for t in texts])
 
-        groups: dict[tuple[int, int], list[int]] = {}
+        groups: dict[tuple[int, int, tuple[str, ...]], list[int]] = {}
         for n, job in enumerate(jobs):
-            groups.setdefault((job.max_tokens, job.sentences), []).append(n)
-        for (max_tokens, sentences), rows in sorted(groups.items()):  # the shortest texts first
+            groups.setdefault((job.max_tokens, job.sentences, job.avoid), []).append(n)
+        for (max_tokens, sentences, _), rows in sorted(groups.items()):  # the shortest texts first
             for start in range(0, len(rows), self.batch_size):
                 batch = rows[start:start + self.batch_size]
                 if halted():
@@ -185,9 +185,11 @@ class TransformersEngine:
                 enc = tokenizer.pad([{"input_ids": continuation_ids(tokenizer, jobs[r])} for r in batch],
                                     return_tensors="pt")
                 width = enc["input_ids"].shape[1]
+                avoid = [tokenizer.encode(form, add_special_tokens=False) for form in jobs[batch[0]].avoided_forms()]
                 with self._lock, torch.inference_mode(), self._adapter(None):
                     ids = self.model.generate(
                         **enc, max_new_tokens=max_tokens, do_sample=False, top_p=None, top_k=None,
+                        bad_words_ids=avoid or None,
                         pad_token_id=tokenizer.pad_token_id, logits_processor=LogitsProcessorList([Rules(width)]),
                         stopping_criteria=StoppingCriteriaList([Sentences(width, sentences)]),
                     )  # fmt: skip

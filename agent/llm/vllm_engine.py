@@ -58,6 +58,8 @@ def text_body(job: TextJob, model: str) -> dict:
     messages = list(job.messages)
     body = {"model": model, "max_tokens": job.max_tokens, "temperature": 0.0, "frequency_penalty": FREQUENCY_PENALTY,
             "structured_outputs": {"regex": continuation_pattern(job.sentences)}}
+    if job.avoid:
+        body["bad_words"] = job.avoided_forms()
     if job.prefix:  # the model continues the answer Muse began
         messages.append({"role": "assistant", "content": job.prefix})
         body |= {"continue_final_message": True, "add_generation_prompt": False}
