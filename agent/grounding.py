@@ -3,8 +3,9 @@
 A text fails the check when it mentions a title that is neither the recommended item's nor one
 of the user's history items. "Mentions" means either
 
-- a catalog title appearing verbatim (case-sensitive, word-bounded; one-word titles need six
-  letters or more, so "Heat" does not fire on "heat"), or
+- a catalog title appearing verbatim (case-sensitive, word-bounded, punctuation between words
+  ignored; one-word titles need six letters or more, so "Heat" does not fire on "heat"; the
+  longest title at each place wins, so "The Hunger Games" does not also name "Hunger"), or
 - any span in double quotes (the prompts ask the model to quote titles), which must be one of
   the allowed titles: this catches titles the model made up, which no catalog lookup could;
 - the name after "titled", "entitled" or "a film/movie called" (an unquoted made-up title).
@@ -21,7 +22,9 @@ from dataclasses import dataclass
 
 _ARTICLE_AFTER = re.compile(r"^(.*), (The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El)$")
 _QUOTED = re.compile(r"[\"“”]([^\"“”]{2,120})[\"“”]")
-_WORDS = re.compile(r"[\w'’&:.!?-]+")
+# Words of a title or a text, inner hyphens and dots kept ("Spider-Man", "E.T"); other
+# punctuation is not part of a title's identity ("O Brother, Where Art Thou?").
+_TOKENS = re.compile(r"[\w'’&]+(?:[-.][\w'’&]+)*")
 _NAMED = re.compile(r"\b(?:titled|entitled|(?:film|movie|picture|sequel|one)(?: is| was)? called)\s+"
                     r"((?:[A-Z0-9][\w'’&-]*)(?:\s+(?:[A-Z0-9][\w'’&-]*|of|the|a|an|and|in|on|at|to))*)")
 
@@ -44,30 +47,37 @@ class Verdict:
     reason: str = ""  # "unknown_title: X", "not_cited" or ""
 
 
+def canonical(text: str) -> str:
+    """A title or a phrase as its words joined by single spaces (see ``_TOKENS``)."""
+    return " ".join(_TOKENS.findall(text))
+
+
 class GroundingCheck:
-    def __init__(self, catalog_titles: Iterable[str], max_words: int = 8):
-        self.max_words = max_words
-        self.titles: set[str] = set()
-        for raw in catalog_titles:
-            for form in {raw.strip(), natural_title(raw)}:
-                if len(form.split()) > 1 or len(form) >= 6:
-                    self.titles.add(form)
+    def __init__(self, catalog_titles: Iterable[str]):
+        self.titles: set[str] = set()  # canonical forms, as written and in natural order
+        self.max_words = 1
+        self.add(catalog_titles)
 
     def add(self, titles: Iterable[str]) -> None:
-        """Titles of items upserted after start-up."""
-        self.titles.update(natural_title(t) for t in titles)
+        """Catalog titles (at start-up, and of items upserted later)."""
+        for raw in titles:
+            for form in {canonical(raw), canonical(natural_title(raw))}:
+                words = len(form.split())
+                if words > 1 or len(form) >= 6:
+                    self.titles.add(form)
+                    self.max_words = max(self.max_words, words)
 
     def mentioned(self, text: str) -> set[str]:
         """Catalog titles found verbatim in ``text``: the longest match at each position, and
         the words of a match are not searched again ("The Hunger Games" does not also name
         "Hunger")."""
-        words = _WORDS.findall(text)
+        words = _TOKENS.findall(text)
         found: set[str] = set()
         start = 0
         while start < len(words):
             step = 1
             for n in range(min(self.max_words, len(words) - start), 0, -1):
-                phrase = " ".join(words[start:start + n]).rstrip(".,!?:")
+                phrase = " ".join(words[start:start + n])
                 if phrase in self.titles:
                     found.add(phrase)
                     step = n

@@ -77,13 +77,16 @@ def claims_watched_pick(text: str, pick_title: str) -> bool:
 
 def cited_titles(text: str, titles: Iterable[str]) -> list[str]:
     """Each of ``titles`` that ``text`` names, once per time it is named (so a title cited
-    twice appears twice), in the order of ``titles``."""
-    norm = _words(text)
+    twice appears twice), in the order of ``titles``. A quoted span names the title it equals
+    and no other ("Batman Forever" does not cite "Batman"); outside quotes, a title is named
+    where its words stand."""
+    quoted = [normalize(q) for q in _QUOTED.findall(text)]
+    rest = _words(_QUOTED.sub(" , ", text))
     out = []
     for title in titles:
         t = normalize(title)
         if t:
-            out += [title] * len(re.findall(rf"(?<!\S){re.escape(t)}(?!\S)", norm))
+            out += [title] * (quoted.count(t) + len(re.findall(rf"(?<!\S){re.escape(t)}(?!\S)", rest)))
     return out
 
 

@@ -128,3 +128,17 @@ def test_a_title_inside_a_longer_title_is_not_named_twice():
     assert check.foreign_titles('You watched "The Hunger Games".', ["Hunger Games, The"]) == []
     assert claims_watched_pick('You watched "Spider-Man 2" and "Heat", so try "Spider-Man".', "Spider-Man") is False
     assert claims_watched_pick('You watched "Spider-Man" and "Heat".', "Spider-Man") is True
+
+
+def test_titles_with_punctuation_and_titles_inside_titles():
+    check = GroundingCheck(["O Brother, Where Art Thou?", "Brother", "Star Wars: Episode V - The Empire Strikes Back",
+                            "Empire", "Road Warrior, The (Mad Max 2)", "Warrior", "Batman", "Batman Forever"])
+    for text, allowed in [
+        ('You watched "O Brother, Where Art Thou?" twice.', ["O Brother, Where Art Thou?"]),
+        ('You watched "Star Wars: Episode V - The Empire Strikes Back".', ["Star Wars: Episode V - The Empire Strikes Back"]),
+        ('You watched "Road Warrior, The (Mad Max 2)".', ["Road Warrior, The (Mad Max 2)"]),
+    ]:
+        assert check.foreign_titles(text, allowed) == [], text
+    assert check.foreign_titles("A Brother of the road.", []) == ["Brother"]
+    assert cited_titles('You watched "Batman" and "True Lies", so try "Batman Forever".', ["Batman"]) == ["Batman"]
+    assert repeats_citation('You watched "Batman" and "Heat", so try "Batman Forever" (1995).', ["Batman", "Heat"]) is False
