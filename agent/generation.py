@@ -32,6 +32,7 @@ There is no second attempt on the request path.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -56,7 +57,7 @@ from agent.text_quality import (
 EXPLAIN_TOKENS, DRAFT_TOKENS = 48, 80  # bounds on the continuations (one sentence each)
 DESCRIPTION_CHARS = 240
 EVIDENCE_ITEMS = 2  # history items cited per explanation
-MIN_WORDS = 2  # a continuation must say at least this much beyond the titles it names
+MIN_WORDS = 1  # a continuation must say something beyond the titles it names ("mafia." is a fact; "" is not)
 KINDS = ("explanation", "draft")
 
 # How "another ___" reads for a category; others read "another <category> film".
@@ -245,7 +246,7 @@ def rejection(ev: Evidence, kind: str, result: TextResult, check: GroundingCheck
     rest = added
     for title in named:
         rest = rest.replace(title, " ")
-    if len(rest.split()) < MIN_WORDS:
+    if len(re.findall(r"\w+", rest)) < MIN_WORDS:
         return "too_short"
     if repeats_sentence(text) or repeats_phrase(added):
         return "repetitive"

@@ -88,7 +88,8 @@ def test_jobs_only_where_the_model_has_facts_to_write_from():
     ("explanation", " mercenaries chasing a briefcase", False, "cut_off"),
     ("explanation", " a heist, much like Gladiator.", True, "unknown_title"),
     ("explanation", " a heist that, like Heat, ends in France.", True, "repeated_citation"),
-    ("explanation", " France.", True, "too_short"),
+    ("explanation", " Heat.", True, "repeated_citation"),
+    ("explanation", " Ronin.", True, "too_short"),  # nothing beyond the pick's own title
     ("explanation", " a comedy about a briefcase.", True, "wrong_category"),
     ("explanation", " mercenaries chasing a briefcase in 1977.", True, "wrong_year"),
     ("draft", " that you watched last week.", True, "claims_watched"),
