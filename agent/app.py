@@ -44,6 +44,35 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+class CountRequests:
+    """ASGI middleware: counts each HTTP request by route and status in the agent's metrics.
+    (A plain ASGI middleware, not Starlette's ``BaseHTTPMiddleware``: behind that one a route's
+    ``request.is_disconnected()`` never sees the client leave, and abandoned LLM work would
+    run on.)"""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = 500
+
+        async def sending(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            agent = scope["app"].state.agent
+            if agent is not None:
+                route = getattr(scope.get("route"), "path", "unmatched")
+                agent.metrics.requests.labels(route, str(status)).inc()
+
+
 class BodyLimit:
     """ASGI middleware: bodies over ``limit`` bytes get 413 before any route reads them (by
     Content-Length, or by counting a chunked body)."""
@@ -124,14 +153,6 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
 
     app.include_router(router)
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        response = await call_next(request)
-        agent = request.app.state.agent
-        route = request.scope.get("route")
-        if agent is not None:
-            agent.metrics.requests.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
-        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError):
@@ -163,5 +184,6 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
     async def bad_value(_: Request, exc: ValueError):
         return error(400, str(exc))
 
+    app.add_middleware(CountRequests)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

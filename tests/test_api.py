@@ -279,6 +279,24 @@ def test_a_stream_the_client_abandons_stops_the_llm(service):
     assert len(SQLiteStore(service.db_path).impressions()) == before
 
 
+def test_a_request_the_client_gives_up_on_stops_the_llm(service):
+    """Not streamed: the client stops waiting (its timeout) and closes the connection; the
+    service notices and the engine's text generation is cancelled within a second."""
+    wait_ready(service.url)
+    calls = len(service.engine.ended)
+    service.engine.mode = "texts_hung"
+    try:
+        with pytest.raises(httpx.ReadTimeout):  # the picks take well under 5 s; the texts never come
+            httpx.post(f"{service.url}/v1/recommendations", json={"user_id": USER, "k": 2}, timeout=5.0)
+        left = time.monotonic()
+        while len(service.engine.ended) == calls and time.monotonic() - left < 10:
+            time.sleep(0.02)
+        idle_after = time.monotonic() - left
+    finally:
+        service.engine.mode = "up"
+    assert service.engine.ended[calls:] == ["cancelled"] and idle_after < 1.0, (idle_after, service.engine.ended[calls:])
+
+
 def test_readiness_waits_for_the_llm_warm_up(demo_data, tiny_model, tmp_path):
     from agent.app import create_app
     from agent.background_server import BackgroundServer

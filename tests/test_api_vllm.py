@@ -44,7 +44,8 @@ def test_service_on_a_real_vllm_server(demo_data, packaged_model, tmp_path):
     port = free_port()
     settings = Settings(data_dir=tmp_path / "data", adapters_dir=registry, llm_url=f"http://127.0.0.1:{port}",
                         llm_deadline_s=DEADLINE_S, llm_retry_after_s=1.0, rank_weight=0.5)
-    llm = VLLMServer(ServerConfig(packaged_model, port=port, log_file=tmp_path / "vllm.log"))  # as make run: no LoRA
+    llm = VLLMServer(ServerConfig(packaged_model, port=port, dtype=settings.dtype,  # as make run: no LoRA
+                                  log_file=tmp_path / "vllm.log"))
     llm.start()
     try:
         with BackgroundServer(create_app(settings)) as muse:
