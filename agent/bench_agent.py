@@ -40,6 +40,7 @@ from agent.text_quality import (
     claims_watched_pick,
     is_cut_off,
     mentions_attribute,
+    names_history,
     names_title,
     repeats_citation,
     unique_sentence_ratio,
@@ -48,7 +49,7 @@ from agent.text_quality import (
 ASKS = ["something light from the 90s, nothing I've seen", "a gripping thriller", "a drama after 2000",
         "surprise me", "something funny for a family evening", "sci-fi from the 80s"]
 QUALITY_KEYS = ("invented_titles", "claims_watched_pick", "explanations_citing_no_history", "drafts_not_naming_pick",
-                "cut_off", "repeated_citations", "explanations_not_addressing_reader")  # fmt: skip
+                "cut_off", "repeated_citations", "explanations_not_addressing_reader", "drafts_naming_history")  # fmt: skip
 
 
 def read_sse(response, started: float) -> tuple[str, dict | None, list[float], list[str]]:
@@ -72,29 +73,40 @@ def read_sse(response, started: float) -> tuple[str, dict | None, list[float], l
 
 
 def text_quality(answers: Sequence[tuple[list[dict], list[str]]], items: dict[str, Item],
-                 check: GroundingCheck) -> dict:
+                 check: GroundingCheck, examples: int = 3) -> dict:
     """The quality table over every text of ``answers`` (each: the answer's items as the API
-    returns them, and the titles of the user's history)."""
+    returns them, and the titles of the user's history). Under ``examples``: for each check
+    that failed, up to ``examples`` of the failing texts with their source (``llm``,
+    ``fallback``, ``template``), so a count can be read, not only trusted."""
     counts: Counter = Counter()
+    found: dict[str, list[dict]] = {}
     texts, with_attribute = [], 0
+
+    def fail(key: str, failures: int, text: str, item: dict, kind: str) -> None:
+        counts[key] += failures
+        if failures and len(found.setdefault(key, [])) < examples:
+            found[key].append({"text": text, "source": item.get("text_sources", {}).get(kind, "?")})
+
     for shown, history in answers:
         for it in shown:
             item = items[it["id"]]
             explanation, draft = it["explanation"], it["draft"]
             allowed = [item.title, *history]
-            for text in (explanation, draft):
-                counts["invented_titles"] += len(check.foreign_titles(text, allowed))
-                counts["claims_watched_pick"] += claims_watched_pick(text, item.title)
-                counts["cut_off"] += is_cut_off(text)
+            for kind, text in (("explanation", explanation), ("draft", draft)):
+                fail("invented_titles", len(check.foreign_titles(text, allowed)), text, it, kind)
+                fail("claims_watched_pick", claims_watched_pick(text, item.title), text, it, kind)
+                fail("cut_off", is_cut_off(text), text, it, kind)
                 with_attribute += mentions_attribute(text, item, history)
                 texts.append(text)
-            counts["explanations_citing_no_history"] += not cited_titles(explanation, history)
-            counts["explanations_not_addressing_reader"] += not addresses_reader(explanation)
-            counts["drafts_not_naming_pick"] += not names_title(draft, item.title)
-            counts["repeated_citations"] += repeats_citation(explanation, history)
+            fail("explanations_citing_no_history", not cited_titles(explanation, history), explanation, it, "explanation")
+            fail("explanations_not_addressing_reader", not addresses_reader(explanation), explanation, it, "explanation")
+            fail("drafts_not_naming_pick", not names_title(draft, item.title), draft, it, "draft")
+            fail("repeated_citations", repeats_citation(explanation, history), explanation, it, "explanation")
+            fail("drafts_naming_history", bool(names_history(draft, item, history)), draft, it, "draft")  # a pitch is about the pick
     return {"texts": len(texts), **{k: counts[k] for k in QUALITY_KEYS},
             "unique_sentence_ratio": round(unique_sentence_ratio(texts), 4),
-            "share_mentioning_an_attribute": round(with_attribute / len(texts), 4) if texts else None}
+            "share_mentioning_an_attribute": round(with_attribute / len(texts), 4) if texts else None,
+            "examples": {k: v[:examples] for k, v in found.items() if v}}
 
 
 def _intent_counts(client) -> Counter:

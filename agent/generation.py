@@ -49,6 +49,7 @@ from agent.text_quality import (
     claimed_categories,
     claims_watched_pick,
     copied_phrases,
+    names_history,
     repeats_phrase,
     repeats_sentence,
     wrong_years,
@@ -145,7 +146,9 @@ def _explain_user(ev: Evidence) -> str:
 
 
 def _draft_user(ev: Evidence) -> str:
-    return render("draft.jinja", history=[natural_title(h.title) for h in ev.history], **_facts(ev.item))
+    # The reader's films are not shown: a pitch is about the pick, and the packaged model,
+    # shown them, wove their titles into the pick's plot.
+    return render("draft.jinja", **_facts(ev.item))
 
 
 def text_prompt(ev: Evidence, kind: str) -> tuple[list[Message], str]:
@@ -233,8 +236,11 @@ def rejection(ev: Evidence, kind: str, result: TextResult, check: GroundingCheck
     if claims_watched_pick(text, ev.item.title):
         return "claims_watched"
     named = cited_titles(added, [natural_title(t) for t in ev.allowed_titles])
-    if kind == "explanation" and cited_titles(added, [natural_title(h.title) for h in ev.history]):
+    history = [natural_title(h.title) for h in ev.history]
+    if kind == "explanation" and cited_titles(added, history):
         return "repeated_citation"  # the start cites the evidence already
+    if kind == "draft" and names_history(added, ev.item, history):
+        return "names_history"  # a draft pitches the pick alone
     wrong = [c for c in claimed_categories(added, categories) if c not in ev.item.categories]
     if wrong:
         return f"wrong_category: {wrong[0]}"

@@ -101,6 +101,14 @@ def names_title(text: str, title: str) -> bool:
     return _contains(_words(text), normalize(title))
 
 
+def names_history(text: str, item: Item, history_titles: Iterable[str]) -> list[str]:
+    """The history titles that ``text`` (about ``item``) names where the item's own title and
+    description do not: "The X-Files" in a pitch of "The X-Files: Fight the Future", or
+    "Rushmore" for a film tagged "mount rushmore", are the pick's facts, not the reader's films."""
+    own = f"{normalize(item.title)} . {item.text}"
+    return [t for t in cited_titles(text, history_titles) if not names_title(own, t)]
+
+
 def is_cut_off(text: str) -> bool:
     """Whether ``text`` stops mid-sentence: empty, trailing an ellipsis, or not ending with
     ``.``, ``!`` or ``?`` (a closing quote or bracket after it is fine)."""

@@ -95,6 +95,7 @@ def test_jobs_only_where_the_model_has_facts_to_write_from():
     ("draft", " that you watched last week.", True, "claims_watched"),
     ("draft", " about a retired lighthouse keeper and a young meteorologist.", True, "copied_example"),
     ("draft", " about a chase. It is about a chase.", True, "repetitive"),
+    ("draft", " for fans of heat and its shoot-outs.", True, "names_history"),  # any case
     ("draft", " about mercenaries who chase a briefcase through France.", True, ""),
 ])  # fmt: skip
 def test_a_continuation_is_shown_only_when_it_passes_every_check(kind, continuation, complete, outcome):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.bench_agent import text_quality
+from agent.bench_agent import QUALITY_KEYS, text_quality
 from agent.catalog import Item
 from agent.grounding import GroundingCheck
 from agent.text_quality import (
@@ -15,6 +15,7 @@ from agent.text_quality import (
     invented_titles,
     is_cut_off,
     mentions_attribute,
+    names_history,
     names_title,
     near_repeats,
     repeats_citation,
@@ -114,12 +115,16 @@ def test_the_benchmark_table_counts_each_check():
     good = {"id": "r", "explanation": 'You watched "Heat", so try "Ronin" (1998), another crime film: a heist.',
             "draft": '"Ronin" (1998) follows mercenaries on a car chase.'}
     bad = {"id": "r", "explanation": 'This person watched "Ronin" and loved it, like "Gladiator" and "Heat", "Heat"',
-           "draft": "A team of mercenaries."}
+           "draft": "A team of mercenaries, as in heat.", "text_sources": {"explanation": "llm", "draft": "fallback"}}
     table = text_quality([([good], ["Heat"]), ([bad], ["Heat"])], items, CATALOG)
+    examples = table.pop("examples")
+    assert examples["drafts_naming_history"] == [{"text": bad["draft"], "source": "fallback"}]
+    assert examples["invented_titles"] == [{"text": bad["explanation"], "source": "llm"}]
+    assert set(examples) == {k for k, v in table.items() if k in QUALITY_KEYS and v}  # only the failed checks
     assert table == {
         "texts": 4, "invented_titles": 1, "claims_watched_pick": 1, "explanations_citing_no_history": 0,
         "drafts_not_naming_pick": 1, "cut_off": 1, "repeated_citations": 1, "explanations_not_addressing_reader": 1,
-        "unique_sentence_ratio": 1.0, "share_mentioning_an_attribute": 0.5,
+        "drafts_naming_history": 1, "unique_sentence_ratio": 1.0, "share_mentioning_an_attribute": 0.5,
     }  # fmt: skip
 
 
@@ -142,3 +147,11 @@ def test_titles_with_punctuation_and_titles_inside_titles():
     assert check.foreign_titles("A Brother of the road.", []) == ["Brother"]
     assert cited_titles('You watched "Batman" and "True Lies", so try "Batman Forever".', ["Batman"]) == ["Batman"]
     assert repeats_citation('You watched "Batman" and "Heat", so try "Batman Forever" (1995).', ["Batman", "Heat"]) is False
+
+
+def test_names_history_leaves_out_what_the_pick_itself_says():
+    film = Item("xf", "X-Files: Fight the Future, The", "Tags: aliens, conspiracy", ("Sci-Fi",), 1998)
+    history = ["X-Files, The", "Aliens", "Heat"]
+    assert names_history("A conspiracy of aliens, as in the X-Files.", film, history) == []  # its own title and tags
+    assert names_history("Mulder chases aliens like in Heat.", film, history) == ["Heat"]
+    assert names_history('A pitch in the spirit of "Heat" and heat.', film, history) == ["Heat", "Heat"]
