@@ -12,7 +12,7 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from agent import openai_chat
 from agent.catalog import Interaction, Item
@@ -88,11 +88,14 @@ async def recommend(body: RecommendationRequest, request: Request, agent: AgentD
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatRequest, request: Request, agent: AgentDep):
     plan, intent = await anyio.to_thread.run_sync(openai_chat.plan_chat, agent, body)
+    ignored = body.ignored_fields  # sampling settings Muse's fixed decoding does not use: named back
+    headers = {"X-Muse-Ignored-Fields": ", ".join(ignored)} if ignored else None
     if body.stream:
-        return StreamingResponse(openai_chat.stream(agent, plan, intent, body.model), media_type="text/event-stream")
+        return StreamingResponse(openai_chat.stream(agent, plan, intent, body.model, ignored),
+                                 media_type="text/event-stream", headers=headers)
     with agent.metrics.latency.labels("chat").time():
         answer = await _answer(request, agent, plan)
-    return openai_chat.completion(answer, intent, body.model)
+    return JSONResponse(openai_chat.completion(answer, intent, body.model, ignored), headers=headers)
 
 
 @router.get("/v1/models")

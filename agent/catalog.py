@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +90,20 @@ def reaction(event: Interaction) -> str | None:
     if event.kind in ("skip", "dislike") or (event.kind == "rating" and (event.value or 5) <= NEGATIVE_RATING):
         return "neg"
     return None
+
+
+def turned_down(events: Iterable[Interaction]) -> list[str]:
+    """The items whose latest opinion in ``events`` (one user's) is negative: a dislike or a
+    rating of ``NEGATIVE_RATING`` or less, not followed by a like, a click or a higher rating.
+    Muse never shows these to that user again and steers retrieval away from them. A skip is
+    not an opinion of this strength: a skipped item may come back."""
+    latest: dict[str, bool] = {}
+    for e in sorted(events, key=lambda e: e.timestamp):
+        if e.kind == "dislike" or (e.kind == "rating" and e.value is not None and e.value <= NEGATIVE_RATING):
+            latest[e.item_id] = True
+        elif e.kind in ("like", "click") or e.kind == "rating":
+            latest[e.item_id] = False
+    return [i for i, down in latest.items() if down]
 
 
 @dataclass

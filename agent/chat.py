@@ -88,11 +88,12 @@ def build_ask(turns: Turns, user_id: str, k: int, interpret: Callable[[str], Int
     return Ask(user_id, k, query, filters, diversity, adapter, turns.like_ids), newest
 
 
-def picks_text(items: Sequence[Item]) -> str:
+def picks_text(items: Sequence[Item], reason: str | None = None) -> str:
     """The reply's first part, sent as soon as the picks are known: ``1. Title (year) [#id]``
-    per pick (the ids let a later turn point back at them)."""
+    per pick (the ids let a later turn point back at them); with no picks, why (``reason``)."""
     if not items:
-        return "I found nothing that fits; try fewer constraints.\n"
+        return f"I found nothing that fits: {reason}. Try fewer constraints.\n" if reason else \
+            "I found nothing that fits; try fewer constraints.\n"
     lines = [f"Here are {len(items)} picks for you:\n"]
     for n, item in enumerate(items, 1):
         year = f" ({item.year})" if item.year else ""
@@ -114,7 +115,7 @@ DEGRADED_NOTE = "\n(Some texts are templates: the language model was unavailable
 
 def reply_text(answer: Answer) -> str:
     """The whole reply: the same text a stream of this answer sends, part by part."""
-    parts = [picks_text([p.item for p in answer.picks])]
+    parts = [picks_text([p.item for p in answer.picks], answer.reason)]
     for kind in ("explanation", "draft"):
         parts += [text_part(n, kind, getattr(p, kind)) for n, p in enumerate(answer.picks)]
     if answer.degraded and answer.picks:

@@ -79,13 +79,15 @@ def _filters(args: argparse.Namespace):
 def cmd_recommend(args: argparse.Namespace) -> int:
     if args.url:
         return _recommend_via_service(args)
+    from agent.catalog import turned_down
     from agent.indexing import history_of, load_retriever
     from agent.store import SQLiteStore
 
     settings = _settings()
     store = SQLiteStore(settings.db_path)
     history = history_of(store, args.user)
-    candidates = load_retriever(settings).retrieve(history, args.k, _filters(args), args.query)
+    disliked = turned_down(store.history(args.user))
+    candidates = load_retriever(settings).retrieve(history, args.k, _filters(args), args.query, disliked=disliked)
     items = {it.id: it for it in store.get_items([c.item_id for c in candidates])}
     rows = [{"item_id": c.item_id, "title": items[c.item_id].title, "year": items[c.item_id].year,
              "categories": list(items[c.item_id].categories), "score": round(c.score, 4),

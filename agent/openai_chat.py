@@ -16,7 +16,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from agent.chat import DEGRADED_NOTE, build_ask, picks_text, read_turns, reply_text, text_part
 from agent.generation import KINDS
@@ -42,11 +42,13 @@ def adapter_of(model: str, agent: MuseAgent) -> str | None:
     raise UnknownAdapterError(model, model_names(agent))
 
 
-def structured(answer: Answer, intent: Intent) -> dict:
-    """What ``/v1/recommendations`` returns, plus how the request was read."""
+def structured(answer: Answer, intent: Intent, ignored: Sequence[str] = ()) -> dict:
+    """What ``/v1/recommendations`` returns, plus how the request was read and which of the
+    request's fields had no effect (``ChatRequest.ignored_fields``)."""
     return {**RecommendationResponse.of(answer).model_dump(),
             "intent": {"query": intent.query, "categories": intent.categories, "year_min": intent.year_min,
-                       "year_max": intent.year_max, "source": intent.source}}
+                       "year_max": intent.year_max, "source": intent.source},
+            "ignored_fields": list(ignored)}
 
 
 def plan_chat(agent: MuseAgent, request: ChatRequest) -> tuple[Plan, Intent]:
@@ -68,14 +70,14 @@ def plan_chat(agent: MuseAgent, request: ChatRequest) -> tuple[Plan, Intent]:
     return plan, intent
 
 
-def completion(answer: Answer, intent: Intent, model: str) -> dict:
+def completion(answer: Answer, intent: Intent, model: str, ignored: Sequence[str] = ()) -> dict:
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply_text(answer)},
                      "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        "muse": structured(answer, intent),
+        "muse": structured(answer, intent, ignored),
     }  # fmt: skip
 
 
@@ -91,7 +93,8 @@ class _Chunks:
         return f"data: {json.dumps(chunk)}\n\n"
 
 
-async def stream(agent: MuseAgent, plan: Plan, intent: Intent, model: str) -> AsyncIterator[str]:
+async def stream(agent: MuseAgent, plan: Plan, intent: Intent, model: str,
+                 ignored: Sequence[str] = ()) -> AsyncIterator[str]:
     """Server-sent events: the role, the picks, each text in pick order as soon as it and the
     texts before it are written, a final chunk with ``finish_reason`` "stop" and ``muse``, then
     ``data: [DONE]``. Closing the stream early (the client left) cancels the LLM's work."""
@@ -105,7 +108,7 @@ async def stream(agent: MuseAgent, plan: Plan, intent: Intent, model: str) -> As
     try:
         yield chunks.event({"role": "assistant", "content": ""})
         started = time.monotonic()
-        yield chunks.event({"content": picks_text(plan.items)})
+        yield chunks.event({"content": picks_text(plan.items, plan.reason)})
         agent.metrics.first_content.observe(time.monotonic() - plan.started)
         while True:
             # Off the event loop: the engine blocks; a client that leaves cancels this await at
@@ -124,7 +127,7 @@ async def stream(agent: MuseAgent, plan: Plan, intent: Intent, model: str) -> As
         if answer.degraded and answer.picks:
             yield chunks.event({"content": DEGRADED_NOTE})
         agent.metrics.latency.labels("chat_stream").observe(time.monotonic() - started)
-        yield chunks.event({}, "stop", muse=structured(answer, intent))
+        yield chunks.event({}, "stop", muse=structured(answer, intent, ignored))
         yield "data: [DONE]\n\n"
     finally:
         cancel.set()

@@ -1,31 +1,85 @@
 """Request and response bodies of the HTTP API, all in one place.
 
-Requests forbid unknown fields (a typo is an error, not a silently ignored option) and bound
-every size, so bad input is a 4xx that says what is wrong.
+Requests forbid unknown fields (a typo is an error, not a silently ignored option), bound every
+size and refuse non-finite numbers (``NaN``, ``Infinity``: Python's json module reads them), so
+bad input is a 4xx that names the field and says what is wrong.
+
+Event timestamps are seconds since the epoch, or ISO-8601 strings with a UTC offset
+(``2025-01-24T03:31:23Z``). One more than a day in the future is refused: it is most likely in
+milliseconds.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+import time
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from agent.catalog import _ID
 
-# OpenAI chat-completion parameters a client may send; Muse accepts and ignores the ones it does
-# not use (sampling settings, tools, ...). Anything else is an unknown field, as on other routes.
-OPENAI_CHAT_FIELDS = frozenset({
-    "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "max_completion_tokens", "metadata",
-    "modalities", "parallel_tool_calls", "presence_penalty", "response_format", "seed", "service_tier",
-    "stop", "store", "stream_options", "temperature", "tool_choice", "tools", "top_p", "audio",
-    "prediction", "reasoning_effort", "functions", "function_call", "user",
+# OpenAI chat-completion parameters that shape how a model samples text. Muse writes its texts
+# with fixed, constrained decoding, so these have no effect; many clients send them by default,
+# so they are accepted and named back in the `X-Muse-Ignored-Fields` header and under
+# `muse.ignored_fields`, never dropped in silence.
+NO_EFFECT_CHAT_FIELDS = frozenset({
+    "temperature", "top_p", "seed", "frequency_penalty", "presence_penalty", "max_tokens",
+    "max_completion_tokens", "stop", "metadata", "store", "service_tier", "stream_options",
+    "reasoning_effort", "parallel_tool_calls",
 })  # fmt: skip
+# OpenAI parameters asking for something Muse does not do: refused with a 400 that names them,
+# unless sent with their "off" value (what some SDKs send by default).
+UNSUPPORTED_CHAT_FIELDS = {
+    "tools": "Muse calls no tools", "functions": "Muse calls no functions",
+    "function_call": "Muse calls no functions", "tool_choice": "Muse calls no tools",
+    "response_format": "Muse answers in text (its structured data rides under `muse`)",
+    "logprobs": "Muse returns no log-probabilities", "top_logprobs": "Muse returns no log-probabilities",
+    "logit_bias": "Muse's decoding cannot be biased", "audio": "Muse answers in text only",
+    "modalities": "Muse answers in text only", "prediction": "Muse takes no predicted output",
+}  # fmt: skip
+_OFF_VALUES = {"tools": ([], None), "functions": ([], None), "function_call": ("none", None),
+               "tool_choice": ("none", "auto", None), "logprobs": (False, None), "top_logprobs": (0, None),
+               "logit_bias": ({}, None), "audio": (None,), "prediction": (None,), "modalities": (["text"], None),
+               "response_format": ({"type": "text"}, None)}  # fmt: skip
 MAX_K = 20  # the ranker orders 20 candidates
 ID = Field(min_length=1, max_length=128, pattern=_ID.pattern)
+FUTURE_SLACK_S = 86_400.0  # a timestamp may lie at most a day ahead of the server's clock
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _finite_json(value: Any, where: str = "metadata") -> Any:
+    """``value`` unchanged if every number in it is finite; else ``ValueError`` naming where."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} holds {value!r}: numbers must be finite")
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _finite_json(inner, f"{where}.{key}")
+    elif isinstance(value, list):
+        for n, inner in enumerate(value):
+            _finite_json(inner, f"{where}[{n}]")
+    return value
+
+
+def _epoch_seconds(value: Any) -> Any:
+    """A timestamp as seconds since the epoch: numbers as given, ISO-8601 strings with a UTC
+    offset converted exactly. Anything else is passed on for the float check to refuse."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())  # 3.11+: "Z" too
+        except ValueError:
+            raise ValueError(f"{value!r} is neither seconds since the epoch nor an ISO-8601 date-time") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"{value!r} has no UTC offset: add one (for example Z or +02:00)")
+        return parsed.timestamp()
+    return value
+
+
+Timestamp = Annotated[float, BeforeValidator(_epoch_seconds), Field(ge=0)]
 
 
 # ------------------------------------------------------------ recommendations
@@ -79,13 +133,14 @@ class RecommendationResponse(BaseModel):
     degraded: bool
     candidate_ids: list[str]
     seconds: float
+    reason: str | None = Field(None, description="why `items` is empty (null when it is not)")
 
     @classmethod
     def of(cls, answer) -> RecommendationResponse:
         """From an ``agent.service.Answer``; the chat layer sends the same under ``muse``."""
         return cls(user_id=answer.user_id, items=[ItemOut.of(p) for p in answer.picks],
                    impression_id=answer.impression_id, adapter=answer.adapter, degraded=answer.degraded,
-                   candidate_ids=answer.candidate_ids, seconds=answer.seconds)
+                   candidate_ids=answer.candidate_ids, seconds=answer.seconds, reason=answer.reason)
 
 
 # ------------------------------------------------------------ feedback and users
@@ -97,7 +152,8 @@ class FeedbackEvent(Strict):
     kind: Literal["impression", "click", "like", "dislike", "skip", "rating", "dwell", "view",
                   "explanation_like", "explanation_dislike", "draft_like", "draft_dislike"]
     value: float | None = Field(None, description="rating (0.5-5) or dwell seconds")
-    timestamp: float | None = Field(None, ge=0, description="seconds since the epoch; default: now")
+    timestamp: Timestamp | None = Field(
+        None, description="seconds since the epoch, or ISO-8601 with a UTC offset; default: now")
     impression_id: str | None = Field(None, max_length=64)
     idempotency_key: str = Field(min_length=1, max_length=200)
 
@@ -107,6 +163,9 @@ class FeedbackEvent(Strict):
             raise ValueError("a rating needs a value between 0.5 and 5")
         if self.kind == "dwell" and (self.value is None or self.value < 0):
             raise ValueError("a dwell event needs its seconds (>= 0) as value")
+        if self.timestamp is not None and self.timestamp > time.time() + FUTURE_SLACK_S:
+            raise ValueError(f"timestamp {self.timestamp:.0f} is more than a day in the future; Muse takes "
+                             "seconds since the epoch (was it sent in milliseconds?)")
         return self
 
 
@@ -125,7 +184,7 @@ class ItemIn(Strict):
     text: str = Field("", max_length=5000)
     categories: list[str] = Field(default_factory=list, max_length=30)
     year: int | None = Field(None, ge=1800, le=2100)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Annotated[dict[str, Any], BeforeValidator(_finite_json)] = Field(default_factory=dict)
 
 
 class ItemsRequest(Strict):
@@ -168,30 +227,57 @@ class ServeAdapterResponse(BaseModel):
     ab_arms: list[str]
 
 
+def _joined_text(content: Any) -> Any:
+    """OpenAI's array content (``[{"type": "text", "text": ...}, ...]``) joined into one text,
+    parts separated by a line break; a part that is not text is refused by name."""
+    if not isinstance(content, list):
+        return content
+    texts = []
+    for n, part in enumerate(content):
+        if not isinstance(part, dict) or part.get("type") != "text":
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            raise ValueError(f"content[{n}] is a {kind!r} part; Muse reads text parts only")
+        if not isinstance(part.get("text"), str):
+            raise ValueError(f"content[{n}] is a text part without a string `text`")  # noqa: TRY004 (pydantic wants ValueError)
+        texts.append(part["text"])
+    return "\n".join(texts)
+
+
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # clients send name, tool_calls, ...: harmless here
+    # Clients send name, tool_call_id, ... with messages: none of them changes what Muse reads.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str | None = Field(None, max_length=20_000)
+    content: Annotated[str | None, BeforeValidator(_joined_text)] = Field(None, max_length=20_000)
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # checked against OPENAI_CHAT_FIELDS below
+    # Extra fields are checked against NO_EFFECT_CHAT_FIELDS and UNSUPPORTED_CHAT_FIELDS below.
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     model: str = Field(min_length=1, max_length=200)
     messages: list[ChatMessage] = Field(min_length=1, max_length=100)
     user: str = ID
     stream: bool = False
     n: int = Field(1, ge=1, le=1)
-    max_tokens: int | None = Field(None, ge=1)
     muse: dict[str, Any] = Field(default_factory=dict, description='{"k": 5, "diversity": 0.3}')
 
     @model_validator(mode="after")
     def _known_fields(self) -> ChatRequest:
-        unknown = sorted(set(self.model_extra or {}) - OPENAI_CHAT_FIELDS)
+        extra = self.model_extra or {}
+        unknown = sorted(set(extra) - NO_EFFECT_CHAT_FIELDS - set(UNSUPPORTED_CHAT_FIELDS))
         if unknown:
             raise ValueError(f"unknown field(s) {unknown}")
+        for name, why in UNSUPPORTED_CHAT_FIELDS.items():
+            if name in extra and extra[name] not in _OFF_VALUES.get(name, (None,)):
+                raise ValueError(f"`{name}` is not supported: {why}")
+        _finite_json(extra, "request")
         return self
+
+    @property
+    def ignored_fields(self) -> list[str]:
+        """The fields sent that have no effect on Muse's answer (``NO_EFFECT_CHAT_FIELDS``)."""
+        return sorted(set(self.model_extra or {}) & NO_EFFECT_CHAT_FIELDS)
 
     @field_validator("muse")
     @classmethod

@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agent.ab import arm_of
-from agent.catalog import Interaction, Item
+from agent.catalog import Interaction, Item, turned_down
 from agent.config import Settings
 from agent.diversity import mmr
 from agent.generation import KINDS, Evidence, TextPlan, choose_evidence
 from agent.grounding import GroundingCheck
-from agent.indexing import history_of
+from agent.indexing import user_sequences
 from agent.intent import Intent, parse_intent, rule_intent
 from agent.llm.engine import Engine, EngineError, EngineRequestError, check_adapter
 from agent.observability import Metrics
@@ -110,6 +110,7 @@ class Answer:
     adapter: str | None  # the ranker adapter that ordered the candidates; None = retrieval order
     degraded: bool
     seconds: float
+    reason: str | None = None  # why there are no picks (None when there are)
 
 
 @dataclass
@@ -136,6 +137,7 @@ class Plan:
     deadline: float
     degraded: bool = False  # an LLM step failed or ran past the deadline
     texts_done: bool = False
+    reason: str | None = None  # why there are no picks (None when there are)
 
     def pick(self, n: int) -> Pick:
         t = self.texts.texts[n]
@@ -266,10 +268,12 @@ class MuseAgent:
         if adapter is None:  # the A/B arm of this user, else the configured ranker
             adapter = arm_of(ask.user_id, self.ab_arms, self.settings.ab_salt) if self.ab_arms else self.default_adapter
         check_adapter(adapter, self.adapters)
-        history = history_of(self.store, ask.user_id)
+        events = self.store.history(ask.user_id)
+        history = user_sequences(events).get(ask.user_id, [])
         seeds = [i for i in ask.like_ids if i not in history]
         context = history + seeds  # "more like X": X joins the history as the newest item
-        candidates = self.retriever.retrieve(context, CANDIDATES, ask.filters, ask.query)
+        disliked = [i for i in turned_down(events) if i not in seeds]
+        candidates = self.retriever.retrieve(context, CANDIDATES, ask.filters, ask.query, disliked=disliked)
         ids = [c.item_id for c in candidates]
         items = {it.id: it for it in self.store.get_items(list(dict.fromkeys(ids + context[-HISTORY_SCANNED:])))}
         recent = [h for h in context[-HISTORY_SCANNED:] if h in items]  # evidence candidates
@@ -295,7 +299,18 @@ class MuseAgent:
             evidence.append(Evidence(items[ids[p]], choose_evidence(items[ids[p]], [items[h] for h in recent], unit @ v)
                                      if recent else []))
         return Plan(ask, [items[ids[p]] for p in picked], [round(float(scores[p]), 4) for p in picked], ids,
-                    ranked_by, TextPlan(evidence, self.grounding, self.categories), started, deadline, degraded)
+                    ranked_by, TextPlan(evidence, self.grounding, self.categories), started, deadline, degraded,
+                    reason=None if ids else self.nothing_matches(ask.filters))
+
+    def nothing_matches(self, filters: Filters) -> str:
+        """Why an ask has no candidates, in words a client can act on."""
+        unknown = [c for c in filters.categories if c not in self.categories]
+        if unknown and len(unknown) == len(filters.categories):
+            return (f"no item in the catalog has the category {unknown[0]!r}" if len(unknown) == 1 else
+                    f"no item in the catalog has any of the categories {unknown}")
+        if filters.where() is not None:
+            return "no item matches the filters outside the user's history, dislikes and exclusions"
+        return "every item in the catalog is in the user's history, dislikes or exclusions"
 
     def texts(self, plan: Plan, cancel: threading.Event | None = None) -> Iterator[TextEvent]:
         """Each pick's explanation and draft, yielded as the LLM finishes them (in one batched
@@ -343,7 +358,7 @@ class MuseAgent:
                                                plan.ranked_by or "retrieval", candidates=plan.candidate_ids, texts=texts)
         self.metrics.recommendations.labels("degraded" if plan.degraded else "llm").inc()
         return Answer(plan.ask.user_id, picks, plan.candidate_ids, impression, plan.ranked_by, plan.degraded,
-                      round(time.monotonic() - plan.started, 3))
+                      round(time.monotonic() - plan.started, 3), plan.reason)
 
     def _llm_rank(self, adapter: str, weight: float, context: list[str], ids: list[str], retrieval: list[float],
                   items: dict[str, Item], deadline: float) -> np.ndarray:

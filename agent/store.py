@@ -26,11 +26,12 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL UNIQUE,          -- idempotency key: a retried write is ignored
+    key TEXT NOT NULL,                 -- idempotency key, unique per user: a retried write is ignored
     user_id TEXT NOT NULL, item_id TEXT NOT NULL, kind TEXT NOT NULL, value REAL,
     ts REAL NOT NULL, received_at REAL NOT NULL, impression_id TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, ts, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events (user_id, key);
 CREATE TABLE IF NOT EXISTS impressions (
     id TEXT PRIMARY KEY, user_id TEXT NOT NULL, item_ids TEXT NOT NULL, scores TEXT NOT NULL,
     model TEXT NOT NULL, created_at REAL NOT NULL,
@@ -116,11 +117,35 @@ class SQLiteStore:
         columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(events)")}
         if "impression_id" not in columns:  # stores written before events carried impressions
             self._conn.execute("ALTER TABLE events ADD COLUMN impression_id TEXT")
+        self._scope_keys_per_user()
         columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(impressions)")}
         if "candidates" not in columns:
             self._conn.execute("ALTER TABLE impressions ADD COLUMN candidates TEXT NOT NULL DEFAULT '[]'")
         if "texts" not in columns:
             self._conn.execute("ALTER TABLE impressions ADD COLUMN texts TEXT NOT NULL DEFAULT '{}'")
+
+    def _scope_keys_per_user(self) -> None:
+        """Stores written before idempotency keys were scoped per user held them unique across
+        all users (a second user's event with the same key was dropped as a duplicate). SQLite
+        cannot drop a column constraint, so the table is rebuilt once, in one transaction."""
+        (sql,) = self._conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='events'").fetchone()
+        if "UNIQUE" not in sql.upper():
+            return
+        columns = "seq, key, user_id, item_id, kind, value, ts, received_at, impression_id"
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("ALTER TABLE events RENAME TO events_keyed_globally")
+            self._conn.execute("DROP INDEX IF EXISTS events_by_user")
+            self._conn.execute("DROP INDEX IF EXISTS events_key")
+            for statement in SCHEMA.split(";"):
+                if "events" in statement and "impressions" not in statement:
+                    self._conn.execute(statement)
+            self._conn.execute(f"INSERT INTO events ({columns}) SELECT {columns} FROM events_keyed_globally")
+            self._conn.execute("DROP TABLE events_keyed_globally")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def close(self) -> None:
         self._conn.close()
@@ -166,7 +191,8 @@ class SQLiteStore:
     # ------------------------------------------------------------ events
 
     def add_events(self, events: Iterable[Interaction]) -> int:
-        """Append events; ones whose idempotency key is already stored are skipped.
+        """Append events; ones whose idempotency key is already stored for the same user are
+        skipped (keys are scoped per user: two users may use the same key).
 
         Returns how many were new. An event naming an unknown item fails the whole batch.
         """

@@ -126,8 +126,21 @@ class ItemIndex:
                 progress(len(batch))
         return len(changed)
 
+    def vectors(self, collection: str, ids: Sequence[str]) -> np.ndarray:
+        """Stored vectors of those ``ids`` that ``collection`` holds, shape ``(n, d)``, in the
+        order named (ids it does not hold are left out; ``(0, 0)`` for none)."""
+        if not ids:
+            return np.zeros((0, 0), np.float32)
+        got = (self.hybrid if collection == HYBRID else self.content).get(ids=list(ids), include=["embeddings"])
+        by_id = dict(zip(got["ids"], got["embeddings"]))
+        rows = [by_id[i] for i in ids if i in by_id]
+        return np.asarray(rows, dtype=np.float32) if rows else np.zeros((0, 0), np.float32)
+
     def content_vectors(self, ids: Sequence[str]) -> np.ndarray:
-        """Stored content embeddings of ``ids``, in that order (all must be indexed)."""
+        """Stored content embeddings of ``ids``, in that order (all must be indexed); shape
+        ``(len(ids), d)``, ``(0, 0)`` for no ids."""
+        if not ids:
+            return np.zeros((0, 0), np.float32)
         got = self.content.get(ids=list(ids), include=["embeddings"])
         by_id = dict(zip(got["ids"], got["embeddings"]))
         missing = [i for i in ids if i not in by_id]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from agent.catalog import IngestError, load_dataset, load_interactions, load_items
+from agent.catalog import IngestError, Interaction, load_dataset, load_interactions, load_items
 from tests.conftest import DEMO
 
 
@@ -102,3 +102,19 @@ def test_interaction_with_unknown_item_is_rejected(tmp_path):
 def test_unknown_layout_says_what_it_expects(tmp_path):
     with pytest.raises(IngestError, match="no known layout"):
         load_dataset(tmp_path)
+
+
+def test_turned_down_keeps_each_items_latest_opinion():
+    from agent.catalog import turned_down
+
+    events = [
+        Interaction("u", "a", 1.0, "dislike"),
+        Interaction("u", "b", 2.0, "rating", 2.0),  # low: turned down
+        Interaction("u", "c", 3.0, "rating", 2.5),  # middling: not
+        Interaction("u", "d", 4.0, "rating", 1.0),
+        Interaction("u", "d", 5.0, "like"),  # liked later: no longer turned down
+        Interaction("u", "e", 6.0, "skip"),  # a skip is not a dislike
+        Interaction("u", "f", 8.0, "rating", 5.0),
+        Interaction("u", "f", 7.0, "dislike"),  # earlier than the rating, though listed after it
+    ]
+    assert turned_down(events) == ["a", "b"]

@@ -12,14 +12,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from agent.catalog import Item, load_interactions, load_items
+from agent.catalog import Item, load_interactions, load_items, turned_down
 from agent.config import Settings
 from agent.indexing import build_index, history_of, load_retriever
 from agent.store import SQLiteStore
 from retrieval.behavior import BehaviorConfig
 from retrieval.index import Filters
+from retrieval.retriever import away_from
 from tests.conftest import DEMO
 
 NEW_ITEM = Item("fresh-1", "Abyssal Lanterns", "A documentary about bioluminescent creatures and "
@@ -75,17 +77,39 @@ def demo_users(store):
     return sorted({e.user_id for e in store.events()})
 
 
-def test_seen_items_never_come_back(demo):
+def test_seen_and_turned_down_items_never_come_back(demo):
     _, store, retriever = demo
+    checked_low = 0
     for user in demo_users(store):
         history = history_of(store, user)
-        all_seen = {e.item_id for e in store.history(user)}
-        got = [c.item_id for c in retriever.retrieve(history, k=50)]
+        disliked = turned_down(store.history(user))
+        got = [c.item_id for c in retriever.retrieve(history, k=50, disliked=disliked)]
         assert len(got) == 50 and len(set(got)) == 50
         assert not set(got) & set(history)
-        # Items the user disliked or rated low are not history but must not be shown either.
-        assert all(c.source == "hybrid" for c in retriever.retrieve(history, k=5))
-        assert all_seen  # sanity: every demo user has events
+        # Items the user disliked or rated low are not history, and must not be shown either.
+        assert not set(got) & set(disliked)
+        assert all(c.source == "hybrid" for c in retriever.retrieve(history, k=5, disliked=disliked))
+        checked_low += len(disliked)
+    assert checked_low >= 20  # the demo users rated some items 2 or less
+
+
+def test_a_disliked_item_pushes_retrieval_away_from_items_like_it(demo):
+    _, store, retriever = demo
+    history = history_of(store, demo_users(store)[0])
+    before = retriever.retrieve(history, k=20)
+    top = before[0].item_id
+    after = {c.item_id: c.score for c in retriever.retrieve(history, k=40, disliked=[top])}
+    assert top not in after
+    # The items the first list ranked right after the disliked one lose score.
+    assert all(after.get(c.item_id, -1e9) < c.score for c in before[1:6])
+
+
+def test_away_from_by_hand():
+    q = np.array([1.0, 0.0], np.float32)
+    moved = away_from(q, np.array([[2.0, 0.0], [0.0, 3.0]], np.float32), weight=0.5)
+    # mean of the unit vectors (1, 0) and (0, 1) = (0.5, 0.5); |q| = 1; q - 0.5 * (0.5, 0.5)
+    assert np.allclose(moved, [0.75, -0.25])
+    assert away_from(q, np.zeros((0, 0), np.float32)) is q
 
 
 def test_scores_are_in_descending_order(demo):
@@ -102,7 +126,8 @@ def test_metadata_filters(demo):
     horror = retriever.retrieve(history, k=10, filters=Filters(categories=["Horror"]))
     assert horror and all("Horror" in items[c.item_id].categories for c in horror)
     either = retriever.retrieve(history, k=10, filters=Filters(categories=["Western", "War"]))
-    assert all({"Western", "War"} & set(items[c.item_id].categories) for c in either)
+    assert either and all({"Western", "War"} & set(items[c.item_id].categories) for c in either)
+    assert {"Western", "War"} <= {cat for c in either for cat in items[c.item_id].categories}  # an or, both found
     nineties = retriever.retrieve(history, k=10, filters=Filters(year_min=1990, year_max=1999))
     assert nineties and all(1990 <= items[c.item_id].year <= 1999 for c in nineties)
     first = retriever.retrieve(history, k=5)
@@ -150,6 +175,23 @@ def test_new_item_is_reachable_through_its_content(demo):
     history = history_of(store, demo_users(store)[0])
     hybrid = retriever.retrieve(history, k=3, query=query, query_weight=3.0)
     assert hybrid[0].source == "hybrid" and "fresh-1" in [c.item_id for c in hybrid]
+
+
+def test_a_new_item_in_a_new_category_is_served_on_every_path(demo):
+    _, store, retriever = demo
+    item = Item("fresh-2", "Bayou Arias", "An opera sung to a zydeco accordion in a Louisiana dance hall.",
+                ("Zydeco Opera",), 2026)
+    store.upsert_items([item])
+    retriever.upsert_items([item])
+    only = Filters(categories=["Zydeco Opera"])
+    history = history_of(store, demo_users(store)[0])
+    with_history = retriever.retrieve(history, k=5, filters=only)
+    with_query = retriever.retrieve([], k=5, filters=only, query="accordion opera")
+    cold = retriever.retrieve([], k=5, filters=only)  # no history, no query: popular, then the catalog
+    assert [[c.item_id for c in got] for got in (with_history, with_query, cold)] == [["fresh-2"]] * 3
+    assert cold[0].source == "catalog"
+    nothing = Filters(categories=["No Such Category"])
+    assert retriever.retrieve(history, k=5, filters=nothing) == retriever.retrieve([], k=5, filters=nothing) == []
 
 
 def test_reindexing_with_a_model_of_another_width_rebuilds_the_hybrid_collection(demo):

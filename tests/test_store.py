@@ -74,3 +74,39 @@ def test_store_survives_reopen(stocked, tmp_path):
     stocked.add_events([Interaction("u", "a", 1.0, key="x")])
     again = SQLiteStore(stocked.path)
     assert again.counts()["events"] == 1 and again.add_events([Interaction("u", "a", 1.0, key="x")]) == 0
+
+
+def test_idempotency_keys_are_scoped_per_user(stocked):
+    assert stocked.add_events([Interaction("alice", "a", 1.0, "like", key="K")]) == 1
+    assert stocked.add_events([Interaction("bob", "b", 2.0, "like", key="K")]) == 1  # another user's K
+    assert stocked.add_events([Interaction("bob", "b", 2.0, "like", key="K")]) == 0  # bob's retry
+    assert [e.item_id for e in stocked.history("alice")] == ["a"]
+    assert [e.item_id for e in stocked.history("bob")] == ["b"]
+
+
+def test_a_store_with_globally_unique_keys_is_migrated_once(tmp_path):
+    from agent.store import SQLiteStore
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)  # the events table as stores before per-user keys wrote it
+    old.executescript("""
+        CREATE TABLE items (id TEXT PRIMARY KEY, title TEXT NOT NULL, text TEXT NOT NULL, categories TEXT NOT NULL,
+                            year INTEGER, metadata TEXT NOT NULL, updated_at REAL NOT NULL);
+        CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,
+                             user_id TEXT NOT NULL, item_id TEXT NOT NULL, kind TEXT NOT NULL, value REAL,
+                             ts REAL NOT NULL, received_at REAL NOT NULL, impression_id TEXT);
+        INSERT INTO items VALUES ('a', 'Alpha', '', '[]', NULL, '{}', 0);
+        INSERT INTO events (key, user_id, item_id, kind, value, ts, received_at) VALUES ('K', 'alice', 'a', 'like', 1, 1, 1);
+        INSERT INTO events (key, user_id, item_id, kind, value, ts, received_at) VALUES ('L', 'alice', 'a', 'click', NULL, 2, 2);
+    """)  # fmt: skip
+    old.close()
+    store = SQLiteStore(path)
+    assert [(e.key, e.kind) for e in store.history("alice")] == [("K", "like"), ("L", "click")]  # nothing lost
+    assert store.add_events([Interaction("bob", "a", 3.0, "like", key="K")]) == 1
+    assert store.add_events([Interaction("alice", "a", 1.0, "like", key="K")]) == 0
+    store.close()
+    again = SQLiteStore(path)  # reopening changes nothing
+    assert again.counts()["events"] == 3
+    assert again.add_events([Interaction("carol", "a", 4.0, "like", key="M")]) == 1
+    seqs = [r[0] for r in sqlite3.connect(path).execute("SELECT seq FROM events ORDER BY seq")]
+    assert seqs == [1, 2, 3, 4]  # the order of arrival survives the rebuild
