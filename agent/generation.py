@@ -49,9 +49,12 @@ from agent.text_quality import (
     claimed_categories,
     claims_watched_pick,
     copied_phrases,
+    has_link,
+    instruction_like,
     names_history,
     repeats_phrase,
     repeats_sentence,
+    safe_description,
     wrong_years,
 )
 
@@ -123,7 +126,7 @@ def shared_phrase(ev: Evidence) -> str:
 
 def _facts(item: Item) -> dict:
     return {"title": natural_title(item.title), "year": item.year, "categories": list(item.categories),
-            "description": item.text[:DESCRIPTION_CHARS]}
+            "description": safe_description(item.text)[:DESCRIPTION_CHARS]}
 
 
 def explanation_start(ev: Evidence) -> str:
@@ -151,9 +154,15 @@ def _draft_user(ev: Evidence) -> str:
     return render("draft.jinja", **_facts(ev.item))
 
 
+@cache
+def system_prompt() -> str:
+    """The system turn of both text prompts."""
+    return render("text_system.jinja")
+
+
 def text_prompt(ev: Evidence, kind: str) -> tuple[list[Message], str]:
     """The system and user turns that ask for one text, and the answer's start."""
-    system = {"role": "system", "content": render("text_system.jinja")}
+    system = {"role": "system", "content": system_prompt()}
     if kind == "explanation":
         return [system, {"role": "user", "content": _explain_user(ev)}], explanation_start(ev)
     return [system, {"role": "user", "content": _draft_user(ev)}], draft_start(ev)
@@ -196,7 +205,7 @@ def template_draft(ev: Evidence) -> str:
     """The draft without the model: title, year, categories and the description's first
     sentence (or its tags), never cut mid-sentence."""
     text = draft_start(ev) + "."
-    about = ev.item.text.strip()
+    about = safe_description(ev.item.text)  # no links, nothing addressed to a model
     if about.startswith("Tags:"):  # MovieLens items: their tags are the description
         text += f" Viewers tag it {about.removeprefix('Tags:').strip().rstrip('.')}."
     elif about:
@@ -228,6 +237,8 @@ def rejection(ev: Evidence, kind: str, result: TextResult, check: GroundingCheck
     catch a category the pick does not have."""
     if not result.complete:
         return "cut_off"
+    if has_link(result.text) or instruction_like(result.text) or copied_phrases(result.text, [system_prompt()]):
+        return "unsafe"  # a link, words addressed to a model, or the system prompt echoed
     start = explanation_start(ev) if kind == "explanation" else draft_start(ev)
     text, added = start + result.text, result.text
     foreign = check.foreign_titles(text, ev.allowed_titles)
@@ -274,7 +285,7 @@ class TextPlan:
                 # The model is asked only where it has facts to write from: a pick with no
                 # description (many MovieLens films have no tags) and, for an explanation, a
                 # reader with no history keep their templates.
-                if ev.item.text.strip() and (kind == "draft" or ev.history):
+                if safe_description(ev.item.text) and (kind == "draft" or ev.history):
                     self.keys.append((n, kind))
         self.jobs = [text_job(self.evidence[n], kind, self.categories) for n, kind in self.keys]
 

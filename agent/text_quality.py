@@ -173,6 +173,42 @@ def wrong_years(text: str, years: Iterable[int | None]) -> list[int]:
     return [int(y) for y in _YEAR.findall(text) if int(y) not in allowed]
 
 
+# Links: URLs, bare domains and e-mail addresses. A recommendation text never needs one, and a
+# catalog description that carries one is the classic route of an injected link.
+_LINK = re.compile(r"(?i)\b(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|io|ru|xyz|info|ly|co|biz|app)"
+                   r"\b(?:/\S*)?|\b[\w.+-]+@[\w-]+\.[\w.]+")
+# Words addressed to a language model rather than to a reader (OWASP LLM01, prompt injection).
+_INSTRUCTION = re.compile(
+    r"(?i)\b(?:ignore|disregard|forget|override)\b[^.!?]{0,40}\b(?:instructions?|prompts?|rules|above|previous|"
+    r"guidelines)\b|\bsystem prompt\b|\byou are now\b|\bas an ai\b|\bnew instructions?\b|"
+    r"\b(?:developer|admin|god|dan) mode\b|\bjailbreak|\b(?:respond|reply|answer) only with\b|"
+    r"(?:^|\s)(?:system|assistant|user)\s*:|<\|?/?(?:im_start|im_end|system|assistant)\|?>|\brepeat (?:after me|your)\b|"
+    r"\b(?:print|reveal|show|output)\b[^.!?]{0,30}\b(?:prompt|instructions)\b")
+
+
+def has_link(text: str) -> bool:
+    """Whether ``text`` holds a URL, a bare domain (``evil.example.com``) or an e-mail address."""
+    return bool(_LINK.search(text))
+
+
+def instruction_like(text: str) -> bool:
+    """Whether ``text`` reads as an instruction to a language model ("ignore the previous
+    instructions", "system:", "reveal your prompt", ...), the shape of a prompt injection."""
+    return bool(_INSTRUCTION.search(text))
+
+
+def safe_description(text: str) -> str:
+    """``text`` (a catalog description) without the sentences that hold a link or read as an
+    instruction to a model: what the model is shown and what a template may quote. Tags
+    (``Tags: a, b``) are filtered tag by tag."""
+    if text.startswith("Tags:"):
+        tags = [t.strip() for t in text.removeprefix("Tags:").split(",")]
+        kept = [t for t in tags if t and not has_link(t) and not instruction_like(t)]
+        return f"Tags: {', '.join(kept)}" if kept else ""
+    kept = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s and not has_link(s) and not instruction_like(s)]
+    return " ".join(kept)
+
+
 def copied_phrases(text: str, sources: Iterable[str], own: Iterable[str] = (), n: int = 5) -> list[str]:
     """Runs of ``n`` words of ``text`` that occur in ``sources`` (e.g. a prompt's worked
     examples) but in none of ``own`` (the facts the text was given): words copied from

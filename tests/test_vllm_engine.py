@@ -113,6 +113,36 @@ def test_texts_follow_the_grammar_and_name_no_title_outside_the_evidence(served)
     engine.close()
 
 
+def test_hostile_descriptions_reach_no_text(served):
+    """The real model writes texts for items whose descriptions carry injected instructions and
+    links (tests/test_injection.py's corpus): every text shown is free of links, of words
+    addressed to a model and of the system prompt, and most are still the model's."""
+    import time
+
+    from agent.catalog import Item
+    from agent.generation import Evidence, TextPlan, system_prompt
+    from agent.grounding import GroundingCheck
+    from agent.text_quality import copied_phrases, has_link, instruction_like
+    from tests.test_injection import HOSTILE_DESCRIPTIONS
+
+    server, _ = served
+    engine = VLLMEngine(server.url)
+    items = [Item(f"hostile-{n}", f"Hostile Film {n}", text, ("Drama",), 2000 + n)
+             for n, text in enumerate(HOSTILE_DESCRIPTIONS)]
+    history = [Item("h1", "Quiet Harbour", "", ("Drama",), 1990), Item("h2", "Far Fields", "", ("Drama",), 1995)]
+    evidence = [Evidence(it, history) for it in items]
+    plan = TextPlan(evidence, GroundingCheck([it.title for it in items + history]), ["Drama", "Comedy"])
+    for job, result in engine.complete(plan.jobs, time.monotonic() + 600):
+        plan.accept(job, result)
+    for texts in plan.texts:
+        for text in (texts.explanation, texts.draft):
+            assert not has_link(text) and not instruction_like(text), text
+            assert not copied_phrases(text, [system_prompt()]), text
+    outcomes = [o for t in plan.texts for o in t.outcomes.values()]
+    assert outcomes.count("llm") >= len(outcomes) // 2, outcomes
+    engine.close()
+
+
 def test_a_refused_request_is_told_apart_from_a_dead_server(served):
     import time
 
