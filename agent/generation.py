@@ -77,6 +77,9 @@ class Evidence:
 
     item: Item
     history: list[Item]  # the user's items chosen as evidence, best first (may be empty)
+    # how retrieval found the item (retrieval.retriever.Candidate.source): what an explanation
+    # without history may say about it
+    source: str = "popular"
 
     @property
     def shared_categories(self) -> list[str]:
@@ -197,7 +200,11 @@ def template_explanation(ev: Evidence) -> str:
     """The explanation without the model: the start, closed with a full stop."""
     if not ev.history:
         year = f" ({ev.item.year})" if ev.item.year else ""
-        return f'"{natural_title(ev.item.title)}"{year} is popular with people right now.'
+        genre = genre_phrase(ev.item.categories)
+        article = "an" if genre[:1] in tuple("aeiou") else "a"
+        why = {"content": f"matches what you asked for{f', {article} {genre}' if genre else ''}",
+               "catalog": "is new in the catalog and fits your filters"}.get(ev.source, "is popular with people right now")
+        return f'"{natural_title(ev.item.title)}"{year} {why}.'
     return explanation_start(ev).removesuffix(":") + "."
 
 

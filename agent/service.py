@@ -297,7 +297,7 @@ class MuseAgent:
         for p in picked:
             v = vectors[p] / max(float(np.linalg.norm(vectors[p])), 1e-12)
             evidence.append(Evidence(items[ids[p]], choose_evidence(items[ids[p]], [items[h] for h in recent], unit @ v)
-                                     if recent else []))
+                                     if recent else [], candidates[p].source))
         return Plan(ask, [items[ids[p]] for p in picked], [round(float(scores[p]), 4) for p in picked], ids,
                     ranked_by, TextPlan(evidence, self.grounding, self.categories), started, deadline, degraded,
                     reason=None if ids else self.nothing_matches(ask.filters))

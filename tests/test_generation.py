@@ -52,6 +52,11 @@ def test_the_texts_start_from_the_evidence():
     nothing_shared = Evidence(TOY, [CASINO])
     assert explanation_start(nothing_shared) == 'You watched "Casino", so try "Toy Story" (1995):'
     assert template_explanation(Evidence(TOY, [])) == '"Toy Story" (1995) is popular with people right now.'
+    # A new user's pick found by their words, or a new item found by the filters, says so.
+    assert template_explanation(Evidence(TOY, [], "content")) == (
+        '"Toy Story" (1995) matches what you asked for, an animated family film.')
+    assert template_explanation(Evidence(TOY, [], "catalog")) == (
+        '"Toy Story" (1995) is new in the catalog and fits your filters.')
     tagged = Item("m", "Matrix, The", "Tags: cyberpunk, kung fu.", ("Sci-Fi",), 1999)
     assert template_draft(Evidence(tagged, [])) == '"The Matrix" (1999) is a sci-fi film. Viewers tag it cyberpunk, kung fu.'
 
