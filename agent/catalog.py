@@ -101,7 +101,7 @@ def turned_down(events: Iterable[Interaction]) -> list[str]:
     for e in sorted(events, key=lambda e: e.timestamp):
         if e.kind == "dislike" or (e.kind == "rating" and e.value is not None and e.value <= NEGATIVE_RATING):
             latest[e.item_id] = True
-        elif e.kind in ("like", "click") or e.kind == "rating":
+        elif e.kind in ("like", "click", "rating"):  # a rating above NEGATIVE_RATING
             latest[e.item_id] = False
     return [i for i, down in latest.items() if down]
 

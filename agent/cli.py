@@ -80,13 +80,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.url:
         return _recommend_via_service(args)
     from agent.catalog import turned_down
-    from agent.indexing import history_of, load_retriever
+    from agent.indexing import load_retriever, user_sequences
     from agent.store import SQLiteStore
 
     settings = _settings()
     store = SQLiteStore(settings.db_path)
-    history = history_of(store, args.user)
-    disliked = turned_down(store.history(args.user))
+    events = store.history(args.user)  # read once: the history and the dislikes both come from it
+    history = user_sequences(events).get(args.user, [])
+    disliked = turned_down(events)
     candidates = load_retriever(settings).retrieve(history, args.k, _filters(args), args.query, disliked=disliked)
     items = {it.id: it for it in store.get_items([c.item_id for c in candidates])}
     rows = [{"item_id": c.item_id, "title": items[c.item_id].title, "year": items[c.item_id].year,

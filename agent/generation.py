@@ -45,12 +45,11 @@ from agent.llm.engine import Message, TextJob, TextResult
 from agent.prompts import PROMPTS_DIR, render
 from agent.text_quality import (
     GENRE_WORDS,
+    carries_payload,
     cited_titles,
     claimed_categories,
     claims_watched_pick,
     copied_phrases,
-    has_link,
-    instruction_like,
     names_history,
     repeats_phrase,
     repeats_sentence,
@@ -244,7 +243,7 @@ def rejection(ev: Evidence, kind: str, result: TextResult, check: GroundingCheck
     catch a category the pick does not have."""
     if not result.complete:
         return "cut_off"
-    if has_link(result.text) or instruction_like(result.text) or copied_phrases(result.text, [system_prompt()]):
+    if carries_payload(result.text) or copied_phrases(result.text, [system_prompt()]):
         return "unsafe"  # a link, words addressed to a model, or the system prompt echoed
     start = explanation_start(ev) if kind == "explanation" else draft_start(ev)
     text, added = start + result.text, result.text

@@ -29,20 +29,21 @@ NO_EFFECT_CHAT_FIELDS = frozenset({
     "max_completion_tokens", "stop", "metadata", "store", "service_tier", "stream_options",
     "reasoning_effort", "parallel_tool_calls",
 })  # fmt: skip
-# OpenAI parameters asking for something Muse does not do: refused with a 400 that names them,
-# unless sent with their "off" value (what some SDKs send by default).
-UNSUPPORTED_CHAT_FIELDS = {
-    "tools": "Muse calls no tools", "functions": "Muse calls no functions",
-    "function_call": "Muse calls no functions", "tool_choice": "Muse calls no tools",
-    "response_format": "Muse answers in text (its structured data rides under `muse`)",
-    "logprobs": "Muse returns no log-probabilities", "top_logprobs": "Muse returns no log-probabilities",
-    "logit_bias": "Muse's decoding cannot be biased", "audio": "Muse answers in text only",
-    "modalities": "Muse answers in text only", "prediction": "Muse takes no predicted output",
-}  # fmt: skip
-_OFF_VALUES = {"tools": ([], None), "functions": ([], None), "function_call": ("none", None),
-               "tool_choice": ("none", "auto", None), "logprobs": (False, None), "top_logprobs": (0, None),
-               "logit_bias": ({}, None), "audio": (None,), "prediction": (None,), "modalities": (["text"], None),
-               "response_format": ({"type": "text"}, None)}  # fmt: skip
+# OpenAI parameters asking for something Muse does not do -> (why, the "off" values some SDKs
+# send by default). Sent with any other value, they are refused with a 422 that names them.
+UNSUPPORTED_CHAT_FIELDS: dict[str, tuple[str, tuple]] = {
+    "tools": ("Muse calls no tools", ([], None)),
+    "functions": ("Muse calls no functions", ([], None)),
+    "function_call": ("Muse calls no functions", ("none", None)),
+    "tool_choice": ("Muse calls no tools", ("none", "auto", None)),
+    "response_format": ("Muse answers in text (its structured data rides under `muse`)", ({"type": "text"}, None)),
+    "logprobs": ("Muse returns no log-probabilities", (False, None)),
+    "top_logprobs": ("Muse returns no log-probabilities", (0, None)),
+    "logit_bias": ("Muse's decoding cannot be biased", ({}, None)),
+    "audio": ("Muse answers in text only", (None,)),
+    "modalities": ("Muse answers in text only", (["text"], None)),
+    "prediction": ("Muse takes no predicted output", (None,)),
+}
 MAX_K = 20  # the ranker orders 20 candidates
 ID = Field(min_length=1, max_length=128, pattern=_ID.pattern)
 FUTURE_SLACK_S = 86_400.0  # a timestamp may lie at most a day ahead of the server's clock
@@ -268,8 +269,8 @@ class ChatRequest(BaseModel):
         unknown = sorted(set(extra) - NO_EFFECT_CHAT_FIELDS - set(UNSUPPORTED_CHAT_FIELDS))
         if unknown:
             raise ValueError(f"unknown field(s) {unknown}")
-        for name, why in UNSUPPORTED_CHAT_FIELDS.items():
-            if name in extra and extra[name] not in _OFF_VALUES.get(name, (None,)):
+        for name, (why, off) in UNSUPPORTED_CHAT_FIELDS.items():
+            if name in extra and extra[name] not in off:
                 raise ValueError(f"`{name}` is not supported: {why}")
         _finite_json(extra, "request")
         return self

@@ -18,20 +18,24 @@ from typing import Protocol
 
 from agent.catalog import TEXT_RATING_KINDS, Interaction, Item
 
+# The events table and its indexes, apart so that a migration can rebuild them.
+EVENTS_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,                 -- idempotency key, unique per user: a retried write is ignored
+    user_id TEXT NOT NULL, item_id TEXT NOT NULL, kind TEXT NOT NULL, value REAL,
+    ts REAL NOT NULL, received_at REAL NOT NULL, impression_id TEXT
+)""",
+    "CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, ts, seq)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events (user_id, key)",
+)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     id TEXT PRIMARY KEY, title TEXT NOT NULL, text TEXT NOT NULL, categories TEXT NOT NULL,
     year INTEGER, metadata TEXT NOT NULL, updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL,                 -- idempotency key, unique per user: a retried write is ignored
-    user_id TEXT NOT NULL, item_id TEXT NOT NULL, kind TEXT NOT NULL, value REAL,
-    ts REAL NOT NULL, received_at REAL NOT NULL, impression_id TEXT
-);
-CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, ts, seq);
-CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events (user_id, key);
+""" + ";\n".join(EVENTS_SCHEMA) + """;
 CREATE TABLE IF NOT EXISTS impressions (
     id TEXT PRIMARY KEY, user_id TEXT NOT NULL, item_ids TEXT NOT NULL, scores TEXT NOT NULL,
     model TEXT NOT NULL, created_at REAL NOT NULL,
@@ -132,20 +136,14 @@ class SQLiteStore:
         if "UNIQUE" not in sql.upper():
             return
         columns = "seq, key, user_id, item_id, kind, value, ts, received_at, impression_id"
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._conn.execute("ALTER TABLE events RENAME TO events_keyed_globally")
-            self._conn.execute("DROP INDEX IF EXISTS events_by_user")
-            self._conn.execute("DROP INDEX IF EXISTS events_key")
-            for statement in SCHEMA.split(";"):
-                if "events" in statement and "impressions" not in statement:
-                    self._conn.execute(statement)
-            self._conn.execute(f"INSERT INTO events ({columns}) SELECT {columns} FROM events_keyed_globally")
-            self._conn.execute("DROP TABLE events_keyed_globally")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        self._write([
+            ("ALTER TABLE events RENAME TO events_keyed_globally", ()),
+            ("DROP INDEX IF EXISTS events_by_user", ()),  # they moved with the renamed table
+            ("DROP INDEX IF EXISTS events_key", ()),
+            *((statement, ()) for statement in EVENTS_SCHEMA),
+            (f"INSERT INTO events ({columns}) SELECT {columns} FROM events_keyed_globally", ()),
+            ("DROP TABLE events_keyed_globally", ()),
+        ])
 
     def close(self) -> None:
         self._conn.close()

@@ -197,15 +197,21 @@ def instruction_like(text: str) -> bool:
     return bool(_INSTRUCTION.search(text))
 
 
+def carries_payload(text: str) -> bool:
+    """Whether ``text`` holds a link or words addressed to a model: what no text Muse shows
+    may carry, wherever it came from."""
+    return has_link(text) or instruction_like(text)
+
+
 def safe_description(text: str) -> str:
     """``text`` (a catalog description) without the sentences that hold a link or read as an
     instruction to a model: what the model is shown and what a template may quote. Tags
     (``Tags: a, b``) are filtered tag by tag."""
     if text.startswith("Tags:"):
         tags = [t.strip() for t in text.removeprefix("Tags:").split(",")]
-        kept = [t for t in tags if t and not has_link(t) and not instruction_like(t)]
+        kept = [t for t in tags if t and not carries_payload(t)]
         return f"Tags: {', '.join(kept)}" if kept else ""
-    kept = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s and not has_link(s) and not instruction_like(s)]
+    kept = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s and not carries_payload(s)]
     return " ".join(kept)
 
 

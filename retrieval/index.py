@@ -126,13 +126,19 @@ class ItemIndex:
                 progress(len(batch))
         return len(changed)
 
+    def _collection(self, name: str):
+        """The Chroma collection named ``HYBRID`` or ``CONTENT``."""
+        return self.hybrid if name == HYBRID else self.content
+
+    def _stored(self, collection: str, ids: Sequence[str]) -> dict[str, list[float]]:
+        """id -> stored vector, for those of ``ids`` that ``collection`` holds."""
+        got = self._collection(collection).get(ids=list(ids), include=["embeddings"])
+        return dict(zip(got["ids"], got["embeddings"]))
+
     def vectors(self, collection: str, ids: Sequence[str]) -> np.ndarray:
         """Stored vectors of those ``ids`` that ``collection`` holds, shape ``(n, d)``, in the
         order named (ids it does not hold are left out; ``(0, 0)`` for none)."""
-        if not ids:
-            return np.zeros((0, 0), np.float32)
-        got = (self.hybrid if collection == HYBRID else self.content).get(ids=list(ids), include=["embeddings"])
-        by_id = dict(zip(got["ids"], got["embeddings"]))
+        by_id = self._stored(collection, ids) if ids else {}
         rows = [by_id[i] for i in ids if i in by_id]
         return np.asarray(rows, dtype=np.float32) if rows else np.zeros((0, 0), np.float32)
 
@@ -141,8 +147,7 @@ class ItemIndex:
         ``(len(ids), d)``, ``(0, 0)`` for no ids."""
         if not ids:
             return np.zeros((0, 0), np.float32)
-        got = self.content.get(ids=list(ids), include=["embeddings"])
-        by_id = dict(zip(got["ids"], got["embeddings"]))
+        by_id = self._stored(CONTENT, ids)
         missing = [i for i in ids if i not in by_id]
         if missing:
             raise KeyError(f"{len(missing)} items have no content embedding, e.g. {missing[0]!r}")
@@ -176,7 +181,7 @@ class ItemIndex:
         self, collection: str, vector: np.ndarray, n: int, filters: Filters | None = None,
     ) -> list[tuple[str, float]]:
         """(id, inner product) of the best ``n`` items, best first."""
-        target = self.hybrid if collection == HYBRID else self.content
+        target = self._collection(collection)
         n = min(n, target.count())
         if n <= 0:
             return []
