@@ -1,6 +1,9 @@
 """HTTP routes: thin, each one parses, calls the agent, and shapes the answer.
 
-Domain errors raised by the agent become HTTP errors in ``agent.app`` only.
+Domain errors raised by the agent become HTTP errors in ``agent.app`` only. Every route but
+``/healthz`` and ``/readyz`` names its caller (``CallerDep``: an API key when ``MUSE_AUTH=keys``);
+routes that act for a user check the caller may act for that user, and the catalog, adapter,
+deletion and metrics routes need the admin scope (``AdminDep``).
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agent import openai_chat
+from agent.auth import Caller
 from agent.catalog import Interaction, Item
 from agent.schemas import (
     ChatRequest,
     EventOut,
     FeedbackRequest,
     FeedbackResponse,
+    ForgetResponse,
     HistoryResponse,
     ItemsRequest,
     RecommendationRequest,
@@ -42,6 +48,28 @@ def get_agent(request: Request) -> MuseAgent:
 
 
 AgentDep = Annotated[MuseAgent, Depends(get_agent)]
+
+# Declares the bearer scheme in the OpenAPI document; the header itself is read by KeyChecker,
+# so that a missing and a malformed header each get their own message.
+_bearer = HTTPBearer(auto_error=False, description="an API key from `muse keys create` (MUSE_AUTH=keys)")
+
+
+def get_caller(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
+    keys = getattr(request.app.state, "keys", None)
+    if keys is None:
+        raise HTTPException(503, "Muse is starting")
+    return keys.caller(request.headers.get("authorization"))
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def require_admin(caller: CallerDep, request: Request) -> Caller:
+    caller.check_admin(f"{request.method} {request.url.path}")
+    return caller
+
+
+AdminDep = Annotated[Caller, Depends(require_admin)]
 
 
 async def _watch_disconnect(request: Request, cancel: threading.Event, every: float = 0.1) -> None:
@@ -75,7 +103,9 @@ async def _answer(request: Request, agent: MuseAgent, plan: Plan) -> Answer:
 
 
 @router.post("/v1/recommendations", response_model=RecommendationResponse)
-async def recommend(body: RecommendationRequest, request: Request, agent: AgentDep) -> RecommendationResponse:
+async def recommend(body: RecommendationRequest, request: Request, agent: AgentDep,
+                    caller: CallerDep) -> RecommendationResponse:
+    caller.check_users([body.user_id])
     f = body.filters
     ask = Ask(body.user_id, body.k, body.query, Filters(f.categories, f.year_min, f.year_max, f.exclude_ids),
               body.diversity, body.adapter)
@@ -86,7 +116,8 @@ async def recommend(body: RecommendationRequest, request: Request, agent: AgentD
 
 
 @router.post("/v1/chat/completions")
-async def chat_completions(body: ChatRequest, request: Request, agent: AgentDep):
+async def chat_completions(body: ChatRequest, request: Request, agent: AgentDep, caller: CallerDep):
+    caller.check_users([body.user])
     plan, intent = await anyio.to_thread.run_sync(openai_chat.plan_chat, agent, body)
     ignored = body.ignored_fields  # sampling settings Muse's fixed decoding does not use: named back
     headers = {"X-Muse-Ignored-Fields": ", ".join(ignored)} if ignored else None
@@ -99,13 +130,14 @@ async def chat_completions(body: ChatRequest, request: Request, agent: AgentDep)
 
 
 @router.get("/v1/models")
-def models(agent: AgentDep) -> dict:
+def models(agent: AgentDep, _: CallerDep) -> dict:
     return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "muse"}
                                        for name in openai_chat.model_names(agent)]}
 
 
 @router.post("/v1/feedback", response_model=FeedbackResponse)
-def feedback(body: FeedbackRequest, agent: AgentDep) -> FeedbackResponse:
+def feedback(body: FeedbackRequest, agent: AgentDep, caller: CallerDep) -> FeedbackResponse:
+    caller.check_users(e.user_id for e in body.events)  # all or nothing: one foreign user fails the batch
     now = time.time()
     events = [Interaction(e.user_id, e.item_id, e.timestamp if e.timestamp is not None else now, e.kind,
                           e.value, key=e.idempotency_key, impression_id=e.impression_id)
@@ -115,13 +147,14 @@ def feedback(body: FeedbackRequest, agent: AgentDep) -> FeedbackResponse:
 
 
 @router.post("/v1/items")
-def upsert_items(body: ItemsRequest, agent: AgentDep) -> dict:
+def upsert_items(body: ItemsRequest, agent: AgentDep, _: AdminDep) -> dict:
     items = [Item(i.id, i.title, i.text, tuple(i.categories), i.year, i.metadata) for i in body.items]
     return agent.upsert_items(items)
 
 
 @router.get("/v1/users/{user_id}/history", response_model=HistoryResponse)
-def history(user_id: str, agent: AgentDep) -> HistoryResponse:
+def history(user_id: str, agent: AgentDep, caller: CallerDep) -> HistoryResponse:
+    caller.check_users([user_id])
     if not agent.store.has_user(user_id):
         raise HTTPException(404, f"unknown user {user_id!r}")
     events = [EventOut(item_id=e.item_id, kind=e.kind, value=e.value, timestamp=e.timestamp,
@@ -129,16 +162,19 @@ def history(user_id: str, agent: AgentDep) -> HistoryResponse:
     return HistoryResponse(user_id=user_id, events=events)
 
 
-@router.delete("/v1/users/{user_id}")
-def forget(user_id: str, agent: AgentDep) -> dict:
-    deleted = agent.forget(user_id)
-    if not any(deleted.values()):
+@router.delete("/v1/users/{user_id}", response_model=ForgetResponse)
+def forget(user_id: str, agent: AgentDep, _: AdminDep) -> ForgetResponse:
+    """Forget a user: their events, impressions and rows of exported training data are deleted;
+    the answer names the trained weights that were fitted on them (until retrained)."""
+    gone = agent.forget(user_id)
+    if not gone.found():
         raise HTTPException(404, f"unknown user {user_id!r}")
-    return {"user_id": user_id, "deleted": deleted}
+    return ForgetResponse(user_id=user_id, deleted=gone.deleted, exported_rows=gone.exported_rows,
+                          in_model_weights=gone.in_model_weights)
 
 
 @router.post("/v1/adapters/serve", response_model=ServeAdapterResponse)
-def serve_adapter(body: ServeAdapterRequest, agent: AgentDep) -> ServeAdapterResponse:
+def serve_adapter(body: ServeAdapterRequest, agent: AgentDep, _: AdminDep) -> ServeAdapterResponse:
     """Switch (or split) ranker traffic to a registered adapter, loading it into the running LLM
     server if it is new. `muse finetune promote --url` calls this after a promotion."""
     return ServeAdapterResponse(**agent.serve_adapter(body.name, body.split))
@@ -167,7 +203,7 @@ def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics")
-def metrics(agent: AgentDep) -> Response:
+def metrics(agent: AgentDep, _: AdminDep) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     return Response(generate_latest(agent.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agent.auth import AuthenticationError, PermissionDeniedError, RateLimitedError
 from agent.config import Settings
 from agent.llm.engine import EngineError, UnknownAdapterError
 from agent.observability import Metrics
@@ -26,9 +27,10 @@ from agent.store import UnknownImpressionError, UnknownItemError
 _KEEP = object()  # "open the engine the settings name"
 
 
-def error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+def error(status: int, message: str, kind: str = "invalid_request_error",
+          headers: dict[str, str] | None = None) -> JSONResponse:
     """OpenAI's error shape, so OpenAI clients raise with the message."""
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status)
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -118,6 +120,7 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from agent.auth import KeyChecker
         from agent.indexing import load_retriever
         from agent.service import MuseAgent
         from agent.store import SQLiteStore
@@ -142,6 +145,7 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
             threading.Thread(target=agent.warm_up, kwargs={"stop": stop_warming}, name="muse-warm-up",
                              daemon=True).start()
             stack.callback(stop_warming.set)
+            app.state.keys = KeyChecker(store, settings.auth == "keys", settings.rate_limit_storage)
             app.state.agent = agent
             yield
             app.state.agent = None
@@ -161,6 +165,18 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException):
         return error(exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "error")
+
+    @app.exception_handler(AuthenticationError)
+    async def unauthenticated(_: Request, exc: AuthenticationError):
+        return error(401, str(exc), "authentication_error", {"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(PermissionDeniedError)
+    async def forbidden(_: Request, exc: PermissionDeniedError):
+        return error(403, str(exc), "permission_error")
+
+    @app.exception_handler(RateLimitedError)
+    async def rate_limited(_: Request, exc: RateLimitedError):
+        return error(429, str(exc), "rate_limit_error", {"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(UnknownAdapterError)
     async def unknown_adapter(_: Request, exc: UnknownAdapterError):

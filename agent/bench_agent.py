@@ -136,7 +136,7 @@ def run_agent_bench(settings: Settings, url: str, n: int = 100, k: int = 5, conc
     rng = random.Random(seed)
     plan = [(rng.choice(users), n % 2 == 1, ASKS[n % len(ASKS)]) for n in range(n)]
     histories = {u: history_of(store, u) for u, _, _ in plan}
-    client = httpx.Client(base_url=url.rstrip("/"), timeout=600)
+    client = httpx.Client(base_url=url.rstrip("/"), timeout=600, headers=settings.client_headers())
     intents_before = _intent_counts(client)
 
     def one(job):

@@ -109,7 +109,8 @@ def _recommend_via_service(args: argparse.Namespace) -> int:
     body = {"user_id": args.user, "k": args.k, "query": args.query,
             "filters": {"categories": args.category or [], "year_min": args.year_min,
                         "year_max": args.year_max, "exclude_ids": args.exclude or []}}
-    response = httpx.post(f"{args.url.rstrip('/')}/v1/recommendations", json=body, timeout=120)
+    response = httpx.post(f"{args.url.rstrip('/')}/v1/recommendations", json=body, timeout=120,
+                          headers=_settings().client_headers())
     data = response.json()
     if response.status_code != 200:
         raise ValueError(data.get("error", {}).get("message", response.text))
@@ -131,6 +132,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from agent.store import SQLiteStore
 
     settings = _settings()
+    settings.check_exposure()  # an open service on a public address fails here, before any work
     settings.ranker_adapter(), settings.ab_arms()  # bad adapter settings fail here, before any work
     if args.demo and not SQLiteStore(settings.db_path).counts()["items"]:
         for path in (DEMO_DIR / "demo_items.jsonl", DEMO_DIR / "demo_interactions.jsonl"):
@@ -140,7 +142,51 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cmd_index(args)
     say(f"serving Muse on http://{settings.host}:{settings.port} (OpenAI base_url: "
         f"http://{settings.host}:{settings.port}/v1, model 'muse')")
+    say(access_notice(settings, SQLiteStore(settings.db_path).api_keys()))
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def access_notice(settings, keys: list[dict]) -> str:
+    """What `muse serve` says on start about who can reach it."""
+    live = [k for k in keys if k["revoked_at"] is None]
+    if settings.auth == "off":
+        unused = f"; the {len(live)} API key(s) in the store are not checked" if live else ""
+        return (f"open: no API key is checked (MUSE_AUTH=off), so Muse listens on {settings.host} only "
+                f"and only this machine can reach it{unused}. To serve other machines: `muse keys create "
+                "--scope admin`, then MUSE_AUTH=keys MUSE_HOST=0.0.0.0")
+    if not live:
+        return ("API keys required (MUSE_AUTH=keys), and none exists yet: every request will get 401 until "
+                "you run `muse keys create --scope admin` (it takes effect at once)")
+    return f"API keys required (MUSE_AUTH=keys): {len(live)} live key(s)"
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from agent.auth import create_key
+    from agent.store import SQLiteStore
+
+    key, row = create_key(SQLiteStore(_settings().db_path), args.scope, args.user or [], args.rate, args.name)
+    who = "every user" if row["scope"] == "admin" else ", ".join(row["users"])
+    say(f"API key {row['id']} ({row['scope']} scope, for {who}, {row['rate']}). Store it now: "
+        "Muse keeps only its hash and cannot show it again.")
+    print(key)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from agent.store import SQLiteStore
+
+    for key in SQLiteStore(_settings().db_path).api_keys():
+        print(json.dumps({k: v for k, v in key.items() if k != "hash"}))
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from agent.store import SQLiteStore
+
+    if not SQLiteStore(_settings().db_path).revoke_api_key(args.key_id):
+        raise ValueError(f"no live API key has the id {args.key_id!r} (see `muse keys list`)")
+    say(f"API key {args.key_id} revoked: requests with it get 401 from now on")
     return 0
 
 
@@ -247,6 +293,14 @@ def cmd_bench_agent(args: argparse.Namespace) -> int:
     report = run_agent_bench(_settings(), args.url, n=args.requests, k=args.k, concurrency=args.concurrency,
                              seed=args.seed, say=say)
     print(json.dumps(report))
+    return 0
+
+
+def cmd_bench_soak(args: argparse.Namespace) -> int:
+    from agent.bench_soak import run_soak
+
+    print(json.dumps(run_soak(_settings(), args.url, args.pid, minutes=args.minutes, concurrency=args.concurrency,
+                              seed=args.seed, warmup_s=args.warmup, say=say)))
     return 0
 
 
@@ -397,6 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench_agent)
+    p = bench.add_parser("soak", help="steady load for minutes: errors, p95, resident memory over time")
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--pid", type=int, default=None, help="the `muse serve` process: its tree's RSS is sampled")
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--warmup", type=float, default=60.0, help="seconds before the memory baseline")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_bench_soak)
 
     p = sub.add_parser("finetune", help="feedback -> training data -> adapters")
     ft = p.add_subparsers(dest="finetune_command", required=True)
@@ -436,6 +498,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=-1, help="cap on training steps per round")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_loop_simulate)
+
+    p = sub.add_parser("keys", help="API keys for MUSE_AUTH=keys (stored hashed)")
+    keys = p.add_subparsers(dest="keys_command", required=True)
+    p = keys.add_parser("create", help="make a key; it is printed once")
+    p.add_argument("--scope", required=True, choices=["admin", "client"],
+                   help="admin: everything; client: recommendations, chat, feedback, history of --user")
+    p.add_argument("--user", action="append", help="a user a client key may act for (repeat for several)")
+    p.add_argument("--rate", default="120/minute", help="rate limit, e.g. 120/minute or 5/second")
+    p.add_argument("--name", default="", help="a note: who or what holds the key")
+    p.set_defaults(func=cmd_keys_create)
+    p = keys.add_parser("list", help="every key (id, scope, users, rate, revoked); never the key itself")
+    p.set_defaults(func=cmd_keys_list)
+    p = keys.add_parser("revoke", help="refuse a key from now on")
+    p.add_argument("key_id", help="the id `muse keys list` shows (the part after 'muse_')")
+    p.set_defaults(func=cmd_keys_revoke)
 
     p = sub.add_parser("demo", help="ingest + index the shipped demo catalog, show recommendations")
     p.set_defaults(func=cmd_demo)

@@ -70,6 +70,40 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="address `muse serve` listens on")
     port: int = Field(8000, ge=1, le=65535, description="port `muse serve` listens on")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
+    auth: Literal["off", "keys"] = Field(
+        "off", description="keys = every request but /healthz and /readyz needs an API key (`muse keys "
+        "create`); off = none is checked, and Muse listens on the loopback address only",
+    )
+    rate_limit_storage: str = Field(
+        "memory://", description="where per-key request counts live (a `limits` storage URI): memory:// "
+        "counts in this process; redis://host:6379 shares them between Muse processes",
+    )
+    api_key: str | None = Field(
+        None, description="the key Muse's own clients send (`muse chat`, `muse recommend --url`, "
+        "`muse finetune promote --url`, `muse bench agent`) to a server with MUSE_AUTH=keys",
+    )
+
+    def check_exposure(self) -> None:
+        """Raises ``ValueError`` when an open service (``auth`` off) would listen on an address
+        other machines can reach. `muse serve` calls it before it binds (a setting check would
+        also block `muse keys create`, the way out)."""
+        import ipaddress
+
+        if self.auth == "keys" or self.host == "localhost":
+            return
+        try:
+            if ipaddress.ip_address(self.host).is_loopback:
+                return
+        except ValueError:
+            pass  # a host name: only "localhost" is known to stay on this machine
+        raise ValueError(
+            f"MUSE_HOST={self.host} with MUSE_AUTH=off would let anyone who reaches that address read, "
+            "change and delete every user's data: create an admin key (`muse keys create --scope admin`) "
+            "and set MUSE_AUTH=keys, or keep MUSE_HOST=127.0.0.1")
+
+    def client_headers(self) -> dict[str, str]:
+        """The Authorization header Muse's own HTTP clients send (none without ``api_key``)."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     @field_validator("chroma_url", "llm_url")
     @classmethod

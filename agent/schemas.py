@@ -213,6 +213,14 @@ class HistoryResponse(BaseModel):
     events: list[EventOut]
 
 
+class ForgetResponse(BaseModel):
+    user_id: str
+    deleted: dict[str, int] = Field(description="rows deleted per store table")
+    exported_rows: dict[str, int] = Field(description="rows removed per exported training-data file")
+    in_model_weights: list[str] = Field(
+        description="trained weights fitted on this user's data; they keep it until trained again without them")
+
+
 # ------------------------------------------------------------ OpenAI-compatible chat
 
 

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -142,6 +143,20 @@ class Plan:
     def pick(self, n: int) -> Pick:
         t = self.texts.texts[n]
         return Pick(self.items[n], self.scores[n], t.explanation, t.draft, dict(t.outcomes))
+
+
+@dataclass
+class Forgotten:
+    """What forgetting a user removed: rows per store table, rows per exported training-data
+    file, and the trained weights that were fitted on their data and still are until retrained
+    (no weights are edited: removing one user's influence means training again without them)."""
+
+    deleted: dict[str, int]
+    exported_rows: dict[str, int]
+    in_model_weights: list[str]
+
+    def found(self) -> bool:
+        return any(self.deleted.values()) or any(self.exported_rows.values())
 
 
 class MuseAgent:
@@ -427,8 +442,30 @@ class MuseAgent:
     def history(self, user_id: str) -> list[Interaction]:
         return self.store.history(user_id)
 
-    def forget(self, user_id: str) -> dict[str, int]:
-        return self.store.forget_user(user_id)
+    def forget(self, user_id: str) -> Forgotten:
+        """Remove ``user_id`` from the exported training data, then from the store (events,
+        impressions, the user row, client keys' bindings), and name the trained weights that
+        may still reflect them. Exports go first: a crash in between leaves the user in the
+        store, so the retried request finds them and finishes."""
+        from agent.llm.engine import read_manifest
+        from agent.store import remove_user_rows
+
+        exported: dict[str, int] = {}
+        for folder in self.store.exports():
+            if folder.is_dir():
+                exported |= {str(folder / name): n for name, n in remove_user_rows(folder, user_id).items()}
+        deleted = self.store.forget_user(user_id)
+        weights = []
+        if deleted["events"] and (self.settings.model_dir / "model.json").exists():
+            weights.append(f"the retrieval model in {self.settings.model_dir} (fitted on every user's history "
+                           "by the last `muse index`; the next one refits it without this user)")
+        folders = {str(Path(f).parent) for f in exported}
+        for name, path in sorted(self.settings.adapters().items()):  # the registry now, not at start
+            data = read_manifest(path).get("data")
+            if data and str(Path(data).resolve()) in folders:
+                weights.append(f"ranker adapter {name!r} (trained on {data}; an adapter trained on the "
+                               "scrubbed data and promoted replaces it)")
+        return Forgotten(deleted, exported, weights)
 
     def close(self) -> None:
         for engine in self._rankers.values():

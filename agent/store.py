@@ -43,7 +43,48 @@ CREATE TABLE IF NOT EXISTS impressions (
     texts TEXT NOT NULL DEFAULT '{}'  -- item id -> {"explanation"|"draft": {"prompt", "text", "source"}}
 );
 CREATE INDEX IF NOT EXISTS impressions_by_user ON impressions (user_id, created_at);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL, rate TEXT NOT NULL,
+    hash TEXT NOT NULL,                -- SHA-256 of the whole key; the key itself is never stored
+    created_at REAL NOT NULL, revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS api_key_users (  -- the users a client key may act for
+    key_id TEXT NOT NULL REFERENCES api_keys (id), user_id TEXT NOT NULL, PRIMARY KEY (key_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS api_key_users_by_user ON api_key_users (user_id);
+CREATE TABLE IF NOT EXISTS exports (  -- training-data folders written from this store (forget-me scrubs them)
+    path TEXT PRIMARY KEY, created_at REAL NOT NULL
+);
 """
+
+
+def remove_user_rows(folder: Path, user_id: str) -> dict[str, int]:
+    """Drop ``user_id``'s rows from each ``*.jsonl`` file directly in ``folder`` (rows name their
+    user in a ``user_id`` field, as ``muse finetune build-data`` writes them), and correct the
+    counts in its ``report.json``. Each changed file is written to a temporary name, then renamed:
+    a crash leaves the old file or the new one, never half of one. Returns rows removed per file
+    (files that had none are left out)."""
+    removed: dict[str, int] = {}
+    for file in sorted(Path(folder).glob("*.jsonl")):
+        lines = file.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if not line.strip() or json.loads(line).get("user_id") != user_id]
+        if len(kept) == len(lines):
+            continue
+        tmp = file.with_name(f".{file.name}.tmp")
+        tmp.write_text("".join(kept))
+        tmp.replace(file)
+        removed[file.name] = len(lines) - len(kept)
+    report_file = Path(folder) / "report.json"
+    if removed and report_file.exists():
+        report = json.loads(report_file.read_text())
+        for name, n in removed.items():
+            if name in report.get("files", {}):
+                report["files"][name] -= n
+        report["forgotten_rows"] = report.get("forgotten_rows", 0) + sum(removed.values())
+        tmp = report_file.with_name(".report.json.tmp")
+        tmp.write_text(json.dumps(report, indent=2))
+        tmp.replace(report_file)
+    return removed
 
 
 class UnknownItemError(KeyError):
@@ -74,6 +115,12 @@ class EventStore(Protocol):
     def impression(self, impression_id: str) -> dict | None: ...
     def impressions(self) -> list[dict]: ...
     def forget_user(self, user_id: str) -> dict[str, int]: ...
+    def add_api_key(self, row: dict, users: Sequence[str]) -> None: ...
+    def api_key(self, key_id: str) -> dict | None: ...
+    def api_keys(self) -> list[dict]: ...
+    def revoke_api_key(self, key_id: str) -> bool: ...
+    def add_export(self, path: Path) -> None: ...
+    def exports(self) -> list[Path]: ...
     def has_user(self, user_id: str) -> bool: ...
     def counts(self) -> dict[str, int]: ...
 
@@ -263,13 +310,54 @@ class SQLiteStore:
         return [_row_impression(r) for r in self._read("SELECT * FROM impressions ORDER BY created_at, id")]
 
     def forget_user(self, user_id: str) -> dict[str, int]:
-        """Delete everything stored about a user, in one transaction; returns rows deleted."""
-        events, impressions, users = self._write([
+        """Delete everything stored about a user, in one transaction: events, impressions, the
+        user row and client keys' bindings to them; returns rows deleted per table."""
+        events, impressions, users, bindings = self._write([
             ("DELETE FROM events WHERE user_id = ?", (user_id,)),
             ("DELETE FROM impressions WHERE user_id = ?", (user_id,)),
             ("DELETE FROM users WHERE id = ?", (user_id,)),
+            ("DELETE FROM api_key_users WHERE user_id = ?", (user_id,)),
         ])  # fmt: skip
-        return {"events": events, "impressions": impressions, "users": users}
+        return {"events": events, "impressions": impressions, "users": users, "api_key_bindings": bindings}
+
+    # ------------------------------------------------------------ API keys
+
+    def add_api_key(self, row: dict, users: Sequence[str]) -> None:
+        """Store a key (``row``: id, name, scope, rate, hash, created_at) and the users it may
+        act for, in one transaction."""
+        self._write([
+            ("INSERT INTO api_keys (id, name, scope, rate, hash, created_at) VALUES (?,?,?,?,?,?)",
+             (row["id"], row["name"], row["scope"], row["rate"], row["hash"], row["created_at"])),
+            *(("INSERT INTO api_key_users VALUES (?, ?)", (row["id"], u)) for u in users),
+        ])  # fmt: skip
+
+    def api_key(self, key_id: str) -> dict | None:
+        """The key's row plus ``users`` (a sorted list), or None."""
+        rows = self._read("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        if not rows:
+            return None
+        users = self._read("SELECT user_id FROM api_key_users WHERE key_id = ? ORDER BY user_id", (key_id,))
+        return {**dict(rows[0]), "users": [r["user_id"] for r in users]}
+
+    def api_keys(self) -> list[dict]:
+        ids = [r["id"] for r in self._read("SELECT id FROM api_keys ORDER BY created_at, id")]
+        return [key for key in map(self.api_key, ids) if key is not None]
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        """Mark a key revoked (kept, for the record); False if no live key has that id."""
+        (changed,) = self._write([("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                                   (time.time(), key_id))])
+        return bool(changed)
+
+    # ------------------------------------------------------------ exported training data
+
+    def add_export(self, path: Path) -> None:
+        """Remember a folder of training data built from this store, so forgetting a user can
+        remove their rows from it too."""
+        self._write([("INSERT OR REPLACE INTO exports VALUES (?, ?)", (str(Path(path).resolve()), time.time()))])
+
+    def exports(self) -> list[Path]:
+        return [Path(r["path"]) for r in self._read("SELECT path FROM exports ORDER BY path")]
 
     def has_user(self, user_id: str) -> bool:
         return bool(self._read("SELECT 1 FROM users WHERE id = ?", (user_id,)))

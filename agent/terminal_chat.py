@@ -18,7 +18,10 @@ def repl(user: str, url: str | None, k: int = 5) -> int:
 
             print("starting Muse in-process (the LLM server takes a minute on CPU)...", file=sys.stderr)
             url = stack.enter_context(BackgroundServer(create_app())).url
-        client = OpenAI(base_url=f"{url.rstrip('/')}/v1", api_key="unused")
+        from agent.config import Settings
+
+        # OpenAI's client sends api_key as 'Authorization: Bearer <key>', which is what Muse reads.
+        client = OpenAI(base_url=f"{url.rstrip('/')}/v1", api_key=Settings().api_key or "unused")
         messages: list[dict] = []
         print(f"Muse for user {user}. Ask for something; an empty line ends.", file=sys.stderr)
         while True:

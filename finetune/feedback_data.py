@@ -180,7 +180,8 @@ def check_no_leak(rows: Iterable[Row], held_out: set[tuple[str, str]], cutoff: f
 
 def write_rows(rows: Sequence[Row], out_dir: Path) -> dict[str, int]:
     """``{kind}_{split}.jsonl`` files (written to a temporary name, then renamed: a failed build
-    leaves no half file); returns the count per file."""
+    leaves no half file); returns the count per file. Each row names its ``user_id`` (the
+    trainers drop it), so forgetting a user can find their rows (``agent.store.remove_user_rows``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     for kind in ("sft", "dpo", "kto", "text_dpo", "text_kto"):
@@ -188,7 +189,7 @@ def write_rows(rows: Sequence[Row], out_dir: Path) -> dict[str, int]:
             name = f"{kind}_{split}.jsonl"
             chosen = [r for r in rows if r.kind == kind and r.split == split]
             tmp = out_dir / f".{name}.tmp"
-            tmp.write_text("".join(json.dumps(r.data) + "\n" for r in chosen))
+            tmp.write_text("".join(json.dumps({"user_id": r.user_id, **r.data}) + "\n" for r in chosen))
             tmp.replace(out_dir / name)
             counts[name] = len(chosen)
     return counts
@@ -218,6 +219,7 @@ def build_data(store, out_dir: Path, config: BuildConfig | None = None,
     cutoff = config.cutoff if config.cutoff is not None else time_cutoff(impressions, config.eval_fraction)
     rows, skipped = build_rows(impressions, events, items, held_out, cutoff, config)
     check_no_leak(rows, held_out, cutoff)
+    store.add_export(Path(out_dir))  # first, so a user forgotten during the build is scrubbed here too
     counts = write_rows(rows, Path(out_dir))
     data_hash = hashlib.sha1("".join(r.key() for r in rows).encode()).hexdigest()[:16]
     report = {"impressions": len(impressions), "cutoff": cutoff, "files": counts, "skipped": dict(skipped),

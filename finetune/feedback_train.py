@@ -125,6 +125,8 @@ def train(cfg: FeedbackTrainConfig, say=print) -> Path:
     rows = load_dataset("json", data_files=str(data / f"{cfg.method}_train.jsonl"), split="train")
     if len(rows) == 0:
         raise ValueError(f"{data / f'{cfg.method}_train.jsonl'} is empty: no feedback of that kind yet")
+    if "user_id" in rows.column_names:  # kept for forget-me; the model never sees who it was
+        rows = rows.remove_columns("user_id")
     model_dir = Path(cfg.model_dir) if cfg.model_dir else ensure_checkpoint()
     work = Path(cfg.work_dir) if cfg.work_dir else data / "runs" / cfg.name
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -182,7 +182,7 @@ def promote(settings, candidate: str, feedback: Path | None = None, data: Path |
             import httpx
 
             response = httpx.post(f"{url.rstrip('/')}/v1/adapters/serve", json={"name": candidate, "split": split},
-                                  timeout=120)
+                                  timeout=120, headers=settings.client_headers())
             if response.status_code != 200:
                 raise ValueError(f"promoted in the registry, but the service at {url} answered "
                                  f"{response.status_code}: {response.text[:300]}")

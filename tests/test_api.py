@@ -334,7 +334,8 @@ def test_new_item_is_reachable_and_users_can_be_forgotten(service):
     httpx.post(f"{service.url}/v1/feedback", json={"events": [event]})
     rec = httpx.post(f"{service.url}/v1/recommendations", json={"user_id": "leaver", "k": 2}, timeout=60).json()
     gone = httpx.delete(f"{service.url}/v1/users/leaver").json()
-    assert gone["deleted"] == {"events": 1, "impressions": 1, "users": 1}
+    assert gone["deleted"] == {"events": 1, "impressions": 1, "users": 1, "api_key_bindings": 0}
+    assert gone["exported_rows"] == {}  # nothing was exported (tests/test_forget.py covers exports)
     assert httpx.get(f"{service.url}/v1/users/leaver/history").status_code == 404
 
 

@@ -62,10 +62,10 @@ def test_forget_user_removes_events_and_impressions(stocked):
     stocked.add_events([Interaction("u", "a", 1.0, "click"), Interaction("u", "b", 2.0, "like"),
                         Interaction("other", "a", 1.0, "click")])
     stocked.add_impression("u", ["a"], [1.0], "retrieval")
-    assert stocked.forget_user("u") == {"events": 2, "impressions": 1, "users": 1}
+    assert stocked.forget_user("u") == {"events": 2, "impressions": 1, "users": 1, "api_key_bindings": 0}
     assert stocked.counts()["events"] == 1  # other users keep theirs
     assert stocked.history("u") == [] and not stocked.has_user("u")
-    assert stocked.forget_user("u") == {"events": 0, "impressions": 0, "users": 0}
+    assert stocked.forget_user("u") == {"events": 0, "impressions": 0, "users": 0, "api_key_bindings": 0}
 
 
 def test_store_survives_reopen(stocked, tmp_path):
