@@ -27,11 +27,14 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/muse serve --demo
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
 
+# Style, complexity and the import layers of docs/architecture.md (pyproject.toml).
 lint: setup
-	$(BIN)/ruff check agent retrieval finetune tests
+	$(BIN)/ruff check agent retrieval finetune tests docs
+	$(BIN)/ruff format --check agent retrieval finetune tests docs
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .muse

@@ -27,10 +27,26 @@ KINDS = ("view", "click", "like", "dislike", "skip", "rating", "impression", "dw
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$")
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})\)\s*$")
 ML100K_GENRES = (
-    "unknown", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
-    "Thriller", "War", "Western",
-)  # fmt: skip
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 
 
 class IngestError(ValueError):
@@ -81,7 +97,7 @@ POSITIVE_RATING, NEGATIVE_RATING, ENGAGED_DWELL_S = 4.0, 2.0, 30.0
 
 
 def reaction(event: Interaction) -> str | None:
-    """"pos" (engaged), "neg" (turned down) or None (no opinion about the item) for one event
+    """ "pos" (engaged), "neg" (turned down) or None (no opinion about the item) for one event
     answering an impression: what training data and the A/B report both count."""
     if event.kind in ("click", "like") or (event.kind == "rating" and (event.value or 0) >= POSITIVE_RATING):
         return "pos"
@@ -137,9 +153,7 @@ def parse_timestamp(value: Any, path: Path, line: int) -> float:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise IngestError(
-            path, line, f"unparsable timestamp {value!r}: use epoch seconds or ISO-8601"
-        ) from None
+        raise IngestError(path, line, f"unparsable timestamp {value!r}: use epoch seconds or ISO-8601") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
@@ -213,9 +227,7 @@ def _dedupe_items(located: list[tuple[Item, Path, int]]) -> list[Item]:
         if first is None:
             seen[item.id] = (item, path, line)
         elif first[0] != item:
-            raise IngestError(
-                path, line, f"item {item.id!r} conflicts with its earlier row at line {first[2]}"
-            )
+            raise IngestError(path, line, f"item {item.id!r} conflicts with its earlier row at line {first[2]}")
     return [item for item, _, _ in seen.values()]
 
 
@@ -273,8 +285,7 @@ def load_file(path: Path | str) -> Dataset:
         return Dataset([], load_interactions(path), f"file:{path}")
     if "id" in record and "title" in record:
         return Dataset(load_items(path), [], f"file:{path}")
-    raise IngestError(path, line, "neither items (id, title, ...) nor interactions "
-                                  "(user_id, item_id, timestamp, ...)")
+    raise IngestError(path, line, "neither items (id, title, ...) nor interactions (user_id, item_id, timestamp, ...)")
 
 
 # ---------------------------------------------------------------- MovieLens
@@ -385,7 +396,9 @@ def load_dataset(path: Path | str) -> Dataset:
         events_file = _first_existing(folder, ("interactions.jsonl", "interactions.csv"))
         if items_file is None:
             raise IngestError(
-                folder, None, "no known layout: expected movies.csv + ratings.csv (ml-latest), "
+                folder,
+                None,
+                "no known layout: expected movies.csv + ratings.csv (ml-latest), "
                 "u.data + u.item (ml-100k) or items.jsonl/.csv [+ interactions.jsonl/.csv]",
             )
         interactions = load_interactions(events_file) if events_file else []
@@ -400,6 +413,7 @@ def check_references(dataset: Dataset) -> None:
     for event in dataset.interactions:
         if event.item_id not in known:
             raise IngestError(
-                dataset.source, None, f"interaction of user {event.user_id!r} names unknown "
-                f"item {event.item_id!r}",
+                dataset.source,
+                None,
+                f"interaction of user {event.user_id!r} names unknown item {event.item_id!r}",
             )

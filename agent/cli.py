@@ -27,6 +27,10 @@ import json
 import sys
 from pathlib import Path
 
+from agent.llm import registry
+from agent.llm.hardware import resolve_dtype
+from agent.llm.model_files import model_path
+
 DEMO_DIR = Path(__file__).parent / "data"
 
 
@@ -53,8 +57,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         # A bare interactions file must name items the store already holds.
         check_references(Dataset(store.items(), dataset.interactions, dataset.source))
     new = store.add_events(dataset.interactions)
-    say(f"{dataset.source}: {len(dataset.items)} items upserted, {new} new events "
-        f"({len(dataset.interactions) - new} already stored)")
+    say(
+        f"{dataset.source}: {len(dataset.items)} items upserted, {new} new events "
+        f"({len(dataset.interactions) - new} already stored)"
+    )
     print(json.dumps(store.counts()))
     return 0
 
@@ -72,8 +78,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 def _filters(args: argparse.Namespace):
     from retrieval.index import Filters
 
-    return Filters(categories=args.category or [], year_min=args.year_min, year_max=args.year_max,
-                   exclude_ids=args.exclude or [])
+    return Filters(
+        categories=args.category or [], year_min=args.year_min, year_max=args.year_max, exclude_ids=args.exclude or []
+    )
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -90,58 +97,83 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     disliked = turned_down(events)
     candidates = load_retriever(settings).retrieve(history, args.k, _filters(args), args.query, disliked=disliked)
     items = {it.id: it for it in store.get_items([c.item_id for c in candidates])}
-    rows = [{"item_id": c.item_id, "title": items[c.item_id].title, "year": items[c.item_id].year,
-             "categories": list(items[c.item_id].categories), "score": round(c.score, 4),
-             "source": c.source} for c in candidates]
+    rows = [
+        {
+            "item_id": c.item_id,
+            "title": items[c.item_id].title,
+            "year": items[c.item_id].year,
+            "categories": list(items[c.item_id].categories),
+            "score": round(c.score, 4),
+            "source": c.source,
+        }
+        for c in candidates
+    ]
     if args.json:
         print(json.dumps({"user": args.user, "history": len(history), "items": rows}))
     else:
         say(f"user {args.user}: {len(history)} items of history")
         for n, r in enumerate(rows, 1):
-            print(f"{n:>3}. {r['title']} ({r['year']}) [{', '.join(r['categories'])}] "
-                  f"score {r['score']} via {r['source']}")
+            print(
+                f"{n:>3}. {r['title']} ({r['year']}) [{', '.join(r['categories'])}] "
+                f"score {r['score']} via {r['source']}"
+            )
     return 0
 
 
 def _recommend_via_service(args: argparse.Namespace) -> int:
     import httpx
 
-    body = {"user_id": args.user, "k": args.k, "query": args.query,
-            "filters": {"categories": args.category or [], "year_min": args.year_min,
-                        "year_max": args.year_max, "exclude_ids": args.exclude or []}}
-    response = httpx.post(f"{args.url.rstrip('/')}/v1/recommendations", json=body, timeout=120,
-                          headers=_settings().client_headers())
+    body = {
+        "user_id": args.user,
+        "k": args.k,
+        "query": args.query,
+        "filters": {
+            "categories": args.category or [],
+            "year_min": args.year_min,
+            "year_max": args.year_max,
+            "exclude_ids": args.exclude or [],
+        },
+    }
+    response = httpx.post(
+        f"{args.url.rstrip('/')}/v1/recommendations", json=body, timeout=120, headers=_settings().client_headers()
+    )
     data = response.json()
     if response.status_code != 200:
         raise ValueError(data.get("error", {}).get("message", response.text))
     if args.json:
         print(json.dumps(data))
         return 0
-    say(f"user {args.user}: ranked by {data['adapter'] or 'retrieval order'}"
-        f"{' (degraded)' if data['degraded'] else ''} in {data['seconds']} s")
+    say(
+        f"user {args.user}: ranked by {data['adapter'] or 'retrieval order'}"
+        f"{' (degraded)' if data['degraded'] else ''} in {data['seconds']} s"
+    )
     for n, it in enumerate(data["items"], 1):
-        print(f"{n:>3}. {it['title']} ({it['year']}) [#{it['id']}] score {it['score']}\n"
-              f"     why: {it['explanation']}\n     pitch: {it['draft']}")
+        print(
+            f"{n:>3}. {it['title']} ({it['year']}) [#{it['id']}] score {it['score']}\n"
+            f"     why: {it['explanation']}\n     pitch: {it['draft']}"
+        )
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from agent.app import create_app
+    from agent.api.app import create_app
     from agent.store import SQLiteStore
 
     settings = _settings()
     settings.check_exposure()  # an open service on a public address fails here, before any work
-    settings.ranker_adapter(), settings.ab_arms()  # bad adapter settings fail here, before any work
+    registry.ranker_adapter(settings), registry.ab_arms(settings)  # bad adapter settings fail here, before any work
     if args.demo and not SQLiteStore(settings.db_path).counts()["items"]:
         for path in (DEMO_DIR / "demo_items.jsonl", DEMO_DIR / "demo_interactions.jsonl"):
             cmd_ingest(argparse.Namespace(path=path))
     if not (settings.model_dir / "popular.json").exists():
         say("no retrieval index yet: building it")
         cmd_index(args)
-    say(f"serving Muse on http://{settings.host}:{settings.port} (OpenAI base_url: "
-        f"http://{settings.host}:{settings.port}/v1, model 'muse')")
+    say(
+        f"serving Muse on http://{settings.host}:{settings.port} (OpenAI base_url: "
+        f"http://{settings.host}:{settings.port}/v1, model 'muse')"
+    )
     say(access_notice(settings, SQLiteStore(settings.db_path).api_keys()))
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
     return 0
@@ -152,23 +184,29 @@ def access_notice(settings, keys: list[dict]) -> str:
     live = [k for k in keys if k["revoked_at"] is None]
     if settings.auth == "off":
         unused = f"; the {len(live)} API key(s) in the store are not checked" if live else ""
-        return (f"open: no API key is checked (MUSE_AUTH=off), so Muse listens on {settings.host} only "
-                f"and only this machine can reach it{unused}. To serve other machines: `muse keys create "
-                "--scope admin`, then MUSE_AUTH=keys MUSE_HOST=0.0.0.0")
+        return (
+            f"open: no API key is checked (MUSE_AUTH=off), so Muse listens on {settings.host} only "
+            f"and only this machine can reach it{unused}. To serve other machines: `muse keys create "
+            "--scope admin`, then MUSE_AUTH=keys MUSE_HOST=0.0.0.0"
+        )
     if not live:
-        return ("API keys required (MUSE_AUTH=keys), and none exists yet: every request will get 401 until "
-                "you run `muse keys create --scope admin` (it takes effect at once)")
+        return (
+            "API keys required (MUSE_AUTH=keys), and none exists yet: every request will get 401 until "
+            "you run `muse keys create --scope admin` (it takes effect at once)"
+        )
     return f"API keys required (MUSE_AUTH=keys): {len(live)} live key(s)"
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    from agent.auth import create_key
+    from agent.api.auth import create_key
     from agent.store import SQLiteStore
 
     key, row = create_key(SQLiteStore(_settings().db_path), args.scope, args.user or [], args.rate, args.name)
     who = "every user" if row["scope"] == "admin" else ", ".join(row["users"])
-    say(f"API key {row['id']} ({row['scope']} scope, for {who}, {row['rate']}). Store it now: "
-        "Muse keeps only its hash and cannot show it again.")
+    say(
+        f"API key {row['id']} ({row['scope']} scope, for {who}, {row['rate']}). Store it now: "
+        "Muse keeps only its hash and cannot show it again."
+    )
     print(key)
     return 0
 
@@ -191,7 +229,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from agent.terminal_chat import repl
+    from agent.api.terminal_chat import repl
 
     return repl(args.user, args.url, k=args.k)
 
@@ -200,16 +238,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = _settings()
     if args.stage == "rerank":
         return _eval_rerank(args, settings)
-    from agent.evaluate import run_retrieval_eval
+    from agent.evaluation.retrieval_eval import run_retrieval_eval
 
-    report = run_retrieval_eval(args.data, settings.data_dir / "eval", args.split, args.seed,
-                                chroma_url=settings.chroma_url, say=say)
+    report = run_retrieval_eval(
+        args.data, settings.data_dir / "eval", args.split, args.seed, chroma_url=settings.chroma_url, say=say
+    )
     if args.json:
         print(json.dumps(report))
     else:
         rows = [("muse retrieval", report["metrics"])] + list(report["baselines"].items())
-        print(f"{report['users']} users, {report['items']} items, {report['interactions']} "
-              f"interactions; split {report['split']}, seed {report['seed']}")
+        print(
+            f"{report['users']} users, {report['items']} items, {report['interactions']} "
+            f"interactions; split {report['split']}, seed {report['seed']}"
+        )
         _table(rows)
     return 0
 
@@ -223,29 +264,44 @@ def _table(rows) -> None:
 
 
 def _eval_rerank(args: argparse.Namespace, settings) -> int:
-    from agent.llm_session import open_engine
-    from agent.ranker import prompt_config_of
-    from agent.rerank_eval import run_rerank_eval
+    from agent.evaluation.rerank_eval import run_rerank_eval
+    from agent.llm.session import open_engine
+    from agent.pipeline.ranker import prompt_config_of
 
-    adapter = settings.ranker_adapter()
-    prompt = prompt_config_of(settings.adapters().get(adapter) if adapter else None)
+    adapter = registry.ranker_adapter(settings)
+    prompt = prompt_config_of(registry.adapters(settings).get(adapter) if adapter else None)
     if args.record_weight and adapter is None:
         raise ValueError("--record-weight needs a ranker adapter (MUSE_RANK_ADAPTER or a registered rank-*)")
     with open_engine(settings, say, engine=args.engine, with_adapters=True) as engine:
-        report = run_rerank_eval(args.data, settings.data_dir / "eval", engine, adapter, args.split,
-                                 args.seed, settings.chroma_url, prompt, say)
+        report = run_rerank_eval(
+            args.data,
+            settings.data_dir / "eval",
+            engine,
+            adapter,
+            args.split,
+            args.seed,
+            settings.chroma_url,
+            prompt,
+            say,
+        )
     if args.record_weight:
-        from agent.rerank_eval import record_weight
+        from agent.evaluation.rerank_eval import record_weight
 
-        record_weight(settings.adapters()[adapter], report["fusion_weight"], report["fusion_weight_validation"])
-        say(f"recorded fusion_weight {report['fusion_weight']} in {settings.adapters()[adapter]}/manifest.json")
+        record_weight(
+            registry.adapters(settings)[adapter], report["fusion_weight"], report["fusion_weight_validation"]
+        )
+        say(
+            f"recorded fusion_weight {report['fusion_weight']} in {registry.adapters(settings)[adapter]}/manifest.json"
+        )
     if args.json:
         print(json.dumps(report))
         return 0
     print(f"adapter {report['adapter'] or '(base model)'}, fusion weight {report['fusion_weight']}")
     for split, block in report["splits"].items():
-        print(f"\n{split}: all {report['users']} users, then the {block['valid_users']} whose item is "
-              "among the candidates")
+        print(
+            f"\n{split}: all {report['users']} users, then the {block['valid_users']} whose item is "
+            "among the candidates"
+        )
         _table([(f"{name}", r["all_users"]) for name, r in block["rows"].items()])
         _table([(f"{name} (valid)", r["valid_subset"]) for name, r in block["rows"].items()])
     return 0
@@ -262,10 +318,17 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
     from agent.llm.server import ServerConfig, VLLMServer
 
     settings = _settings()
-    adapters = settings.adapters()
-    config = ServerConfig(settings.model_path, adapters, host=args.host, port=args.port or settings.llm_port,
-                          dtype=settings.dtype, threads=settings.llm_threads, log_file=settings.data_dir / "vllm.log",
-                          extra_args=args.vllm_args[1:] if args.vllm_args[:1] == ["--"] else args.vllm_args)
+    adapters = registry.adapters(settings)
+    config = ServerConfig(
+        model_path(settings),
+        adapters,
+        host=args.host,
+        port=args.port or settings.llm_port,
+        dtype=resolve_dtype(settings.llm_dtype),
+        threads=settings.llm_threads,
+        log_file=settings.data_dir / "vllm.log",
+        extra_args=args.vllm_args[1:] if args.vllm_args[:1] == ["--"] else args.vllm_args,
+    )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     say(f"starting vLLM: {' '.join(config.command())}")
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops vLLM as cleanly as Ctrl-C does
@@ -280,7 +343,7 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_rank(args: argparse.Namespace) -> int:
-    from agent.bench import run_rank_bench
+    from agent.bench.rank import run_rank_bench
 
     report = run_rank_bench(_settings(), n=args.requests, levels=args.concurrency, say=say)
     print(json.dumps(report))
@@ -288,19 +351,32 @@ def cmd_bench_rank(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_agent(args: argparse.Namespace) -> int:
-    from agent.bench_agent import run_agent_bench
+    from agent.bench.agent import run_agent_bench
 
-    report = run_agent_bench(_settings(), args.url, n=args.requests, k=args.k, concurrency=args.concurrency,
-                             seed=args.seed, say=say)
+    report = run_agent_bench(
+        _settings(), args.url, n=args.requests, k=args.k, concurrency=args.concurrency, seed=args.seed, say=say
+    )
     print(json.dumps(report))
     return 0
 
 
 def cmd_bench_soak(args: argparse.Namespace) -> int:
-    from agent.bench_soak import run_soak
+    from agent.bench.soak import run_soak
 
-    print(json.dumps(run_soak(_settings(), args.url, args.pid, minutes=args.minutes, concurrency=args.concurrency,
-                              seed=args.seed, warmup_s=args.warmup, say=say)))
+    print(
+        json.dumps(
+            run_soak(
+                _settings(),
+                args.url,
+                args.pid,
+                minutes=args.minutes,
+                concurrency=args.concurrency,
+                seed=args.seed,
+                warmup_s=args.warmup,
+                say=say,
+            )
+        )
+    )
     return 0
 
 
@@ -328,8 +404,9 @@ def cmd_finetune_train(args: argparse.Namespace) -> int:
 def cmd_finetune_promote(args: argparse.Namespace) -> int:
     from finetune.promote import promote
 
-    result = promote(_settings(), args.candidate, args.feedback, args.data, args.work_dir, args.url, args.split,
-                     say=say)
+    result = promote(
+        _settings(), args.candidate, args.feedback, args.data, args.work_dir, args.url, args.split, say=say
+    )
     say(("promoted: " if result["promoted"] else "refused: ") + result["reason"])
     print(json.dumps(result))
     return 0 if result["promoted"] else 1
@@ -339,26 +416,40 @@ def cmd_loop_simulate(args: argparse.Namespace) -> int:
     from finetune.loop import LoopConfig, simulate
 
     settings = _settings()
-    start = settings.ranker_adapter() if args.start == "current" else None if args.start == "none" else args.start
+    start = (
+        registry.ranker_adapter(settings) if args.start == "current" else None if args.start == "none" else args.start
+    )
     if start and "/" not in start:  # a registered name
         start = str(settings.adapters_dir / start)
     cfg = LoopConfig(
-        data=args.data, work_dir=args.work_dir or settings.data_dir / "loop", rounds=args.rounds, start=start,
-        model_dir=settings.llm_model, users=args.users, shown=args.shown, unseen=args.unseen, method=args.method,
-        learning_rate=args.learning_rate, max_steps=args.max_steps, seed=args.seed, dtype=settings.dtype,
+        data=args.data,
+        work_dir=args.work_dir or settings.data_dir / "loop",
+        rounds=args.rounds,
+        start=start,
+        model_dir=settings.llm_model,
+        users=args.users,
+        shown=args.shown,
+        unseen=args.unseen,
+        method=args.method,
+        learning_rate=args.learning_rate,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        dtype=resolve_dtype(settings.llm_dtype),
     )
     result = simulate(cfg, say=say)
     if args.json:
         print(json.dumps(result))
     else:
         for r in result["rounds"]:
-            print(f"round {r['round']} ({r['adapter'] or 'base model'}): validation N@10 "
-                  f"{r['validation']['metrics']['N@10']:.4f}, test N@10 {r['test']['metrics']['N@10']:.4f}")
+            print(
+                f"round {r['round']} ({r['adapter'] or 'base model'}): validation N@10 "
+                f"{r['validation']['metrics']['N@10']:.4f}, test N@10 {r['test']['metrics']['N@10']:.4f}"
+            )
     return 0
 
 
 def cmd_finetune_ab_report(args: argparse.Namespace) -> int:
-    from agent.ab import ab_report
+    from agent.pipeline.ab import ab_report
     from agent.store import SQLiteStore
 
     store = SQLiteStore(_settings().db_path)
@@ -371,13 +462,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cmd_ingest(argparse.Namespace(path=path))
     cmd_index(args)
     for user in ("demo-user-01", "demo-user-07"):
-        cmd_recommend(argparse.Namespace(user=user, k=5, query=None, category=None, year_min=None,
-                                         year_max=None, exclude=None, json=False, url=None))
+        cmd_recommend(
+            argparse.Namespace(
+                user=user,
+                k=5,
+                query=None,
+                category=None,
+                year_min=None,
+                year_max=None,
+                exclude=None,
+                json=False,
+                url=None,
+            )
+        )
     return 0
 
 
 def cmd_setup_model(args: argparse.Namespace) -> int:
-    from agent.model_files import ensure_checkpoint
+    from agent.llm.model_files import ensure_checkpoint
 
     print(ensure_checkpoint(args.cache))
     return 0
@@ -402,8 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--year-min", type=int)
     p.add_argument("--year-max", type=int)
     p.add_argument("--exclude", action="append", help="item id never to return")
-    p.add_argument("--url", help="ask a running Muse service (e.g. http://127.0.0.1:8000): ranked and "
-                   "explained; default: the retrieval stage in-process")
+    p.add_argument(
+        "--url",
+        help="ask a running Muse service (e.g. http://127.0.0.1:8000): ranked and "
+        "explained; default: the retrieval stage in-process",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_recommend)
 
@@ -422,11 +527,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=("retrieval", "rerank"), default="retrieval")
     p.add_argument("--split", choices=("test", "validation"), default="test")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--engine", choices=("vllm", "transformers"), default=None,
-                   help="LLM engine for --stage rerank (default: MUSE_LLM_ENGINE, i.e. vllm)")
-    p.add_argument("--record-weight", action="store_true",
-                   help="--stage rerank: write the fusion weight validated on the validation split into the "
-                   "adapter's manifest (serving uses it; 0 = no ranking call)")
+    p.add_argument(
+        "--engine",
+        choices=("vllm", "transformers"),
+        default=None,
+        help="LLM engine for --stage rerank (default: MUSE_LLM_ENGINE, i.e. vllm)",
+    )
+    p.add_argument(
+        "--record-weight",
+        action="store_true",
+        help="--stage rerank: write the fusion weight validated on the validation split into the "
+        "adapter's manifest (serving uses it; 0 = no ranking call)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
@@ -468,8 +580,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-fraction", type=float, default=0.2, help="newest share held out when no --cutoff")
     p.add_argument("--min-history", type=int, default=3, help="liked items a user needs before an impression")
     p.set_defaults(func=cmd_finetune_build_data)
-    p = ft.add_parser("train", help="a new ranker adapter from build-data files (sft, dpo or kto)", add_help=False,
-                      description="options: see `python -m finetune.feedback_train --help`")
+    p = ft.add_parser(
+        "train",
+        help="a new ranker adapter from build-data files (sft, dpo or kto)",
+        add_help=False,
+        description="options: see `python -m finetune.feedback_train --help`",
+    )
     p.set_defaults(func=cmd_finetune_train)
     p = ft.add_parser("promote", help="candidate vs serving adapter offline; promote and hot-load only if better")
     p.add_argument("--candidate", required=True, help="a registered adapter")
@@ -502,8 +618,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keys", help="API keys for MUSE_AUTH=keys (stored hashed)")
     keys = p.add_subparsers(dest="keys_command", required=True)
     p = keys.add_parser("create", help="make a key; it is printed once")
-    p.add_argument("--scope", required=True, choices=["admin", "client"],
-                   help="admin: everything; client: recommendations, chat, feedback, history of --user")
+    p.add_argument(
+        "--scope",
+        required=True,
+        choices=["admin", "client"],
+        help="admin: everything; client: recommendations, chat, feedback, history of --user",
+    )
     p.add_argument("--user", action="append", help="a user a client key may act for (repeat for several)")
     p.add_argument("--rate", default="120/minute", help="rate limit, e.g. 120/minute or 5/second")
     p.add_argument("--name", default="", help="a note: who or what holds the key")

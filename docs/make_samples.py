@@ -15,10 +15,10 @@ import argparse
 
 def main() -> None:
     from agent.config import Settings
-    from agent.generation import template_draft, template_explanation
     from agent.indexing import load_retriever
-    from agent.llm_session import open_engine
-    from agent.service import Ask, MuseAgent
+    from agent.llm.session import open_engine
+    from agent.pipeline.generation import template_draft, template_explanation
+    from agent.pipeline.service import Ask, MuseAgent
     from agent.store import SQLiteStore
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -36,8 +36,10 @@ def main() -> None:
             for _ in agent.texts(plan):
                 pass
             for ev, texts in zip(plan.texts.evidence, plan.texts.texts):
-                muse = (f"{texts.explanation} ({texts.outcomes['explanation']})<br>"
-                        f"{texts.draft} ({texts.outcomes['draft']})")
+                muse = (
+                    f"{texts.explanation} ({texts.outcomes['explanation']})<br>"
+                    f"{texts.draft} ({texts.outcomes['draft']})"
+                )
                 print(f"| {user} | {ev.item.title} | {muse} | {template_explanation(ev)}<br>{template_draft(ev)} |")
 
 

@@ -20,8 +20,8 @@ def main() -> None:
     import httpx
 
     from agent.llm import server
+    from agent.llm.model_files import ensure_checkpoint
     from agent.llm.vllm_engine import BASE_MODEL_NAME
-    from agent.model_files import ensure_checkpoint
 
     if "--glibc" in sys.argv:
         server.MALLOC_TUNING = {}
@@ -30,8 +30,17 @@ def main() -> None:
         prompts = [f"Film {n}: a story about {n % 7} friends and a {n % 5}-day journey. In short," for n in range(48)]
 
         def one(prompt: str) -> None:
-            r = httpx.post(f"{running.url}/v1/completions", timeout=600, json={
-                "model": BASE_MODEL_NAME, "prompt": prompt, "max_tokens": 64, "min_tokens": 64, "temperature": 0})
+            r = httpx.post(
+                f"{running.url}/v1/completions",
+                timeout=600,
+                json={
+                    "model": BASE_MODEL_NAME,
+                    "prompt": prompt,
+                    "max_tokens": 64,
+                    "min_tokens": 64,
+                    "temperature": 0,
+                },
+            )
             r.raise_for_status()
 
         started = time.perf_counter()

@@ -29,7 +29,7 @@ def main() -> None:
     import numpy as np
 
     from agent.catalog import NEGATIVE_RATING, load_dataset
-    from agent.evaluate import fit_for_validation
+    from agent.evaluation.retrieval_eval import fit_for_validation
     from retrieval import retriever as retrieval
     from retrieval.metrics import ndcg_at, rank_of
 
@@ -55,12 +55,16 @@ def main() -> None:
     push = retrieval.away_from
     for w in (0.1, 0.25):
         retrieval.away_from = lambda v, d, w=w: push(v, d, weight=w)
-        for name, fn in (("B", lambda h, d: ret.retrieve(h, k=20, disliked=d)),
-                         ("C", lambda h, d: ret.retrieve([i for i in h if i not in d], k=20, disliked=d))):
+        for name, fn in (
+            ("B", lambda h, d: ret.retrieve(h, k=20, disliked=d)),
+            ("C", lambda h, d: ret.retrieve([i for i in h if i not in d], k=20, disliked=d)),
+        ):
             x = gains(fn)
             diff = x - base
-            print(f"{name} w={w}: N@10 {x.mean():.4f}, paired difference "
-                  f"{diff.mean():+.4f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.4f}")
+            print(
+                f"{name} w={w}: N@10 {x.mean():.4f}, paired difference "
+                f"{diff.mean():+.4f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.4f}"
+            )
     retrieval.away_from = push
     print(f"{time.time() - started:.0f} s")
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agent.evaluate import prepare
-    from agent.model_files import ensure_checkpoint
-    from agent.ranker import prompt_config_of
+    from agent.evaluation.retrieval_eval import prepare
+    from agent.llm.model_files import ensure_checkpoint
+    from agent.pipeline.ranker import prompt_config_of
     from finetune.rank_sft import held_out_metrics, load_examples
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -33,8 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     adapters = {name: Path(folder) for name, folder in adapters.items()}
     prompt = prompt_config_of(next(iter(adapters.values())))
     items = {item.id: item for item in prepare(args.data).items}
-    report = held_out_metrics(args.model_dir or ensure_checkpoint(), adapters, load_examples(args.held_out),
-                              items, prompt, say=lambda m: print(m, file=sys.stderr))
+    report = held_out_metrics(
+        args.model_dir or ensure_checkpoint(),
+        adapters,
+        load_examples(args.held_out),
+        items,
+        prompt,
+        say=lambda m: print(m, file=sys.stderr),
+    )
     print(json.dumps(report))
     return 0
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from agent.catalog import TEXT_RATING_KINDS, Interaction, Item, reaction
 from agent.indexing import user_sequences
-from agent.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
+from agent.pipeline.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
 
 
 class LeakError(AssertionError):
@@ -76,8 +76,14 @@ def time_cutoff(impressions: Sequence[dict], eval_fraction: float) -> float:
     return times[min(len(times) - 1, int(len(times) * (1 - eval_fraction)))]
 
 
-def build_rows(impressions: Sequence[dict], events: Sequence[Interaction], items: dict[str, Item],
-               held_out: set[tuple[str, str]], cutoff: float, config: BuildConfig) -> tuple[list[Row], Counter]:
+def build_rows(
+    impressions: Sequence[dict],
+    events: Sequence[Interaction],
+    items: dict[str, Item],
+    held_out: set[tuple[str, str]],
+    cutoff: float,
+    config: BuildConfig,
+) -> tuple[list[Row], Counter]:
     answers: dict[str, list[Interaction]] = {}
     for e in events:
         if e.impression_id:
@@ -96,8 +102,9 @@ def build_rows(impressions: Sequence[dict], events: Sequence[Interaction], items
                 skipped["held_out_item"] += 1
             else:
                 rows.append(Row("text_kto", split, user, item, imp["created_at"], data))
-        history = user_sequences([e for e in by_user.get(user, []) if e.timestamp < imp["created_at"]
-                                  and e.impression_id != imp["id"]]).get(user, [])
+        history = user_sequences(
+            [e for e in by_user.get(user, []) if e.timestamp < imp["created_at"] and e.impression_id != imp["id"]]
+        ).get(user, [])
         if len(history) < config.min_history:
             skipped["too_little_history"] += 1
             continue
@@ -111,10 +118,16 @@ def build_rows(impressions: Sequence[dict], events: Sequence[Interaction], items
 
         answer = {item: [{"role": "assistant", "content": label[item]}] for item in label}
         made = [("sft", item, {"messages": prompt + answer[item]}) for item in pos]
-        made += [("dpo", item, {"prompt": prompt, "chosen": answer[item], "rejected": answer[bad]})
-                 for item in pos for bad in neg]
-        made += [("kto", e.item_id, {"prompt": prompt, "completion": answer[e.item_id], "label": e.kind == "like"})
-                 for e in reacted if e.kind in ("like", "dislike") and e.item_id in label]
+        made += [
+            ("dpo", item, {"prompt": prompt, "chosen": answer[item], "rejected": answer[bad]})
+            for item in pos
+            for bad in neg
+        ]
+        made += [
+            ("kto", e.item_id, {"prompt": prompt, "completion": answer[e.item_id], "label": e.kind == "like"})
+            for e in reacted
+            if e.kind in ("like", "dislike") and e.item_id in label
+        ]
         for kind, item, data in made:
             if split == "train" and (user, item) in held_out:
                 skipped["held_out_item"] += 1
@@ -132,9 +145,16 @@ def text_thumbs(impression: dict, reacted: Sequence[Interaction]) -> list[tuple[
             continue
         shown = impression.get("texts", {}).get(e.item_id, {}).get(e.kind.split("_")[0])
         if shown:  # impressions logged before texts were stored have none
-            out.append((e.item_id, {"prompt": shown["prompt"], "completion": [{"role": "assistant",
-                                                                               "content": shown["text"]}],
-                                    "label": e.kind.endswith("_like")}))
+            out.append(
+                (
+                    e.item_id,
+                    {
+                        "prompt": shown["prompt"],
+                        "completion": [{"role": "assistant", "content": shown["text"]}],
+                        "label": e.kind.endswith("_like"),
+                    },
+                )
+            )
     return out
 
 
@@ -150,9 +170,20 @@ def text_pairs(rows: Sequence[Row]) -> list[Row]:
             for bad in (r for r in group if not r.data["label"]):
                 if good.data["completion"] != bad.data["completion"]:
                     split = "train" if good.split == bad.split == "train" else "eval"
-                    pairs.append(Row("text_dpo", split, good.user_id, good.item_id, max(good.created_at, bad.created_at),
-                                     {"prompt": good.data["prompt"], "chosen": good.data["completion"],
-                                      "rejected": bad.data["completion"]}))
+                    pairs.append(
+                        Row(
+                            "text_dpo",
+                            split,
+                            good.user_id,
+                            good.item_id,
+                            max(good.created_at, bad.created_at),
+                            {
+                                "prompt": good.data["prompt"],
+                                "chosen": good.data["completion"],
+                                "rejected": bad.data["completion"],
+                            },
+                        )
+                    )
     return pairs
 
 
@@ -206,8 +237,13 @@ def protocol_held_out(events: Sequence[Interaction]) -> set[tuple[str, str]]:
     return held_out_pairs(user_sequences(list(events)))
 
 
-def build_data(store, out_dir: Path, config: BuildConfig | None = None,
-               held_out: set[tuple[str, str]] | None = None, impression_ids: set[str] | None = None) -> dict:
+def build_data(
+    store,
+    out_dir: Path,
+    config: BuildConfig | None = None,
+    held_out: set[tuple[str, str]] | None = None,
+    impression_ids: set[str] | None = None,
+) -> dict:
     """Build, guard and write the files; returns the report (also saved as report.json).
     ``impression_ids`` limits the rows to those impressions (e.g. the newest round of feedback)."""
     config = config or BuildConfig()
@@ -222,7 +258,13 @@ def build_data(store, out_dir: Path, config: BuildConfig | None = None,
     store.add_export(Path(out_dir))  # first, so a user forgotten during the build is scrubbed here too
     counts = write_rows(rows, Path(out_dir))
     data_hash = hashlib.sha1("".join(r.key() for r in rows).encode()).hexdigest()[:16]
-    report = {"impressions": len(impressions), "cutoff": cutoff, "files": counts, "skipped": dict(skipped),
-              "data_hash": data_hash, "prompt": asdict(config.prompt)}
+    report = {
+        "impressions": len(impressions),
+        "cutoff": cutoff,
+        "files": counts,
+        "skipped": dict(skipped),
+        "data_hash": data_hash,
+        "prompt": asdict(config.prompt),
+    }
     (Path(out_dir) / "report.json").write_text(json.dumps(report, indent=2))
     return report

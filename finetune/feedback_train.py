@@ -30,8 +30,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from agent.llm.engine import read_manifest
+from agent.llm import registry
 from agent.llm.hardware import resolve_dtype
+from agent.llm.registry import read_manifest
 
 METHODS = ("sft", "dpo", "kto")
 
@@ -42,10 +43,16 @@ class FeedbackTrainConfig:
     data: Path = field(metadata={"help": "a `muse finetune build-data` folder"})
     name: str = field(metadata={"help": "registry name of the new adapter (must be new)"})
     registry: Path = field(metadata={"help": "the adapter registry (default: MUSE_ADAPTERS_DIR)"})
-    parent: str | None = field(default="current", metadata={
-        "help": "registered adapter to start from; 'current': the serving ranker adapter; 'none': a fresh LoRA"})
+    parent: str | None = field(
+        default="current",
+        metadata={
+            "help": "registered adapter to start from; 'current': the serving ranker adapter; 'none': a fresh LoRA"
+        },
+    )
     model_dir: Path | None = field(default=None, metadata={"help": "base checkpoint; default: the packaged model"})
-    work_dir: Path | None = field(default=None, metadata={"help": "checkpoints (resume point); default DATA/runs/NAME"})
+    work_dir: Path | None = field(
+        default=None, metadata={"help": "checkpoints (resume point); default DATA/runs/NAME"}
+    )
     learning_rate: float = field(default=3e-4, metadata={"help": "peak learning rate (linear decay)"})
     batch_size: int = field(default=8, metadata={"help": "rows per step"})
     epochs: float = field(default=1.0, metadata={"help": "passes over the rows"})
@@ -55,8 +62,13 @@ class FeedbackTrainConfig:
     beta: float = field(default=0.1, metadata={"help": "DPO/KTO: strength of the pull towards the reference"})
     lora_r: int = field(default=16, metadata={"help": "fresh adapters only: LoRA rank"})
     top_layers: int = field(default=10, metadata={"help": "fresh adapters only: LoRA on the top N layers"})
-    dtype: str = field(default="auto", metadata={"help": "training dtype of the base weights; auto = bfloat16 "
-                                                 "where the hardware computes it natively, else float32"})
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "training dtype of the base weights; auto = bfloat16 "
+            "where the hardware computes it natively, else float32"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of shuffling and initialisation"})
 
     def resolve(self, current: str | None) -> FeedbackTrainConfig:
@@ -115,8 +127,8 @@ def train(cfg: FeedbackTrainConfig, say=print) -> Path:
     from transformers.trainer_utils import get_last_checkpoint
 
     from agent.llm.engine import single_token_ids
-    from agent.model_files import ensure_checkpoint
-    from agent.ranker import LABELS
+    from agent.llm.model_files import ensure_checkpoint
+    from agent.pipeline.ranker import LABELS
 
     cfg.check()
     started = time.perf_counter()
@@ -132,10 +144,18 @@ def train(cfg: FeedbackTrainConfig, say=print) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model, lora = _model(cfg, model_dir)
     common = {
-        "output_dir": str(work / "checkpoints"), "per_device_train_batch_size": cfg.batch_size,
-        "learning_rate": cfg.learning_rate, "lr_scheduler_type": "linear", "warmup_steps": cfg.warmup_steps,
-        "num_train_epochs": cfg.epochs, "max_steps": cfg.max_steps, "save_steps": cfg.save_steps,
-        "save_total_limit": 2, "logging_steps": 10, "seed": cfg.seed, "report_to": "none",
+        "output_dir": str(work / "checkpoints"),
+        "per_device_train_batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": "linear",
+        "warmup_steps": cfg.warmup_steps,
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "save_steps": cfg.save_steps,
+        "save_total_limit": 2,
+        "logging_steps": 10,
+        "seed": cfg.seed,
+        "report_to": "none",
         "bf16": False,  # TRL's default bf16 autocast fails on CPU
         "gradient_checkpointing": False,  # keeps the backward pass above the lowest LoRA layer
         "use_cpu": not torch.cuda.is_available(),
@@ -149,18 +169,33 @@ def train(cfg: FeedbackTrainConfig, say=print) -> Path:
         labels = dict(zip(LABELS, single_token_ids(tokenizer, LABELS)))
         dataset = Dataset.from_list(sft_rows(list(rows), tokenizer, labels))
         trainer = label_trainer_class()(
-            model=model, args=SFTConfig(**common, max_length=None, dataloader_drop_last=False), train_dataset=dataset,
-            processing_class=tokenizer, peft_config=lora, label_ids=list(labels.values()))
+            model=model,
+            args=SFTConfig(**common, max_length=None, dataloader_drop_last=False),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=lora,
+            label_ids=list(labels.values()),
+        )
     elif cfg.method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        trainer = DPOTrainer(model=model, args=DPOConfig(**common, beta=cfg.beta), train_dataset=rows,
-                             processing_class=tokenizer, peft_config=lora)
+        trainer = DPOTrainer(
+            model=model,
+            args=DPOConfig(**common, beta=cfg.beta),
+            train_dataset=rows,
+            processing_class=tokenizer,
+            peft_config=lora,
+        )
     else:
         from trl import KTOConfig, KTOTrainer
 
-        trainer = KTOTrainer(model=model, args=KTOConfig(**common, beta=cfg.beta), train_dataset=rows,
-                             processing_class=tokenizer, peft_config=lora)
+        trainer = KTOTrainer(
+            model=model,
+            args=KTOConfig(**common, beta=cfg.beta),
+            train_dataset=rows,
+            processing_class=tokenizer,
+            peft_config=lora,
+        )
     checkpoints = Path(common["output_dir"])
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if resume:
@@ -169,13 +204,20 @@ def train(cfg: FeedbackTrainConfig, say=print) -> Path:
         result = trainer.train(resume_from_checkpoint=resume)
 
     parent_manifest = read_manifest(Path(cfg.registry) / cfg.parent) if cfg.parent else {}
-    prompt = report.get("prompt") or {k: v for k, v in parent_manifest.get("config", {}).items()
-                                      if k in ("history_items", "title_chars")}
+    prompt = report.get("prompt") or {
+        k: v for k, v in parent_manifest.get("config", {}).items() if k in ("history_items", "title_chars")
+    }
     manifest = {
-        "kind": "ranker", "method": cfg.method, "parent": cfg.parent, "base_model": str(model_dir),
-        "data": str(data), "data_hash": report.get("data_hash"), "rows": len(rows),
+        "kind": "ranker",
+        "method": cfg.method,
+        "parent": cfg.parent,
+        "base_model": str(model_dir),
+        "data": str(data),
+        "data_hash": report.get("data_hash"),
+        "rows": len(rows),
         "config": {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}, **prompt},
-        "train_loss": result.training_loss, "train_seconds": round(time.perf_counter() - started, 1),
+        "train_loss": result.training_loss,
+        "train_seconds": round(time.perf_counter() - started, 1),
         "created_at": time.time(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
@@ -198,7 +240,7 @@ def config_from_args(argv: list[str], settings) -> FeedbackTrainConfig:
     from transformers import HfArgumentParser
 
     (cfg,) = HfArgumentParser(FeedbackTrainConfig).parse_args_into_dataclasses(argv)
-    return cfg.resolve(settings.ranker_adapter())
+    return cfg.resolve(registry.ranker_adapter(settings))
 
 
 def main(argv: list[str] | None = None) -> int:

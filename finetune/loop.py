@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from agent.catalog import Interaction
-from agent.rerank_eval import write_json as _write_json
+from agent.evaluation.rerank_eval import write_json as _write_json
 from finetune.feedback_data import held_out_pairs
 
 HOUR = 3600.0
@@ -60,8 +60,13 @@ class LoopConfig:
     epochs: float = field(default=1.0, metadata={"help": "passes over each round's rows"})
     max_steps: int = field(default=-1, metadata={"help": "cap on training steps per round (-1: epochs decide)"})
     batch_size: int = field(default=8, metadata={"help": "rows per training step"})
-    dtype: str = field(default="auto", metadata={"help": "dtype of the in-process engine and training; auto = "
-                                                 "bfloat16 where the hardware computes it natively, else float32"})
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "dtype of the in-process engine and training; auto = "
+            "bfloat16 where the hardware computes it natively, else float32"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of the retriever fits, the user sample and training"})
 
 
@@ -80,7 +85,7 @@ def engaged(shown: list[str], future: list[str]) -> list[str]:
 
 class Loop:
     def __init__(self, cfg: LoopConfig, say: Callable[[str], None] = print):
-        from agent.evaluate import prepare
+        from agent.evaluation.retrieval_eval import prepare
 
         self.cfg, self.say = cfg, say
         self.work = Path(cfg.work_dir)
@@ -98,7 +103,7 @@ class Loop:
     # ------------------------------------------------------------ fitted once, cached on disk
 
     def serving_retriever(self):
-        from agent.evaluate import content_index, fit_hybrid
+        from agent.evaluation.retrieval_eval import content_index, fit_hybrid
         from retrieval.behavior import HybridModel
 
         folder = self.work / "serving-retriever"
@@ -125,7 +130,7 @@ class Loop:
         """Log the users' real past up to this round's position, show them what the current
         ranker picks, log what they click and skip; returns counts and the impression ids."""
         from agent.indexing import history_of
-        from agent.ranker import Ranker, RankRequest
+        from agent.pipeline.ranker import Ranker, RankRequest
         from finetune.rank_data import top_candidates
 
         views, plans = [], []
@@ -154,11 +159,18 @@ class Loop:
                 imp, shown = logged[user, at]["id"], logged[user, at]["item_ids"]
             else:
                 shown = [ids[i] for i in order[: self.cfg.shown]]
-                imp = store.add_impression(user, shown, [scores[i] for i in order[: self.cfg.shown]],
-                                           ranked_by, candidates=ids, created_at=at)
+                imp = store.add_impression(
+                    user, shown, [scores[i] for i in order[: self.cfg.shown]], ranked_by, candidates=ids, created_at=at
+                )
             clicks = set(engaged(shown, self.train[user][p:]))
-            store.add_events([Interaction(user, i, at + 1, "click" if i in clicks else "skip", impression_id=imp,
-                                          key=f"{imp}|{i}") for i in shown])
+            store.add_events(
+                [
+                    Interaction(
+                        user, i, at + 1, "click" if i in clicks else "skip", impression_id=imp, key=f"{imp}|{i}"
+                    )
+                    for i in shown
+                ]
+            )
             impression_ids.append(imp)
             counts["impressions"] += 1
             counts["shown"] += len(shown)
@@ -169,8 +181,8 @@ class Loop:
 
     def evaluate(self, engine, adapter: str | None, prompt, splits: dict[str, list]) -> dict:
         """The rerank protocol for one adapter: the weight validated as serving would use it
-        (``agent.rerank_eval.validated_weight``), test reported."""
-        from agent.rerank_eval import llm_rows, split_report, validated_weight
+        (``agent.evaluation.rerank_eval.validated_weight``), test reported."""
+        from agent.evaluation.rerank_eval import llm_rows, split_report, validated_weight
 
         row = "tuned" if adapter else "zero_shot"
         scores = {split: llm_rows(engine, prompt, users, self.items, adapter) for split, users in splits.items()}
@@ -178,9 +190,12 @@ class Loop:
         out = {}
         for split, users in splits.items():
             report = split_report(users, {row: scores[split]}, weight)
-            out[split] = {"metrics": report["metrics"], "fusion_weight": weight, "valid_users": report["valid_users"],
-                          "valid_subset_N@10": {name: round(r["valid_subset"]["N@10"], 4)
-                                                for name, r in report["rows"].items()}}
+            out[split] = {
+                "metrics": report["metrics"],
+                "fusion_weight": weight,
+                "valid_users": report["valid_users"],
+                "valid_subset_N@10": {name: round(r["valid_subset"]["N@10"], 4) for name, r in report["rows"].items()},
+            }
         return out
 
     def check_resume(self) -> None:
@@ -193,11 +208,11 @@ class Loop:
         _write_json(file, mine)
 
     def run(self) -> dict:
-        from agent.llm.engine import discover_adapters
+        from agent.evaluation.rerank_eval import protocol_candidates
+        from agent.llm.model_files import ensure_checkpoint
+        from agent.llm.registry import discover_adapters
         from agent.llm.transformers_engine import TransformersEngine
-        from agent.model_files import ensure_checkpoint
-        from agent.ranker import prompt_config_of
-        from agent.rerank_eval import protocol_candidates
+        from agent.pipeline.ranker import prompt_config_of
         from finetune.feedback_data import BuildConfig, build_data
         from finetune.feedback_train import FeedbackTrainConfig, train
 
@@ -231,17 +246,34 @@ class Loop:
                 self.say(f"round {round_no}: replaying {len(self.train)} users with {adapter or 'retrieval order'}")
                 feedback = self.replay(store, round_no, adapter, weight, engine, serving, prompt)
                 data = self.work / f"round-{round_no}" / "data"
-                report = build_data(store, data, BuildConfig(cutoff=float("inf"), prompt=prompt), self.held_out,
-                                    impression_ids=set(feedback.pop("impression_ids")))
+                report = build_data(
+                    store,
+                    data,
+                    BuildConfig(cutoff=float("inf"), prompt=prompt),
+                    self.held_out,
+                    impression_ids=set(feedback.pop("impression_ids")),
+                )
                 result["feedback"] = {**feedback, "rows": report["files"], "skipped": report["skipped"]}
                 self.say(f"round {round_no}: {feedback}, rows {report['files']}")
                 name = f"loop-r{round_no}"
                 if not (registry / name).exists():
-                    train(FeedbackTrainConfig(
-                        method=cfg.method, data=data, name=name, registry=registry, parent=adapter,
-                        model_dir=model_dir, learning_rate=cfg.learning_rate, epochs=cfg.epochs,
-                        max_steps=cfg.max_steps, batch_size=cfg.batch_size, dtype=cfg.dtype, seed=cfg.seed,
-                    ), say=self.say)
+                    train(
+                        FeedbackTrainConfig(
+                            method=cfg.method,
+                            data=data,
+                            name=name,
+                            registry=registry,
+                            parent=adapter,
+                            model_dir=model_dir,
+                            learning_rate=cfg.learning_rate,
+                            epochs=cfg.epochs,
+                            max_steps=cfg.max_steps,
+                            batch_size=cfg.batch_size,
+                            dtype=cfg.dtype,
+                            seed=cfg.seed,
+                        ),
+                        say=self.say,
+                    )
                 if name not in engine.adapters:
                     engine.load_adapter(name, registry / name)
                 adapter = name
@@ -249,8 +281,10 @@ class Loop:
             self.say(f"round {round_no}: evaluating {adapter or 'the base model'}")
             result.update(self.evaluate(engine, adapter, prompt, splits))
             result["seconds"] = round(time.perf_counter() - t, 1)
-            self.say(f"round {round_no}: validation N@10 {result['validation']['metrics']['N@10']:.4f}, "
-                     f"test N@10 {result['test']['metrics']['N@10']:.4f}")
+            self.say(
+                f"round {round_no}: validation N@10 {result['validation']['metrics']['N@10']:.4f}, "
+                f"test N@10 {result['test']['metrics']['N@10']:.4f}"
+            )
             _write_json(file, result)
             rounds.append(result)
         engine.close()
@@ -259,7 +293,8 @@ class Loop:
             "rounds": rounds,
             "validation_N@10_change": round(last / first - 1, 4) if first else None,
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-            "users": len(self.train), "seconds": round(time.perf_counter() - started, 1),
+            "users": len(self.train),
+            "seconds": round(time.perf_counter() - started, 1),
         }
 
 

@@ -30,7 +30,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.llm.engine import PROMOTED_FILE
+from agent.llm import registry
+from agent.llm.hardware import resolve_dtype
+from agent.llm.model_files import model_path
+from agent.llm.registry import PROMOTED_FILE
 
 _LABEL_LINE = re.compile(r"^([A-T])\. ", re.MULTILINE)
 
@@ -53,7 +56,7 @@ def held_out_events(engine, adapters: dict[str, str | None], rows: list[dict]) -
     """Where each adapter alone (``None``: the base model) ranks the engaged item's label among
     the impression's candidates: N@10, M@10 and R@1, retrieval order (the label order) for
     reference, and the candidate's paired gain over the current adapter."""
-    from agent.ranker import LABELS, order
+    from agent.pipeline.ranker import LABELS, order
     from retrieval.metrics import ndcg_at, summarize
 
     prompts = [row["messages"][:-1] for row in rows]
@@ -70,17 +73,20 @@ def held_out_events(engine, adapters: dict[str, str | None], rows: list[dict]) -
     out: dict = {"rows": len(rows)}
     for name, r in ranks.items():
         m = summarize(r)
-        out[name] = {"N@10": round(m["N@10"], 4), "M@10": round(m["M@10"], 4),
-                     "R@1": round(sum(x == 1 for x in r) / len(r), 4)}
+        out[name] = {
+            "N@10": round(m["N@10"], 4),
+            "M@10": round(m["M@10"], 4),
+            "R@1": round(sum(x == 1 for x in r) / len(r), 4),
+        }
     out["paired"] = paired([ndcg_at(r, 10) for r in ranks["current"]], [ndcg_at(r, 10) for r in ranks["candidate"]])
     return out
 
 
 def protocol_validation(engine, adapters: dict[str, str | None], prompts: dict, users, items) -> dict:
     """Validation N@10 of retrieval fused with each adapter (the weight validated as serving
-    would use it, ``agent.rerank_eval.validated_weight``; each adapter asked with the prompt
+    would use it, ``agent.evaluation.rerank_eval.validated_weight``; each adapter asked with the prompt
     settings it was trained with), and the candidate's paired gain per user."""
-    from agent.rerank_eval import fused_orders, llm_rows, ranks_after, validated_weight
+    from agent.evaluation.rerank_eval import fused_orders, llm_rows, ranks_after, validated_weight
     from retrieval.metrics import ndcg_at, summarize
 
     out: dict = {"users": len(users)}
@@ -90,8 +96,11 @@ def protocol_validation(engine, adapters: dict[str, str | None], prompts: dict, 
         weight, evidence = validated_weight(users, llm)
         ranks = ranks_after(users, fused_orders(users, llm, weight))  # None: the target is not a candidate
         per_user[name] = [ndcg_at(r, 10) for r in ranks]
-        out[name] = {"N@10": round(summarize(ranks)["N@10"], 4), "fusion_weight": weight,
-                     "fusion_weight_validation": evidence}
+        out[name] = {
+            "N@10": round(summarize(ranks)["N@10"], 4),
+            "fusion_weight": weight,
+            "fusion_weight_validation": evidence,
+        }
     out["retrieval_N@10"] = round(summarize([u.rank for u in users])["N@10"], 4)
     out["paired"] = paired(per_user["current"], per_user["candidate"])
     return out
@@ -107,8 +116,15 @@ def decide(evaluations: dict[str, dict], min_z: float = MIN_Z) -> tuple[bool, st
     for name, result in evaluations.items():
         cand, cur, p = result["candidate"]["N@10"], result["current"]["N@10"], result["paired"]
         ok = p["z"] >= min_z
-        verdicts.append((ok, (f"{name}: candidate N@10 {cand:.4f} vs current {cur:.4f} (gain {p['gain']:+.4f}, "
-                              f"se {p['se']:.4f}, z {p['z']} {'>=' if ok else '<'} {min_z})")))
+        verdicts.append(
+            (
+                ok,
+                (
+                    f"{name}: candidate N@10 {cand:.4f} vs current {cur:.4f} (gain {p['gain']:+.4f}, "
+                    f"se {p['se']:.4f}, z {p['z']} {'>=' if ok else '<'} {min_z})"
+                ),
+            )
+        )
     better = all(ok for ok, _ in verdicts)
     return better, ("better on every evaluation; " if better else "not better; ") + "; ".join(t for _, t in verdicts)
 
@@ -120,23 +136,31 @@ def record(registry: Path, candidate: str, previous: str | None, evaluations: di
     log = json.loads(file.read_text()) if file.exists() else {"serving": previous, "history": []}
     if not split:
         log["serving"] = candidate
-    log["history"].append({"adapter": candidate, "previous": previous, "split": split, "at": time.time(),
-                           "evaluations": evaluations})
-    from agent.rerank_eval import write_json
+    log["history"].append(
+        {"adapter": candidate, "previous": previous, "split": split, "at": time.time(), "evaluations": evaluations}
+    )
+    from agent.evaluation.rerank_eval import write_json
 
     write_json(file, log)
 
 
-def promote(settings, candidate: str, feedback: Path | None = None, data: Path | None = None,
-            work_dir: Path | None = None, url: str | None = None, split: bool = False,
-            say: Callable[[str], None] = print) -> dict:
-    from agent.llm.engine import check_adapter
+def promote(
+    settings,
+    candidate: str,
+    feedback: Path | None = None,
+    data: Path | None = None,
+    work_dir: Path | None = None,
+    url: str | None = None,
+    split: bool = False,
+    say: Callable[[str], None] = print,
+) -> dict:
+    from agent.llm.registry import check_adapter
     from agent.llm.transformers_engine import TransformersEngine
-    from agent.ranker import prompt_config_of
+    from agent.pipeline.ranker import prompt_config_of
 
-    registry = settings.adapters()
-    check_adapter(candidate, registry)
-    current = settings.ranker_adapter()
+    registered = registry.adapters(settings)
+    check_adapter(candidate, registered)
+    current = registry.ranker_adapter(settings)
     if current == candidate:
         raise ValueError(f"{candidate!r} is already the serving adapter")
     if feedback is None and data is None:
@@ -150,41 +174,55 @@ def promote(settings, candidate: str, feedback: Path | None = None, data: Path |
         if not rows:
             raise ValueError(f"{file} is empty: no held-out feedback to judge on yet")
     adapters = {"current": current, "candidate": candidate}
-    engine = TransformersEngine(settings.model_path, {n: registry[n] for n in adapters.values() if n},
-                                dtype=settings.dtype)
+    engine = TransformersEngine(
+        model_path(settings),
+        {n: registered[n] for n in adapters.values() if n},
+        dtype=resolve_dtype(settings.llm_dtype),
+    )
     evaluations = {}
     try:
         if rows:
             say(f"held-out events: {len(rows)} rows")
             evaluations["held_out_events"] = held_out_events(engine, adapters, rows)
         if data is not None:
-            from agent.evaluate import prepare
-            from agent.rerank_eval import protocol_candidates
+            from agent.evaluation.rerank_eval import protocol_candidates
+            from agent.evaluation.retrieval_eval import prepare
 
             users = protocol_candidates(data, work_dir or settings.data_dir / "promote", say=say)["validation"]
             items = {item.id: item for item in prepare(data).items}
             say(f"protocol validation: {len(users)} users")
-            prompts = {name: prompt_config_of(registry[a] if a else None) for name, a in adapters.items()}
+            prompts = {name: prompt_config_of(registered[a] if a else None) for name, a in adapters.items()}
             evaluations["protocol_validation"] = protocol_validation(engine, adapters, prompts, users, items)
     finally:
         engine.close()
     better, reason = decide(evaluations)
-    result = {"promoted": better, "current": current, "candidate": candidate, "reason": reason,
-              "evaluations": evaluations}
+    result = {
+        "promoted": better,
+        "current": current,
+        "candidate": candidate,
+        "reason": reason,
+        "evaluations": evaluations,
+    }
     if better:
         if "protocol_validation" in evaluations:  # serving reads the weight from the manifest
-            from agent.rerank_eval import record_weight
+            from agent.evaluation.rerank_eval import record_weight
 
             chosen = evaluations["protocol_validation"]["candidate"]
-            record_weight(registry[candidate], chosen["fusion_weight"], chosen["fusion_weight_validation"])
+            record_weight(registered[candidate], chosen["fusion_weight"], chosen["fusion_weight_validation"])
         record(settings.adapters_dir, candidate, current, evaluations, split)
         if url:
             import httpx
 
-            response = httpx.post(f"{url.rstrip('/')}/v1/adapters/serve", json={"name": candidate, "split": split},
-                                  timeout=120, headers=settings.client_headers())
+            response = httpx.post(
+                f"{url.rstrip('/')}/v1/adapters/serve",
+                json={"name": candidate, "split": split},
+                timeout=120,
+                headers=settings.client_headers(),
+            )
             if response.status_code != 200:
-                raise ValueError(f"promoted in the registry, but the service at {url} answered "
-                                 f"{response.status_code}: {response.text[:300]}")
+                raise ValueError(
+                    f"promoted in the registry, but the service at {url} answered "
+                    f"{response.status_code}: {response.text[:300]}"
+                )
             result["service"] = response.json()
     return result

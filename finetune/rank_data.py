@@ -30,13 +30,14 @@ class RankExample:
     target: int  # position of the answer among the candidates
 
 
-def top_candidates(model: HybridModel, histories: Sequence[Sequence[str]], k: int = 20,
-                   batch: int = 512) -> list[tuple[list[str], list[float]]]:
+def top_candidates(
+    model: HybridModel, histories: Sequence[Sequence[str]], k: int = 20, batch: int = 512
+) -> list[tuple[list[str], list[float]]]:
     """Exact top-k of the fused retrieval score per history, seen items excluded."""
     items = model.item_vectors()
     out = []
     for start in range(0, len(histories), batch):
-        chunk = histories[start:start + batch]
+        chunk = histories[start : start + batch]
         scores = model.query_vectors(chunk) @ items.T
         for row, history in zip(scores, chunk):
             seen = [model.index[i] for i in history if i in model.index]
@@ -62,5 +63,8 @@ def build_examples(
         for p in range(max(min_history, len(seq) - positions_per_user), len(seq)):
             queries.append((user, list(seq[:p]), seq[p]))
     tops = top_candidates(model, [h for _, h, _ in queries], k)
-    return [RankExample(user, history, ids, scores, ids.index(target))
-            for (user, history, target), (ids, scores) in zip(queries, tops) if target in ids]
+    return [
+        RankExample(user, history, ids, scores, ids.index(target))
+        for (user, history, target), (ids, scores) in zip(queries, tops)
+        if target in ids
+    ]

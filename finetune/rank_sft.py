@@ -41,7 +41,7 @@ import numpy as np
 
 from agent.llm.engine import prompt_ids
 from agent.llm.hardware import resolve_dtype
-from agent.ranker import LABELS, PromptConfig, RankRequest, rank_conversation, standardize
+from agent.pipeline.ranker import LABELS, PromptConfig, RankRequest, rank_conversation, standardize
 from finetune.rank_data import MIN_HISTORY, RankExample
 
 
@@ -49,13 +49,21 @@ from finetune.rank_data import MIN_HISTORY, RankExample
 class RankSFTConfig:
     data: Path = field(metadata={"help": "dataset folder (e.g. ml-latest-small)"})
     output_dir: Path = field(metadata={"help": "checkpoints, the fitted retriever and the final adapter"})
-    model_dir: Path | None = field(default=None, metadata={"help": "base HF checkpoint; default: the packaged SmolLM2"})
+    model_dir: Path | None = field(
+        default=None, metadata={"help": "base HF checkpoint; default: the packaged SmolLM2"}
+    )
     examples: int = field(default=3200, metadata={"help": "training examples drawn from the sequences"})
     positions_per_user: int = field(default=16, metadata={"help": "last positions of each training sequence used"})
-    unseen_positions: int = field(default=0, metadata={"help": (
-        "0: candidates from the retriever fitted on all training items (it has seen each answer). "
-        "N > 0: fit the retriever without each user's last N training items and train on exactly "
-        "those positions, so candidates look as they do at inference; 20% of users are held out")})
+    unseen_positions: int = field(
+        default=0,
+        metadata={
+            "help": (
+                "0: candidates from the retriever fitted on all training items (it has seen each answer). "
+                "N > 0: fit the retriever without each user's last N training items and train on exactly "
+                "those positions, so candidates look as they do at inference; 20% of users are held out"
+            )
+        },
+    )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
@@ -69,10 +77,16 @@ class RankSFTConfig:
     history_items: int = field(default=8, metadata={"help": "history titles in the prompt"})
     title_chars: int = field(default=28, metadata={"help": "titles cut to this many characters"})
     seed: int = field(default=0, metadata={"help": "seed of the retriever fit, sampling and training"})
-    retrieval_prior: bool = field(default=False, metadata={"help": (
-        "residual training: the loss sees the label logits plus beta * z(retrieval score), with beta the "
-        "maximum-likelihood scale on the training examples, so the adapter learns what retrieval order "
-        "misses instead of relearning it (its scores are meant to be fused with retrieval's)")})
+    retrieval_prior: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "residual training: the loss sees the label logits plus beta * z(retrieval score), with beta the "
+                "maximum-likelihood scale on the training examples, so the adapter learns what retrieval order "
+                "misses instead of relearning it (its scores are meant to be fused with retrieval's)"
+            )
+        },
+    )
 
     @property
     def prompt(self) -> PromptConfig:
@@ -84,8 +98,14 @@ def label_row(prompt: list[int], answer: int) -> dict:
     return {"input_ids": prompt + [answer], "labels": [-100] * len(prompt) + [answer]}
 
 
-def tokenize(example: RankExample, items, tokenizer, prompt: PromptConfig, label_ids: list[int],
-             prior_scale: float | None = None) -> dict:
+def tokenize(
+    example: RankExample,
+    items,
+    tokenizer,
+    prompt: PromptConfig,
+    label_ids: list[int],
+    prior_scale: float | None = None,
+) -> dict:
     """A training row; with ``prior_scale``, also the retrieval prior the loss adds to the label logits."""
     request = RankRequest.of(example.history, example.candidates, example.scores, items, prompt)
     ids = prompt_ids(tokenizer, rank_conversation(request.history, request.candidates, prompt))
@@ -129,7 +149,10 @@ def top_layers_lora(model_dir: Path, r: int, alpha: int, dropout: float, top_lay
 
     n_layers = AutoConfig.from_pretrained(model_dir).num_hidden_layers
     return LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        task_type="CAUSAL_LM",
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         layers_to_transform=list(range(max(0, n_layers - top_layers), n_layers)),
     )
@@ -167,8 +190,9 @@ def label_trainer_class():
             rows = torch.arange(labels.shape[0])
             answer_at = (labels != -100).int().argmax(-1)  # one answer token per row
             causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-            hidden = causal_lm.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                                     use_cache=False).last_hidden_state
+            hidden = causal_lm.model(
+                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
+            ).last_hidden_state
             label_ids = self.label_ids.to(labels.device)
             logits = hidden[rows, answer_at - 1] @ causal_lm.lm_head.weight[label_ids].T
             target = (labels[rows, answer_at][:, None] == label_ids[None]).int().argmax(-1)
@@ -200,9 +224,9 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig
 
-    from agent.evaluate import content_index, fit_for_validation, fit_hybrid, prepare
+    from agent.evaluation.retrieval_eval import content_index, fit_for_validation, fit_hybrid, prepare
     from agent.llm.engine import single_token_ids
-    from agent.model_files import ensure_checkpoint
+    from agent.llm.model_files import ensure_checkpoint
     from finetune.rank_data import build_examples
     from retrieval.behavior import HybridModel
 
@@ -219,7 +243,7 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
     elif cfg.unseen_positions:
         # The retriever stops where the training positions (build_examples' last N) begin.
         _, content = content_index(proto, out / "work", say=say)
-        cut = [s[:max(MIN_HISTORY, len(s) - cfg.unseen_positions)] for s in train_seqs.values()]
+        cut = [s[: max(MIN_HISTORY, len(s) - cfg.unseen_positions)] for s in train_seqs.values()]
         retriever = fit_hybrid([i.id for i in proto.items], content, cut, cfg.seed, say=say)
         retriever.save(retriever_dir)
     else:
@@ -249,18 +273,34 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
     dataset = Dataset.from_list(rows)
     lora = top_layers_lora(model_dir, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.top_layers)
     args = SFTConfig(
-        output_dir=str(out / "checkpoints"), per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate, lr_scheduler_type="linear", warmup_steps=cfg.warmup_steps,
-        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, save_steps=cfg.save_steps,
-        save_total_limit=2, logging_steps=10, seed=cfg.seed, report_to="none", max_length=None,
-        dataloader_drop_last=False, bf16=torch.cuda.is_available(),  # TRL's default bf16 fails on CPU
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=cfg.warmup_steps,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        logging_steps=10,
+        seed=cfg.seed,
+        report_to="none",
+        max_length=None,
+        dataloader_drop_last=False,
+        bf16=torch.cuda.is_available(),  # TRL's default bf16 fails on CPU
         # TRL turns this on by default; it makes the embeddings require grad, so the backward
         # pass would run through all 30 layers instead of stopping at the lowest LoRA layer.
         gradient_checkpointing=False,
     )
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, resolve_dtype("auto")))
-    trainer = label_trainer_class()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                    peft_config=lora, label_ids=label_ids)
+    trainer = label_trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora,
+        label_ids=label_ids,
+    )
     resume = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if resume:
         say(f"resuming from {resume}")
@@ -269,10 +309,15 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
     adapter_dir = out / "adapter"
     trainer.model.save_pretrained(adapter_dir)
     manifest = {
-        "kind": "ranker", "base_model": str(model_dir), "data": str(cfg.data), "data_hash": data_hash(cfg.data),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "config": {
-            k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        "lora_r": cfg.lora_r, "examples": len(examples), "train_loss": result.training_loss,
+        "kind": "ranker",
+        "base_model": str(model_dir),
+        "data": str(cfg.data),
+        "data_hash": data_hash(cfg.data),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "lora_r": cfg.lora_r,
+        "examples": len(examples),
+        "train_loss": result.training_loss,
         "retrieval_prior_scale": prior_scale,
         "train_seconds": round(time.perf_counter() - started, 1),
     }
@@ -291,13 +336,14 @@ def load_examples(path: Path) -> list[RankExample]:
     return [RankExample(**json.loads(line)) for line in Path(path).read_text().splitlines() if line]
 
 
-def held_out_metrics(model_dir: Path, adapters: dict[str, Path], examples: list[RankExample], items,
-                     prompt: PromptConfig, say=print) -> dict:
+def held_out_metrics(
+    model_dir: Path, adapters: dict[str, Path], examples: list[RankExample], items, prompt: PromptConfig, say=print
+) -> dict:
     """N@5, N@10 and R@10 on held-out positions: retrieval order, then the base model and each
     adapter alone and fused with retrieval (same prompts, same candidates)."""
+    from agent.evaluation.rerank_eval import WEIGHT_GRID
     from agent.llm.transformers_engine import TransformersEngine
-    from agent.ranker import Ranker, fuse, order
-    from agent.rerank_eval import WEIGHT_GRID
+    from agent.pipeline.ranker import Ranker, fuse, order
     from retrieval.metrics import ndcg_at, summarize
 
     if not examples:

@@ -134,7 +134,8 @@ class HybridModel:
         self.linear["ease"] = svd_factors(fit_ease(seqs, n, cfg.ease_lambda), cfg.ease_rank, *cfg.recency("ease"))
         if cfg.transition:
             self.linear["transition"] = transition_factors(
-                seqs, n, cfg.transition_lambda, *cfg.recency("transition"), cfg.transition_rank)
+                seqs, n, cfg.transition_lambda, *cfg.recency("transition"), cfg.transition_rank
+            )
         for name, factors in self.linear.items():
             self.spaces[name] = Space.of(factors.right * known[:, None], known)
         return seqs, known
@@ -144,16 +145,15 @@ class HybridModel:
     def _indices(self, history: Sequence[str]) -> list[int]:
         return [self.index[i] for i in history if i in self.index]
 
-    def user_parts(
-        self, histories: Sequence[Sequence[str]], only: Sequence[str] = SPACES
-    ) -> dict[str, np.ndarray]:
+    def user_parts(self, histories: Sequence[Sequence[str]], only: Sequence[str] = SPACES) -> dict[str, np.ndarray]:
         """Standardised user vectors per space (rows of zeros for empty histories)."""
         idx = [self._indices(h) for h in histories]
         parts: dict[str, np.ndarray] = {}
         for name, factors in self.linear.items():
             if name in only:
-                parts[name] = np.stack([factors.user_vector(h) if h else
-                                        np.zeros(factors.left.shape[1], np.float32) for h in idx])
+                parts[name] = np.stack(
+                    [factors.user_vector(h) if h else np.zeros(factors.left.shape[1], np.float32) for h in idx]
+                )
         content = self.spaces["content"].items
         rows = []
         for h in idx if "content" in only else []:
@@ -186,8 +186,11 @@ class HybridModel:
             parts["content"], weights = content, {**weights, "content": 1.0}
         dims = {s: self.spaces[s].items.shape[1] for s in SPACES if s in self.spaces}
         return np.concatenate(
-            [weights[s] * parts[s] if weights.get(s) else np.zeros((len(histories), d), np.float32)
-             for s, d in dims.items()], axis=1
+            [
+                weights[s] * parts[s] if weights.get(s) else np.zeros((len(histories), d), np.float32)
+                for s, d in dims.items()
+            ],
+            axis=1,
         )
 
     def item_vectors(self) -> np.ndarray:
@@ -195,9 +198,13 @@ class HybridModel:
 
     def cold_item_vector(self, content: np.ndarray) -> np.ndarray:
         """Hybrid vector of an item the behavioural spaces never saw: content part only."""
-        return np.concatenate([content.astype(np.float32) if s == "content" else
-                               np.zeros(self.spaces[s].items.shape[1], np.float32)
-                               for s in SPACES if s in self.spaces])
+        return np.concatenate(
+            [
+                content.astype(np.float32) if s == "content" else np.zeros(self.spaces[s].items.shape[1], np.float32)
+                for s in SPACES
+                if s in self.spaces
+            ]
+        )
 
     # ------------------------------------------------------------ validation
 
@@ -247,8 +254,12 @@ class HybridModel:
         np.savez(folder / "spaces.npz", **arrays)
         if self.sasrec is not None:
             torch.save(self.sasrec.net.state_dict(), folder / "sasrec.pt")
-        meta = {"item_ids": self.item_ids, "config": asdict(self.config), "weights": self.weights,
-                "sasrec": asdict(self.sasrec.config) if self.sasrec else None}
+        meta = {
+            "item_ids": self.item_ids,
+            "config": asdict(self.config),
+            "weights": self.weights,
+            "sasrec": asdict(self.sasrec.config) if self.sasrec else None,
+        }
         (folder / "model.json").write_text(json.dumps(meta))
 
     @classmethod
@@ -264,8 +275,9 @@ class HybridModel:
                     model.spaces[s] = Space(arrays[f"{s}_items"], arrays[f"{s}_cov"])
             for s in LINEAR:
                 if f"{s}_left" in arrays:
-                    model.linear[s] = LinearFactors(arrays[f"{s}_left"], arrays[f"{s}_items"],
-                                                    *model.config.recency(s))
+                    model.linear[s] = LinearFactors(
+                        arrays[f"{s}_left"], arrays[f"{s}_items"], *model.config.recency(s)
+                    )
         if meta["sasrec"]:
             model.sasrec = SASRecModel(len(model.item_ids), SASRecConfig(**meta["sasrec"]))
             model.sasrec.net.load_state_dict(torch.load(folder / "sasrec.pt"))

@@ -39,9 +39,12 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         vectors = self._encoder().encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True,
-            show_progress_bar=progress, convert_to_numpy=True,
-        )  # fmt: skip
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+        )
         return np.asarray(vectors, dtype=np.float32)
 
     @staticmethod

@@ -11,9 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def recency_weights(
-    history: Sequence[int], window: int = 20, decay: float = 0.9
-) -> tuple[np.ndarray, np.ndarray]:
+def recency_weights(history: Sequence[int], window: int = 20, decay: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
     """(item indices, weights) for the last ``window`` items; the newest has weight 1.
 
     An item seen twice in the window keeps the weight of its newest occurrence.

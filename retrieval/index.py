@@ -51,8 +51,11 @@ class Filters:
     def where(self) -> dict[str, Any] | None:
         clauses: list[dict[str, Any]] = []
         if self.categories:
-            clauses.append({"$or": [{"categories": {"$contains": c}} for c in self.categories]}
-                           if len(self.categories) > 1 else {"categories": {"$contains": self.categories[0]}})
+            clauses.append(
+                {"$or": [{"categories": {"$contains": c}} for c in self.categories]}
+                if len(self.categories) > 1
+                else {"categories": {"$contains": self.categories[0]}}
+            )
         if self.year_min is not None:
             clauses.append({"year": {"$gte": self.year_min}})
         if self.year_max is not None:
@@ -73,9 +76,11 @@ def chroma_client(path: Path | str | None = None, url: str | None = None):
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"bad Chroma server URL {url!r}: expected http(s)://host:port")
         return chromadb.HttpClient(
-            host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-            ssl=parsed.scheme == "https", settings=settings,
-        )  # fmt: skip
+            host=parsed.hostname,
+            port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+            ssl=parsed.scheme == "https",
+            settings=settings,
+        )
     if path is None:
         raise ValueError("give a folder for the local Chroma store or a Chroma server URL")
     return chromadb.PersistentClient(path=str(path), settings=settings)
@@ -118,10 +123,11 @@ class ItemIndex:
             batch = changed[start : start + UPSERT_BATCH]
             vectors = self.encoder.encode([it.document() for it in batch])
             self.content.upsert(
-                ids=[it.id for it in batch], embeddings=vectors,
+                ids=[it.id for it in batch],
+                embeddings=vectors,
                 documents=[it.document() for it in batch],
                 metadatas=[item_metadata(it) for it in batch],
-            )  # fmt: skip
+            )
             if progress:
                 progress(len(batch))
         return len(changed)
@@ -158,9 +164,10 @@ class ItemIndex:
         for start in range(0, len(items), UPSERT_BATCH):
             batch = items[start : start + UPSERT_BATCH]
             self.hybrid.upsert(
-                ids=[it.id for it in batch], embeddings=vectors[start : start + len(batch)],
+                ids=[it.id for it in batch],
+                embeddings=vectors[start : start + len(batch)],
                 metadatas=[item_metadata(it) for it in batch],
-            )  # fmt: skip
+            )
 
     def _match_hybrid_width(self, width: int) -> None:
         """Hybrid vectors are derived from one fitted model. A model of another width (a space
@@ -178,7 +185,11 @@ class ItemIndex:
     # ------------------------------------------------------------ reads
 
     def search(
-        self, collection: str, vector: np.ndarray, n: int, filters: Filters | None = None,
+        self,
+        collection: str,
+        vector: np.ndarray,
+        n: int,
+        filters: Filters | None = None,
     ) -> list[tuple[str, float]]:
         """(id, inner product) of the best ``n`` items, best first."""
         target = self._collection(collection)
@@ -186,8 +197,10 @@ class ItemIndex:
         if n <= 0:
             return []
         result = target.query(
-            query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=n,
-            where=filters.where() if filters else None, include=["distances"],
-        )  # fmt: skip
+            query_embeddings=[np.asarray(vector, dtype=np.float32)],
+            n_results=n,
+            where=filters.where() if filters else None,
+            include=["distances"],
+        )
         # Chroma's "ip" distance is 1 - inner product.
         return [(i, 1.0 - d) for i, d in zip(result["ids"][0], result["distances"][0])]

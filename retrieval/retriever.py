@@ -44,8 +44,10 @@ class Retriever:
             return
         content = self.index.content_vectors([it.id for it in items])
         fitted = self.model.item_vectors()
-        rows = [fitted[self.model.index[it.id]] if it.id in self.model.index
-                else self.model.cold_item_vector(content[n]) for n, it in enumerate(items)]
+        rows = [
+            fitted[self.model.index[it.id]] if it.id in self.model.index else self.model.cold_item_vector(content[n])
+            for n, it in enumerate(items)
+        ]
         self.index.upsert_hybrid(items, np.stack(rows))
 
     def retrieve(
@@ -87,8 +89,7 @@ class Retriever:
     def _search(self, collection, vector, k, filters, exclude) -> list[Candidate]:
         # Ask for enough extra results that dropping the excluded ones still leaves k.
         hits = self.index.search(collection, vector, k + len(exclude), filters)
-        kept = [Candidate(i, s, "hybrid" if collection == HYBRID else "content")
-                for i, s in hits if i not in exclude]
+        kept = [Candidate(i, s, "hybrid" if collection == HYBRID else "content") for i, s in hits if i not in exclude]
         return kept[:k]
 
     def _popular(self, k, filters, exclude) -> list[Candidate]:

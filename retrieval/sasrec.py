@@ -53,9 +53,14 @@ def build_model(n_items: int, config: SASRecConfig):
             self.positions = nn.Embedding(config.max_len, config.hidden)
             self.dropout = nn.Dropout(config.dropout)
             layer = nn.TransformerEncoderLayer(
-                config.hidden, config.heads, dim_feedforward=config.hidden,
-                dropout=config.dropout, activation="gelu", batch_first=True, norm_first=True,
-            )  # fmt: skip
+                config.hidden,
+                config.heads,
+                dim_feedforward=config.hidden,
+                dropout=config.dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
             self.encoder = nn.TransformerEncoder(layer, config.blocks, enable_nested_tensor=False)
             self.norm = nn.LayerNorm(config.hidden)
             # Small initial embeddings: with PyTorch's N(0, 1) default the initial logits over

@@ -61,15 +61,18 @@ def fit_transition(
 
     x, targets = transition_rows(sequences, n_items, window, decay)
     gram = (x.T @ x).toarray()
-    y = sparse.csr_matrix((np.ones(len(targets)), (np.arange(len(targets)), targets)),
-                          shape=(len(targets), n_items))  # fmt: skip
+    y = sparse.csr_matrix((np.ones(len(targets)), (np.arange(len(targets)), targets)), shape=(len(targets), n_items))
     weights = np.linalg.solve(gram + lam * np.eye(n_items), (x.T @ y).toarray())
     return weights, gram
 
 
 def transition_factors(
-    sequences: Sequence[Sequence[int]], n_items: int, lam: float = 50.0, window: int = 50,
-    decay: float = 0.95, rank: int = 1024,
+    sequences: Sequence[Sequence[int]],
+    n_items: int,
+    lam: float = 50.0,
+    window: int = 50,
+    decay: float = 0.95,
+    rank: int = 1024,
 ) -> LinearFactors:
     """The reduced-rank transition model: ``left = B V``, ``right = V``."""
     weights, gram = fit_transition(sequences, n_items, lam, window, decay)

@@ -48,7 +48,7 @@ def encoder():
 @pytest.fixture(scope="session")
 def packaged_model() -> Path:
     """The converted SmolLM2 checkpoint (`make setup` creates it)."""
-    from agent.model_files import ensure_checkpoint
+    from agent.llm.model_files import ensure_checkpoint
 
     return ensure_checkpoint()
 
@@ -62,9 +62,19 @@ def tiny_model(tmp_path_factory, packaged_model) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(packaged_model).save_pretrained(folder)
     return folder
@@ -80,8 +90,14 @@ def random_adapter(model_dir: Path, folder: Path, layers: list[int], r: int = 4,
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "down_proj"],
-                        layers_to_transform=layers, init_lora_weights=False, task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=r,
+        lora_alpha=2 * r,
+        target_modules=["q_proj", "v_proj", "down_proj"],
+        layers_to_transform=layers,
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
     get_peft_model(model, config).save_pretrained(folder)
     (folder / "manifest.json").write_text(json.dumps({"kind": "ranker", "lora_r": r, "config": {}}))
     return folder
@@ -200,15 +216,21 @@ def logged(store):
     """User u1 liked c20-c22 long ago, then was shown c0-c4 (candidates c0-c19) and clicked c1,
     skipped c2, disliked c3 and liked c4. User u2 has too little history."""
     store.upsert_items(FEEDBACK_ITEMS)
-    store.add_events([Interaction("u1", f"c{n}", 1000.0 + n, "like") for n in (20, 21, 22)]
-                     + [Interaction("u2", "c20", 1000.0, "like")])
+    store.add_events(
+        [Interaction("u1", f"c{n}", 1000.0 + n, "like") for n in (20, 21, 22)]
+        + [Interaction("u2", "c20", 1000.0, "like")]
+    )
     candidates = [f"c{n}" for n in range(20)]
     imp = store.add_impression("u1", candidates[:5], [1.0] * 5, "rank-v2", candidates=candidates)
     imp2 = store.add_impression("u2", candidates[:5], [1.0] * 5, "rank-v2", candidates=candidates)
     t = store.impression(imp)["created_at"] + 1
-    store.add_events([Interaction("u1", "c1", t, "click", impression_id=imp),
-                      Interaction("u1", "c2", t, "skip", impression_id=imp),
-                      Interaction("u1", "c3", t, "dislike", impression_id=imp),
-                      Interaction("u1", "c4", t, "like", impression_id=imp),
-                      Interaction("u2", "c1", t, "click", impression_id=imp2)])
+    store.add_events(
+        [
+            Interaction("u1", "c1", t, "click", impression_id=imp),
+            Interaction("u1", "c2", t, "skip", impression_id=imp),
+            Interaction("u1", "c3", t, "dislike", impression_id=imp),
+            Interaction("u1", "c4", t, "like", impression_id=imp),
+            Interaction("u2", "c1", t, "click", impression_id=imp2),
+        ]
+    )
     return store

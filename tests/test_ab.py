@@ -8,8 +8,9 @@ from collections import Counter
 
 import pytest
 
-from agent.ab import ab_report, arm_of, bucket
 from agent.catalog import Interaction, Item
+from agent.llm import registry
+from agent.pipeline.ab import ab_report, arm_of, bucket
 
 
 def test_arm_is_stable_balanced_and_salted():
@@ -18,7 +19,10 @@ def test_arm_is_stable_balanced_and_salted():
     first = [arm_of(u, arms) for u in users]
     assert first == [arm_of(u, arms) for u in users]  # same process, same answer
     # another process (Python's own hash() is salted per process; ours must not be)
-    code = "from agent.ab import arm_of; print(','.join(arm_of(f'user-{n}', ['rank-v2', 'rank-v3']) for n in range(50)))"
+    code = (
+        "from agent.pipeline.ab import arm_of; "
+        "print(','.join(arm_of(f'user-{n}', ['rank-v2', 'rank-v3']) for n in range(50)))"
+    )
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert other.split(",") == first[:50]
     share = Counter(first)["rank-v2"] / len(users)
@@ -35,16 +39,30 @@ def test_ab_report_counts_engagement_per_arm(store):
     a1 = store.add_impression("u1", ["a", "b"], [1.0, 0.5], "rank-v2")
     a2 = store.add_impression("u2", ["a", "c"], [1.0, 0.5], "rank-v2")
     b1 = store.add_impression("u3", ["b", "d"], [1.0, 0.5], "rank-v3")
-    store.add_events([Interaction("u1", "a", 5.0, "click", impression_id=a1),
-                      Interaction("u1", "b", 6.0, "like", impression_id=a1),
-                      Interaction("u2", "c", 5.0, "skip", impression_id=a2),
-                      Interaction("u3", "d", 5.0, "rating", 4.5, impression_id=b1)])
+    store.add_events(
+        [
+            Interaction("u1", "a", 5.0, "click", impression_id=a1),
+            Interaction("u1", "b", 6.0, "like", impression_id=a1),
+            Interaction("u2", "c", 5.0, "skip", impression_id=a2),
+            Interaction("u3", "d", 5.0, "rating", 4.5, impression_id=b1),
+        ]
+    )
     report = ab_report(store.impressions(), store.events())
     assert report == {
-        "rank-v2": {"impressions": 2, "items_shown": 4, "engagements": 2, "engaged_impressions": 1,
-                    "engagement_rate": 0.5},
-        "rank-v3": {"impressions": 1, "items_shown": 2, "engagements": 1, "engaged_impressions": 1,
-                    "engagement_rate": 1.0},
+        "rank-v2": {
+            "impressions": 2,
+            "items_shown": 4,
+            "engagements": 2,
+            "engaged_impressions": 1,
+            "engagement_rate": 0.5,
+        },
+        "rank-v3": {
+            "impressions": 1,
+            "items_shown": 2,
+            "engagements": 1,
+            "engaged_impressions": 1,
+            "engagement_rate": 1.0,
+        },
     }
 
 
@@ -52,6 +70,6 @@ def test_ab_arms_must_be_registered(tiny_registry):
     from agent.config import Settings
     from agent.llm.engine import UnknownAdapterError
 
-    assert Settings(adapters_dir=tiny_registry, ab_adapters="rank-test").ab_arms() == ["rank-test"]
+    assert registry.ab_arms(Settings(adapters_dir=tiny_registry, ab_adapters="rank-test")) == ["rank-test"]
     with pytest.raises(UnknownAdapterError, match="unknown adapter 'rank-v9'"):
-        Settings(adapters_dir=tiny_registry, ab_adapters="rank-test, rank-v9").ab_arms()
+        registry.ab_arms(Settings(adapters_dir=tiny_registry, ab_adapters="rank-test, rank-v9"))

@@ -8,23 +8,26 @@ import json
 import numpy as np
 import pytest
 
-from agent.chat import build_ask, read_turns
-from agent.diversity import mmr
-from agent.grounding import GroundingCheck, natural_title, normalize
-from agent.intent import Intent, intent_schema, parse_intent, rule_intent, validate_llm_intent
+from agent.pipeline.chat import build_ask, read_turns
+from agent.pipeline.diversity import mmr
+from agent.pipeline.grounding import GroundingCheck, natural_title, normalize
+from agent.pipeline.intent import Intent, intent_schema, parse_intent, rule_intent, validate_llm_intent
 
 CATEGORIES = ["Comedy", "Drama", "Horror", "Sci-Fi"]
 
 
-@pytest.mark.parametrize(("text", "years", "categories"), [
-    ("something light from the 90s, nothing I've seen", (1990, 1999), ["Comedy"]),
-    ("a scary film from the 1980s", (1980, 1989), ["Horror"]),
-    ("sci-fi between 2001 and 1995", (1995, 2001), ["Sci-Fi"]),
-    ("drama after 2010", (2011, None), ["Drama"]),
-    ("anything before 1960", (None, 1959), []),
-    ("films from 1977", (1977, 1977), []),
-    ("a western", (None, None), []),  # not a catalog category here: no filter
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "years", "categories"),
+    [
+        ("something light from the 90s, nothing I've seen", (1990, 1999), ["Comedy"]),
+        ("a scary film from the 1980s", (1980, 1989), ["Horror"]),
+        ("sci-fi between 2001 and 1995", (1995, 2001), ["Sci-Fi"]),
+        ("drama after 2010", (2011, None), ["Drama"]),
+        ("anything before 1960", (None, 1959), []),
+        ("films from 1977", (1977, 1977), []),
+        ("a western", (None, None), []),  # not a catalog category here: no filter
+    ],
+)
 def test_rule_intent(text, years, categories):
     intent = rule_intent(text, CATEGORIES)
     assert (intent.year_min, intent.year_max) == years
@@ -39,11 +42,12 @@ def test_llm_intent_is_validated_and_falls_back_to_rules():
         validate_llm_intent(good, CATEGORIES, "a gripping thriller")  # invented constraints
     with pytest.raises(ValueError, match="names no time"):
         validate_llm_intent(good, CATEGORIES, "a funny one")
-    for bad, why in [("not json", "not JSON"),
-                     (json.dumps({"query": "", "categories": ["Noir"], "year_min": None, "year_max": None}),
-                      "not in the catalog"),
-                     (json.dumps({"query": "", "categories": [], "year_min": 2000, "year_max": 1990}), "after"),
-                     (json.dumps({"query": "", "categories": [], "year_min": 12, "year_max": None}), "out of range")]:
+    for bad, why in [
+        ("not json", "not JSON"),
+        (json.dumps({"query": "", "categories": ["Noir"], "year_min": None, "year_max": None}), "not in the catalog"),
+        (json.dumps({"query": "", "categories": [], "year_min": 2000, "year_max": 1990}), "after"),
+        (json.dumps({"query": "", "categories": [], "year_min": 12, "year_max": None}), "out of range"),
+    ]:
         with pytest.raises(ValueError, match=why):
             validate_llm_intent(bad, CATEGORIES, "from 1990")
     fallback = parse_intent("a comedy from the 90s", CATEGORIES, lambda conversation, schema: "{oops")
@@ -56,9 +60,11 @@ def test_llm_intent_is_validated_and_falls_back_to_rules():
 
 def test_turns_resolve_references_and_carry_filters():
     first = "Here are 3 picks for you:\n1. A (1994) [#a]\n2. B (1995) [#b]\n3. C (1996) [#c]\n"
-    messages = [{"role": "user", "content": "something light from the 90s"},
-                {"role": "assistant", "content": first},
-                {"role": "user", "content": "more like the second one, not the third one, but darker"}]
+    messages = [
+        {"role": "user", "content": "something light from the 90s"},
+        {"role": "assistant", "content": first},
+        {"role": "user", "content": "more like the second one, not the third one, but darker"},
+    ]
     turns = read_turns(messages)
     assert turns.like_ids == ["b"] and turns.exclude_ids == ["c"]
     assert turns.text == "but darker"

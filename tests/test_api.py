@@ -25,18 +25,26 @@ RETRY_AFTER_S = 3.0  # long enough that a check right after a failure still sees
 
 @pytest.fixture(scope="module")
 def service(demo_data, tiny_model, tiny_registry, tmp_path_factory):
-    from agent.app import create_app
-    from agent.background_server import BackgroundServer
+    from agent.api.app import create_app
+    from agent.api.background_server import BackgroundServer
     from agent.config import Settings
-    from agent.llm.engine import discover_adapters
+    from agent.llm.registry import discover_adapters
     from agent.llm.transformers_engine import TransformersEngine
 
     folder = tmp_path_factory.mktemp("api") / "data"
     shutil.copytree(demo_data, folder)
     registry = shutil.copytree(tiny_registry, folder.parent / "adapters")  # tests add adapters to it
-    settings = Settings(data_dir=folder, llm_model=tiny_model, adapters_dir=registry, rank_adapter="rank-test",
-                        llm_deadline_s=DEADLINE_S, llm_retry_after_s=RETRY_AFTER_S, rank_weight=0.5,
-                        rank_engine="lora", max_body_bytes=50_000)
+    settings = Settings(
+        data_dir=folder,
+        llm_model=tiny_model,
+        adapters_dir=registry,
+        rank_adapter="rank-test",
+        llm_deadline_s=DEADLINE_S,
+        llm_retry_after_s=RETRY_AFTER_S,
+        rank_weight=0.5,
+        rank_engine="lora",
+        max_body_bytes=50_000,
+    )
     engine = SwitchableEngine(TransformersEngine(tiny_model, discover_adapters(tiny_registry), dtype="float32"))
     with BackgroundServer(create_app(settings, engine=engine)) as server:
         server.engine, server.registry, server.db_path = engine, registry, settings.db_path
@@ -98,11 +106,13 @@ def test_recommendations_feedback_idempotent(service):
     check_items(rec["items"], service.url, USER, rec["candidate_ids"])
     assert len(rec["items"]) == 4 and all("Comedy" in it["categories"] for it in rec["items"])
     shown = [it["id"] for it in rec["items"]]
-    batch = {"events": [
-        {"user_id": "fb-user", "item_id": shown[0], "kind": "click", "idempotency_key": "k1"},
-        {"user_id": "fb-user", "item_id": shown[1], "kind": "rating", "value": 4.5, "idempotency_key": "k2"},
-        {"user_id": "fb-user", "item_id": shown[2], "kind": "dwell", "value": 31.0, "idempotency_key": "k3"},
-    ]}  # fmt: skip
+    batch = {
+        "events": [
+            {"user_id": "fb-user", "item_id": shown[0], "kind": "click", "idempotency_key": "k1"},
+            {"user_id": "fb-user", "item_id": shown[1], "kind": "rating", "value": 4.5, "idempotency_key": "k2"},
+            {"user_id": "fb-user", "item_id": shown[2], "kind": "dwell", "value": 31.0, "idempotency_key": "k3"},
+        ]
+    }
     first = httpx.post(f"{service.url}/v1/feedback", json=batch).json()
     assert first == {"accepted": 3, "duplicates": 0}
     again = httpx.post(f"{service.url}/v1/feedback", json=batch).json()
@@ -111,8 +121,13 @@ def test_recommendations_feedback_idempotent(service):
     assert [e["kind"] for e in events] == ["click", "rating", "dwell"]
 
     # An event tied to the impression it answers; someone else's impression is refused.
-    tied = {"user_id": USER, "item_id": shown[0], "kind": "like", "impression_id": rec["impression_id"],
-            "idempotency_key": "k4"}
+    tied = {
+        "user_id": USER,
+        "item_id": shown[0],
+        "kind": "like",
+        "impression_id": rec["impression_id"],
+        "idempotency_key": "k4",
+    }
     assert httpx.post(f"{service.url}/v1/feedback", json={"events": [tied]}).json()["accepted"] == 1
     stolen = {**tied, "user_id": "fb-user", "idempotency_key": "k5"}
     r = httpx.post(f"{service.url}/v1/feedback", json={"events": [stolen]})
@@ -138,27 +153,62 @@ BAD_REQUESTS = [
     ("post", "/v1/recommendations", {"user_id": "u1", "k": 500}, 422, "k: Input should be less than or equal to 20"),
     ("post", "/v1/recommendations", {"user_id": "u1", "adapter": "../etc"}, 400, "unknown adapter '../etc'"),
     ("post", "/v1/recommendations", {"user_id": "u 1"}, 422, "user_id: String should match pattern"),
-    ("post", "/v1/recommendations", {"user_id": "u1", "filters": {"year_min": 2000, "year_max": 1990}}, 422,
-     "year_min 2000 is after year_max 1990"),
+    (
+        "post",
+        "/v1/recommendations",
+        {"user_id": "u1", "filters": {"year_min": 2000, "year_max": 1990}},
+        422,
+        "year_min 2000 is after year_max 1990",
+    ),
     ("post", "/v1/recommendations", {"user_id": "u1", "query": "x" * 60_000}, 413, "larger than 50000 bytes"),
-    ("post", "/v1/chat/completions", {"model": "gpt-4", "user": "u1", "messages": [{"role": "user", "content": "hi"}]},
-     400, "unknown adapter 'gpt-4'; allowed: muse, muse:rank-test"),
+    (
+        "post",
+        "/v1/chat/completions",
+        {"model": "gpt-4", "user": "u1", "messages": [{"role": "user", "content": "hi"}]},
+        400,
+        "unknown adapter 'gpt-4'; allowed: muse, muse:rank-test",
+    ),
     ("post", "/v1/chat/completions", {"model": "muse", "user": "u1", "messages": []}, 422, "messages"),
-    ("post", "/v1/chat/completions", {"model": "muse", "user": "u1", "wat": 1,
-                                      "messages": [{"role": "user", "content": "hi"}]}, 422, "unknown field(s) ['wat']"),
-    ("post", "/v1/chat/completions", {"model": "muse", "user": "u1",
-                                      "messages": [{"role": "system", "content": "hi"}]}, 400, "no user message"),
-    ("post", "/v1/feedback", {"events": [{"user_id": "u1", "item_id": "nope", "kind": "click",
-                                          "idempotency_key": "x"}]}, 422, "unknown item 'nope'"),
-    ("post", "/v1/feedback", {"events": [{"user_id": "u1", "item_id": "demo-001", "kind": "rating",
-                                          "idempotency_key": "x"}]}, 422, "a rating needs a value"),
-    ("post", "/v1/feedback", {"events": [{"user_id": "u1", "item_id": "demo-001", "kind": "click"}]}, 422,
-     "idempotency_key: Field required"),
+    (
+        "post",
+        "/v1/chat/completions",
+        {"model": "muse", "user": "u1", "wat": 1, "messages": [{"role": "user", "content": "hi"}]},
+        422,
+        "unknown field(s) ['wat']",
+    ),
+    (
+        "post",
+        "/v1/chat/completions",
+        {"model": "muse", "user": "u1", "messages": [{"role": "system", "content": "hi"}]},
+        400,
+        "no user message",
+    ),
+    (
+        "post",
+        "/v1/feedback",
+        {"events": [{"user_id": "u1", "item_id": "nope", "kind": "click", "idempotency_key": "x"}]},
+        422,
+        "unknown item 'nope'",
+    ),
+    (
+        "post",
+        "/v1/feedback",
+        {"events": [{"user_id": "u1", "item_id": "demo-001", "kind": "rating", "idempotency_key": "x"}]},
+        422,
+        "a rating needs a value",
+    ),
+    (
+        "post",
+        "/v1/feedback",
+        {"events": [{"user_id": "u1", "item_id": "demo-001", "kind": "click"}]},
+        422,
+        "idempotency_key: Field required",
+    ),
     ("post", "/v1/feedback", {"events": []}, 422, "events: List should have at least 1 item"),
     ("post", "/v1/items", {"items": [{"id": "a", "title": "A"}, {"id": "a", "title": "B"}]}, 422, "ids repeat"),
     ("get", "/v1/users/nobody/history", None, 404, "unknown user 'nobody'"),
     ("delete", "/v1/users/nobody", None, 404, "unknown user 'nobody'"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "message"), BAD_REQUESTS)
@@ -226,8 +276,13 @@ def test_a_request_the_llm_refuses_does_not_mark_it_down(service):
 
 
 def test_streamed_sse_follows_openai_and_matches_the_final_payload(service):
-    body = {"model": "muse", "user": USER, "stream": True, "muse": {"k": 3},
-            "messages": [{"role": "user", "content": "a gripping thriller"}]}
+    body = {
+        "model": "muse",
+        "user": USER,
+        "stream": True,
+        "muse": {"k": 3},
+        "messages": [{"role": "user", "content": "a gripping thriller"}],
+    }
     with httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=60) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         raw = r.read().decode()
@@ -267,8 +322,11 @@ def test_a_stream_the_client_abandons_stops_the_llm(service):
             started = time.monotonic()
             while service.engine.busy == 0 and time.monotonic() - started < 10:
                 time.sleep(0.01)
-            assert service.engine.busy == 1, (service.engine.ended, httpx.get(f"{service.url}/readyz").text,
-                                              r.status_code)
+            assert service.engine.busy == 1, (
+                service.engine.ended,
+                httpx.get(f"{service.url}/readyz").text,
+                r.status_code,
+            )
             left = time.monotonic()
         while service.engine.busy and time.monotonic() - left < 5:
             time.sleep(0.02)
@@ -294,12 +352,15 @@ def test_a_request_the_client_gives_up_on_stops_the_llm(service):
         idle_after = time.monotonic() - left
     finally:
         service.engine.mode = "up"
-    assert service.engine.ended[calls:] == ["cancelled"] and idle_after < 1.0, (idle_after, service.engine.ended[calls:])
+    assert service.engine.ended[calls:] == ["cancelled"] and idle_after < 1.0, (
+        idle_after,
+        service.engine.ended[calls:],
+    )
 
 
 def test_readiness_waits_for_the_llm_warm_up(demo_data, tiny_model, tmp_path):
-    from agent.app import create_app
-    from agent.background_server import BackgroundServer
+    from agent.api.app import create_app
+    from agent.api.background_server import BackgroundServer
     from agent.config import Settings
     from agent.llm.transformers_engine import TransformersEngine
 
@@ -323,11 +384,19 @@ def test_readiness_waits_for_the_llm_warm_up(demo_data, tiny_model, tmp_path):
 
 
 def test_new_item_is_reachable_and_users_can_be_forgotten(service):
-    item = {"id": "demo-new-1", "title": "Lighthouse Keeper's Daughter", "year": 2024, "categories": ["Drama"],
-            "text": "A lighthouse keeper's daughter keeps the lamp burning through a winter storm."}
+    item = {
+        "id": "demo-new-1",
+        "title": "Lighthouse Keeper's Daughter",
+        "year": 2024,
+        "categories": ["Drama"],
+        "text": "A lighthouse keeper's daughter keeps the lamp burning through a winter storm.",
+    }
     assert httpx.post(f"{service.url}/v1/items", json={"items": [item]}).json() == {"upserted": 1, "embedded": 1}
-    rec = httpx.post(f"{service.url}/v1/recommendations", timeout=60,
-                     json={"user_id": "newcomer", "k": 3, "query": "lighthouse keeper in a winter storm"}).json()
+    rec = httpx.post(
+        f"{service.url}/v1/recommendations",
+        timeout=60,
+        json={"user_id": "newcomer", "k": 3, "query": "lighthouse keeper in a winter storm"},
+    ).json()
     assert rec["items"][0]["id"] == "demo-new-1"
 
     event = {"user_id": "leaver", "item_id": "demo-new-1", "kind": "like", "idempotency_key": "l1"}
@@ -382,9 +451,10 @@ def test_an_adapter_registered_while_serving_is_loaded_then_split(service, tiny_
         split = httpx.post(serve, json={"name": "rank-test", "split": True}).json()
         assert split["ab_arms"] == ["rank-next", "rank-test"] and split["loaded_at_runtime"] is False
         users = [f"demo-user-{n:02d}" for n in range(1, 13)]
-        arms = {httpx.post(f"{service.url}/v1/recommendations", json={"user_id": u, "k": 1},
-                           timeout=60).json()["adapter"] for u in users}
+        arms = {
+            httpx.post(f"{service.url}/v1/recommendations", json={"user_id": u, "k": 1}, timeout=60).json()["adapter"]
+            for u in users
+        }
         assert arms == {"rank-next", "rank-test"}
     finally:
         httpx.post(serve, json={"name": "rank-test"})  # the other tests expect rank-test
-

@@ -19,8 +19,8 @@ MAX_EXAMPLES = 50
 
 @pytest.fixture(scope="module")
 def api_schema(demo_data, tmp_path_factory):
-    from agent.app import create_app
-    from agent.background_server import BackgroundServer
+    from agent.api.app import create_app
+    from agent.api.background_server import BackgroundServer
     from agent.config import Settings
 
     folder = tmp_path_factory.mktemp("fuzz") / "data"
@@ -35,8 +35,13 @@ def fuzz(operation, mode: GenerationMode, seen: dict[str, set[int]]):
     label = f"{operation.method.upper()} {operation.path}"
 
     @given(case=operation.as_strategy(mode))
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None,
-              derandomize=True)
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        derandomize=True,
+    )
     def check(case):
         response = case.call(timeout=120)
         where = f"{case.method} {case.formatted_path}"
@@ -60,4 +65,6 @@ def test_no_server_error_and_every_client_error_says_what_is_wrong(api_schema, m
         except Unsatisfiable:  # no invalid request exists for a route without a body or constrained parameters
             assert mode == GenerationMode.NEGATIVE and operation.method.upper() in ("GET", "DELETE"), operation
     print(mode.value, {k: sorted(v) for k, v in seen.items()})
-    assert {"POST /v1/recommendations", "POST /v1/feedback", "POST /v1/chat/completions", "POST /v1/items"} <= set(seen)
+    assert {"POST /v1/recommendations", "POST /v1/feedback", "POST /v1/chat/completions", "POST /v1/items"} <= set(
+        seen
+    )

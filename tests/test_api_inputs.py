@@ -16,8 +16,8 @@ USER = "demo-user-01"
 
 @pytest.fixture(scope="module")
 def url(demo_data, tmp_path_factory):
-    from agent.app import create_app
-    from agent.background_server import BackgroundServer
+    from agent.api.app import create_app
+    from agent.api.background_server import BackgroundServer
     from agent.config import Settings
 
     folder = tmp_path_factory.mktemp("inputs") / "data"
@@ -55,14 +55,20 @@ def test_array_content_parts_are_joined_and_answered(url):
     assert muse["intent"]["query"] == "something light from the 90s"  # both parts read, as one text
 
 
-@pytest.mark.parametrize(("extra", "status", "names"), [
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
-     422, "'image_url' part; Muse reads text parts only"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, 422, "`tools` is not supported"),
-    ({"response_format": {"type": "json_object"}}, 422, "`response_format` is not supported"),
-    ({"logprobs": True}, 422, "`logprobs` is not supported"),
-    ({"temprature": 0.2}, 422, "unknown field(s) ['temprature']"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("extra", "status", "names"),
+    [
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            422,
+            "'image_url' part; Muse reads text parts only",
+        ),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, 422, "`tools` is not supported"),
+        ({"response_format": {"type": "json_object"}}, 422, "`response_format` is not supported"),
+        ({"logprobs": True}, 422, "`logprobs` is not supported"),
+        ({"temprature": 0.2}, 422, "unknown field(s) ['temprature']"),
+    ],
+)
 def test_a_field_muse_cannot_honour_is_refused_by_name(url, extra, status, names):
     body = {"model": "muse", "user": USER, "messages": [{"role": "user", "content": "a drama"}], **extra}
     r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
@@ -70,8 +76,15 @@ def test_a_field_muse_cannot_honour_is_refused_by_name(url, extra, status, names
 
 
 def test_sampling_settings_are_named_back_not_dropped_in_silence(url):
-    body = {"model": "muse", "user": USER, "messages": [{"role": "user", "content": "a drama"}],
-            "temperature": 0.7, "top_p": 0.9, "tools": [], "tool_choice": "auto"}  # SDK defaults
+    body = {
+        "model": "muse",
+        "user": USER,
+        "messages": [{"role": "user", "content": "a drama"}],
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "tools": [],
+        "tool_choice": "auto",
+    }  # SDK defaults
     r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
     assert r.status_code == 200, r.text
     assert r.headers["x-muse-ignored-fields"] == "temperature, top_p"
@@ -81,11 +94,14 @@ def test_sampling_settings_are_named_back_not_dropped_in_silence(url):
 # ------------------------------------------------------------ 2. non-finite numbers
 
 
-@pytest.mark.parametrize(("event", "field"), [
-    ('"kind": "dwell", "value": NaN', "value"),
-    ('"kind": "click", "timestamp": Infinity', "timestamp"),
-    ('"kind": "rating", "value": -Infinity', "value"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ('"kind": "dwell", "value": NaN', "value"),
+        ('"kind": "click", "timestamp": Infinity', "timestamp"),
+        ('"kind": "rating", "value": -Infinity', "value"),
+    ],
+)
 def test_non_finite_numbers_are_refused_and_nothing_is_stored(url, event, field):
     before = len(history(url, USER))
     body = f'{{"events": [{{"user_id": "{USER}", "item_id": "demo-050", "idempotency_key": "nf-{field}", {event}}}]}}'
@@ -99,8 +115,11 @@ def test_non_finite_numbers_elsewhere_are_refused(url):
     assert r.status_code == 422 and "diversity" in r.text
     r = post_raw(url, "/v1/items", '{"items": [{"id": "nf-1", "title": "T", "metadata": {"budget": NaN}}]}')
     assert r.status_code == 422 and "metadata.budget" in r.text
-    r = post_raw(url, "/v1/chat/completions", '{"model": "muse", "user": "u", "messages": '
-                                             '[{"role": "user", "content": "hi"}], "temperature": NaN}')
+    r = post_raw(
+        url,
+        "/v1/chat/completions",
+        '{"model": "muse", "user": "u", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}',
+    )
     assert r.status_code == 422 and "temperature" in r.text
 
 
@@ -108,18 +127,35 @@ def test_non_finite_numbers_elsewhere_are_refused(url):
 
 
 def test_a_timestamp_in_milliseconds_is_refused(url):
-    event = {"user_id": USER, "item_id": "demo-051", "kind": "click", "idempotency_key": "ms-1",
-             "timestamp": time.time() * 1000}
+    event = {
+        "user_id": USER,
+        "item_id": "demo-051",
+        "kind": "click",
+        "idempotency_key": "ms-1",
+        "timestamp": time.time() * 1000,
+    }
     r = httpx.post(f"{url}/v1/feedback", json={"events": [event]})
     assert r.status_code == 422 and "more than a day in the future" in r.text and "milliseconds" in r.text
     assert not [e for e in history(url, USER) if e["item_id"] == "demo-051"]
 
 
 def test_iso_8601_timestamps_are_parsed_exactly(url):
-    events = [{"user_id": "iso-user", "item_id": "demo-052", "kind": "click", "idempotency_key": "iso-1",
-               "timestamp": "2025-01-24T03:31:23Z"},
-              {"user_id": "iso-user", "item_id": "demo-053", "kind": "click", "idempotency_key": "iso-2",
-               "timestamp": "2025-01-24T05:31:23.5+02:00"}]
+    events = [
+        {
+            "user_id": "iso-user",
+            "item_id": "demo-052",
+            "kind": "click",
+            "idempotency_key": "iso-1",
+            "timestamp": "2025-01-24T03:31:23Z",
+        },
+        {
+            "user_id": "iso-user",
+            "item_id": "demo-053",
+            "kind": "click",
+            "idempotency_key": "iso-2",
+            "timestamp": "2025-01-24T05:31:23.5+02:00",
+        },
+    ]
     assert httpx.post(f"{url}/v1/feedback", json={"events": events}).status_code == 200
     assert [e["timestamp"] for e in history(url, "iso-user")] == [1737689483.0, 1737689483.5]
     naive = {**events[0], "idempotency_key": "iso-3", "timestamp": "2025-01-24T03:31:23"}
@@ -152,15 +188,23 @@ def test_a_chat_whose_filters_match_nothing_says_why(url):
     body = {"model": "muse", "user": USER, "messages": [{"role": "user", "content": "a western from 1850"}]}
     r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
     assert r.status_code == 200, r.text
-    assert r.json()["muse"]["items"] == [] and "I found nothing that fits: " in r.json()["choices"][0]["message"]["content"]
+    assert (
+        r.json()["muse"]["items"] == []
+        and "I found nothing that fits: " in r.json()["choices"][0]["message"]["content"]
+    )
 
 
 # ------------------------------------------------------------ 6. a new item in a new category
 
 
 def test_a_new_item_in_a_new_category_is_served_at_once_on_every_path(url):
-    item = {"id": "new-cat-1", "title": "Bayou Arias", "categories": ["Zydeco Opera"], "year": 2026,
-            "text": "An opera sung to a zydeco accordion in a Louisiana dance hall."}
+    item = {
+        "id": "new-cat-1",
+        "title": "Bayou Arias",
+        "categories": ["Zydeco Opera"],
+        "year": 2026,
+        "text": "An opera sung to a zydeco accordion in a Louisiana dance hall.",
+    }
     assert httpx.post(f"{url}/v1/items", json={"items": [item]}, timeout=120).status_code == 200
     only = {"categories": ["Zydeco Opera"]}
     for user, extra in ((USER, {}), ("cold-a", {"query": "accordion opera"}), ("cold-b", {})):
@@ -173,13 +217,20 @@ def test_a_new_item_in_a_new_category_is_served_at_once_on_every_path(url):
 
 def test_a_disliked_or_low_rated_item_never_comes_back(url):
     user = "dislike-user"
-    likes = [{"user_id": user, "item_id": i, "kind": "like", "idempotency_key": f"l-{i}"}
-             for i in ("demo-001", "demo-003", "demo-099")]
+    likes = [
+        {"user_id": user, "item_id": i, "kind": "like", "idempotency_key": f"l-{i}"}
+        for i in ("demo-001", "demo-003", "demo-099")
+    ]
     assert httpx.post(f"{url}/v1/feedback", json={"events": likes}).status_code == 200
     first = recommend(url, user, k=5)
     top = first["items"][0]["id"]
-    dislike = {"user_id": user, "item_id": top, "kind": "dislike", "idempotency_key": "d-1",
-               "impression_id": first["impression_id"]}
+    dislike = {
+        "user_id": user,
+        "item_id": top,
+        "kind": "dislike",
+        "idempotency_key": "d-1",
+        "impression_id": first["impression_id"],
+    }
     assert httpx.post(f"{url}/v1/feedback", json={"events": [dislike]}).status_code == 200
     second = recommend(url, user, k=5)
     assert top not in [it["id"] for it in second["items"]] and top not in second["candidate_ids"]

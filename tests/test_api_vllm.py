@@ -15,7 +15,8 @@ import time
 import httpx
 import pytest
 
-from agent.background_server import BackgroundServer, free_port
+from agent.api.background_server import BackgroundServer, free_port
+from agent.llm.hardware import resolve_dtype
 from tests.conftest import random_adapter
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -33,7 +34,7 @@ def _metric(url: str, name: str, **labels) -> float:
 def test_service_on_a_real_vllm_server(demo_data, packaged_model, tmp_path):
     from openai import OpenAI
 
-    from agent.app import create_app
+    from agent.api.app import create_app
     from agent.config import Settings
     from agent.llm.server import ServerConfig, VLLMServer
     from agent.store import SQLiteStore
@@ -42,10 +43,22 @@ def test_service_on_a_real_vllm_server(demo_data, packaged_model, tmp_path):
     random_adapter(packaged_model, registry / "rank-test", layers=[28, 29])
     shutil.copytree(demo_data, tmp_path / "data")
     port = free_port()
-    settings = Settings(data_dir=tmp_path / "data", adapters_dir=registry, llm_url=f"http://127.0.0.1:{port}",
-                        llm_deadline_s=DEADLINE_S, llm_retry_after_s=1.0, rank_weight=0.5)
-    llm = VLLMServer(ServerConfig(packaged_model, port=port, dtype=settings.dtype,  # as make run: no LoRA
-                                  log_file=tmp_path / "vllm.log"))
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        adapters_dir=registry,
+        llm_url=f"http://127.0.0.1:{port}",
+        llm_deadline_s=DEADLINE_S,
+        llm_retry_after_s=1.0,
+        rank_weight=0.5,
+    )
+    llm = VLLMServer(
+        ServerConfig(
+            packaged_model,
+            port=port,
+            dtype=resolve_dtype(settings.llm_dtype),  # as make run: no LoRA
+            log_file=tmp_path / "vllm.log",
+        )
+    )
     llm.start()
     try:
         with BackgroundServer(create_app(settings)) as muse:
@@ -59,8 +72,11 @@ def test_service_on_a_real_vllm_server(demo_data, packaged_model, tmp_path):
             def turn(text: str | None = None):
                 if text:
                     messages.append({"role": "user", "content": text})
-                chunks = list(client.chat.completions.create(model="muse", messages=messages, user=USER,
-                                                             stream=True, extra_body={"muse": {"k": 3}}))
+                chunks = list(
+                    client.chat.completions.create(
+                        model="muse", messages=messages, user=USER, stream=True, extra_body={"muse": {"k": 3}}
+                    )
+                )
                 content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
                 messages.append({"role": "assistant", "content": content})
                 return content, chunks[-1].model_extra["muse"]
@@ -92,11 +108,18 @@ def test_service_on_a_real_vllm_server(demo_data, packaged_model, tmp_path):
 
             # A client that reads the picks and leaves: vLLM aborts the texts it was writing.
             def finished() -> float:  # requests vLLM ran to their end (an aborted one is not counted)
-                return sum(_metric(llm.url, "vllm:request_success_total", finished_reason=r) for r in ("stop", "length"))
+                return sum(
+                    _metric(llm.url, "vllm:request_success_total", finished_reason=r) for r in ("stop", "length")
+                )
 
             before = finished()
-            body = {"model": "muse", "user": USER, "stream": True, "muse": {"k": 10},
-                    "messages": [{"role": "user", "content": "surprise me"}]}
+            body = {
+                "model": "muse",
+                "user": USER,
+                "stream": True,
+                "muse": {"k": 10},
+                "messages": [{"role": "user", "content": "surprise me"}],
+            }
             with httpx.stream("POST", f"{muse.url}/v1/chat/completions", json=body, timeout=DEADLINE_S) as r:
                 for line in r.iter_lines():
                     if line.startswith("data: ") and "Here are" in line:
@@ -113,12 +136,19 @@ def test_service_on_a_real_vllm_server(demo_data, packaged_model, tmp_path):
             # scores with it in-process; the vLLM server (texts) is not touched.
             random_adapter(packaged_model, registry / "rank-new", layers=[27, 28, 29], seed=7)
             pid = llm.process.pid
-            switched = httpx.post(f"{muse.url}/v1/adapters/serve", json={"name": "rank-new"}, timeout=DEADLINE_S).json()
-            assert switched == {"serving": "rank-new", "previous": "rank-test", "loaded_at_runtime": True,
-                                "ab_arms": []}
+            switched = httpx.post(
+                f"{muse.url}/v1/adapters/serve", json={"name": "rank-new"}, timeout=DEADLINE_S
+            ).json()
+            assert switched == {
+                "serving": "rank-new",
+                "previous": "rank-test",
+                "loaded_at_runtime": True,
+                "ab_arms": [],
+            }
             started = time.monotonic()
-            rec = httpx.post(f"{muse.url}/v1/recommendations", json={"user_id": USER, "k": 3},
-                             timeout=DEADLINE_S).json()
+            rec = httpx.post(
+                f"{muse.url}/v1/recommendations", json={"user_id": USER, "k": 3}, timeout=DEADLINE_S
+            ).json()
             print(f"first answer through the adapter loaded at runtime: {time.monotonic() - started:.1f} s")
             assert rec["degraded"] is False and rec["adapter"] == "rank-new"
             shown = SQLiteStore(settings.db_path).impression(rec["impression_id"])

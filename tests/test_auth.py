@@ -17,18 +17,20 @@ ALICE, BOB = "demo-user-01", "demo-user-02"
 
 @pytest.fixture(scope="module")
 def server(demo_data, tmp_path_factory):
-    from agent.app import create_app
-    from agent.auth import create_key
-    from agent.background_server import BackgroundServer
+    from agent.api.app import create_app
+    from agent.api.auth import create_key
+    from agent.api.background_server import BackgroundServer
     from agent.config import Settings
     from agent.store import SQLiteStore
 
     folder = tmp_path_factory.mktemp("auth") / "data"
     shutil.copytree(demo_data, folder)
     store = SQLiteStore(folder / "muse.db")
-    keys = {"admin": create_key(store, "admin", name="ops")[0],
-            "alice": create_key(store, "client", [ALICE], name="alice's app")[0],
-            "slow": create_key(store, "client", [BOB], rate="2/minute")[0]}
+    keys = {
+        "admin": create_key(store, "admin", name="ops")[0],
+        "alice": create_key(store, "client", [ALICE], name="alice's app")[0],
+        "slow": create_key(store, "client", [BOB], rate="2/minute")[0],
+    }
     store.close()
     with BackgroundServer(create_app(Settings(data_dir=folder, auth="keys"), engine=None)) as running:
         yield running.url, keys, folder
@@ -65,7 +67,7 @@ def test_keys_are_stored_as_sha256_hashes_only(server):
     conn.close()
     stored = "\n".join(str(value) for row in rows for value in row)
     for key in keys.values():
-        assert key not in stored and key.split("_")[2] not in stored  # neither the key nor its secret
+        assert key not in stored and key.split("_", 2)[2] not in stored  # neither the key nor its secret
         assert hashlib.sha256(key.encode()).hexdigest() in stored
 
 
@@ -79,16 +81,22 @@ def test_a_client_key_acts_for_its_users_only(server):
     assert call(url, "GET", f"/v1/users/{BOB}/history", alice).status_code == 403
 
     before = call(url, "GET", f"/v1/users/{ALICE}/history", keys["admin"]).json()["events"]
-    mixed = {"events": [{"user_id": ALICE, "item_id": "demo-001", "kind": "click", "idempotency_key": "m1"},
-                        {"user_id": BOB, "item_id": "demo-001", "kind": "click", "idempotency_key": "m2"}]}
+    mixed = {
+        "events": [
+            {"user_id": ALICE, "item_id": "demo-001", "kind": "click", "idempotency_key": "m1"},
+            {"user_id": BOB, "item_id": "demo-001", "kind": "click", "idempotency_key": "m2"},
+        ]
+    }
     r = call(url, "POST", "/v1/feedback", alice, json=mixed)
     assert r.status_code == 403 and BOB in message(r)
     assert call(url, "GET", f"/v1/users/{ALICE}/history", keys["admin"]).json()["events"] == before  # none stored
 
-    admin_only = [("POST", "/v1/items", {"json": {"items": [{"id": "x1", "title": "X"}]}}),
-                  ("DELETE", f"/v1/users/{ALICE}", {}),
-                  ("POST", "/v1/adapters/serve", {"json": {"name": "rank-v2"}}),
-                  ("GET", "/metrics", {})]
+    admin_only = [
+        ("POST", "/v1/items", {"json": {"items": [{"id": "x1", "title": "X"}]}}),
+        ("DELETE", f"/v1/users/{ALICE}", {}),
+        ("POST", "/v1/adapters/serve", {"json": {"name": "rank-v2"}}),
+        ("GET", "/metrics", {}),
+    ]
     for method, path, kwargs in admin_only:
         r = call(url, method, path, alice, **kwargs)
         assert r.status_code == 403, (path, r.text)
@@ -110,13 +118,15 @@ def test_the_openai_client_sends_its_api_key(server):
 
     url, keys, _ = server
     reply = openai.OpenAI(base_url=f"{url}/v1", api_key=keys["alice"]).chat.completions.create(
-        model="muse", user=ALICE, messages=[{"role": "user", "content": "a comedy"}])
+        model="muse", user=ALICE, messages=[{"role": "user", "content": "a comedy"}]
+    )
     assert reply.model_extra["muse"]["items"]
     with pytest.raises(openai.AuthenticationError, match="unknown API key"):
         openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).models.list()
     with pytest.raises(openai.PermissionDeniedError, match=BOB):
         openai.OpenAI(base_url=f"{url}/v1", api_key=keys["alice"]).chat.completions.create(
-            model="muse", user=BOB, messages=[{"role": "user", "content": "a comedy"}])
+            model="muse", user=BOB, messages=[{"role": "user", "content": "a comedy"}]
+        )
 
 
 def test_a_key_over_its_rate_gets_429_with_retry_after(server):
@@ -130,7 +140,7 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(server):
 
 
 def test_keys_created_and_revoked_on_a_running_server_count_at_once(server):
-    from agent.auth import create_key
+    from agent.api.auth import create_key
     from agent.store import SQLiteStore
 
     url, _, folder = server
@@ -146,7 +156,7 @@ def test_keys_created_and_revoked_on_a_running_server_count_at_once(server):
 
 
 def test_key_rules(store):
-    from agent.auth import create_key
+    from agent.api.auth import create_key
 
     with pytest.raises(ValueError, match="at least one --user"):
         create_key(store, "client", [])
@@ -188,7 +198,7 @@ def test_muse_keys_commands(tmp_path, monkeypatch, capsys):
     assert key.startswith("muse_")
     assert main(["keys", "list"]) == 0
     listed = capsys.readouterr().out
-    assert '"users": ["u1"]' in listed and '"rate": "10/second"' in listed and key.split("_")[2] not in listed
+    assert '"users": ["u1"]' in listed and '"rate": "10/second"' in listed and key.split("_", 2)[2] not in listed
     assert main(["keys", "revoke", key.split("_")[1]]) == 0
     assert main(["keys", "revoke", key.split("_")[1]]) == 2
     assert "no live API key" in capsys.readouterr().err

@@ -9,17 +9,25 @@ import shutil
 
 
 def test_soak_reports_each_route_errors_and_memory(demo_data, tmp_path):
-    from agent.app import create_app
-    from agent.background_server import BackgroundServer
-    from agent.bench_soak import run_soak
+    from agent.api.app import create_app
+    from agent.api.background_server import BackgroundServer
+    from agent.bench.soak import run_soak
     from agent.config import Settings
 
     folder = tmp_path / "data"
     shutil.copytree(demo_data, folder)
     settings = Settings(data_dir=folder)
     with BackgroundServer(create_app(settings, engine=None)) as server:
-        report = run_soak(settings, server.url, os.getpid(), minutes=0.1, concurrency=4, warmup_s=1.0,
-                          sample_s=1.0, say=lambda _: None)
+        report = run_soak(
+            settings,
+            server.url,
+            os.getpid(),
+            minutes=0.1,
+            concurrency=4,
+            warmup_s=1.0,
+            sample_s=1.0,
+            say=lambda _: None,
+        )
     assert report["errors"] == 0 and report["requests"] == report["http_status"]["200"] > 4
     assert set(report["latency_s"]) == {"all", "recommendations", "chat", "feedback", "history"}
     memory = report["memory"]

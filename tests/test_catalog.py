@@ -23,8 +23,9 @@ def test_demo_catalog_loads(tmp_path):
 
 def test_csv_items_and_iso_timestamps(tmp_path):
     items = write(tmp_path / "items.csv", "id,title,text,categories,year\nm1,Alpha,About a,Drama|War,1999\n")
-    events = write(tmp_path / "interactions.csv",
-                   "user_id,item_id,timestamp,kind,value\nu1,m1,2024-01-02T03:04:05Z,like,1\n")
+    events = write(
+        tmp_path / "interactions.csv", "user_id,item_id,timestamp,kind,value\nu1,m1,2024-01-02T03:04:05Z,like,1\n"
+    )
     (item,) = load_items(items)
     assert item.categories == ("Drama", "War") and item.year == 1999
     (event,) = load_interactions(events)
@@ -33,8 +34,7 @@ def test_csv_items_and_iso_timestamps(tmp_path):
 
 def test_generic_folder_is_detected(tmp_path):
     write(tmp_path / "items.jsonl", json.dumps({"id": "a", "title": "A"}) + "\n")
-    write(tmp_path / "interactions.jsonl",
-          json.dumps({"user_id": "u", "item_id": "a", "timestamp": 5}) + "\n")
+    write(tmp_path / "interactions.jsonl", json.dumps({"user_id": "u", "item_id": "a", "timestamp": 5}) + "\n")
     dataset = load_dataset(tmp_path)
     assert dataset.source.startswith("generic") and len(dataset.interactions) == 1
 
@@ -63,14 +63,23 @@ def test_movielens_latest_small(movielens):
         ("items.jsonl", '{"id": "a", "title": "A"}\n{"id": "b"}\n', r"items.jsonl:2: missing column\(s\): title"),
         ("items.jsonl", '{"id": "a", "title": "A"}\n{oops\n', r"items.jsonl:2: malformed JSON"),
         ("items.jsonl", '{"id": "bad id!", "title": "A"}\n', r"items.jsonl:1: bad item id"),
-        ("items.jsonl", '{"id": "a", "title": "A"}\n{"id": "a", "title": "B"}\n',
-         r"items.jsonl:2: item 'a' conflicts with its earlier row at line 1"),
+        (
+            "items.jsonl",
+            '{"id": "a", "title": "A"}\n{"id": "a", "title": "B"}\n',
+            r"items.jsonl:2: item 'a' conflicts with its earlier row at line 1",
+        ),
         ("items.csv", "id,title,year\na,A,nineteen\n", r"items.csv:2: bad year"),
-        ("interactions.jsonl", '{"user_id": "u", "item_id": "a", "timestamp": "yesterday"}\n',
-         r"interactions.jsonl:1: unparsable timestamp"),
+        (
+            "interactions.jsonl",
+            '{"user_id": "u", "item_id": "a", "timestamp": "yesterday"}\n',
+            r"interactions.jsonl:1: unparsable timestamp",
+        ),
         ("interactions.csv", "user_id,item_id\nu,a\n", r"interactions.csv:2: missing column\(s\): timestamp"),
-        ("interactions.jsonl", '{"user_id": "u", "item_id": "a", "timestamp": 1, "kind": "buy"}\n',
-         r"interactions.jsonl:1: unknown kind 'buy'"),
+        (
+            "interactions.jsonl",
+            '{"user_id": "u", "item_id": "a", "timestamp": 1, "kind": "buy"}\n',
+            r"interactions.jsonl:1: unknown kind 'buy'",
+        ),
     ],
 )
 def test_bad_input_names_file_and_line(tmp_path, name, text, message):

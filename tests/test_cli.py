@@ -25,14 +25,28 @@ def synthetic_dataset(folder, users=40, items=60, length=14, seed=0):
     genres = ["Comedy", "Drama", "Horror", "Western"]
     with (folder / "items.jsonl").open("w") as f:
         for i in range(items):
-            f.write(json.dumps({"id": f"i{i}", "title": f"Item number {i}", "year": 1950 + i,
-                                "categories": [genres[i % 4]]}) + "\n")
+            f.write(
+                json.dumps(
+                    {"id": f"i{i}", "title": f"Item number {i}", "year": 1950 + i, "categories": [genres[i % 4]]}
+                )
+                + "\n"
+            )
     with (folder / "interactions.jsonl").open("w") as f:
         for u in range(users):
             start = rnd.randrange(items)
             for t in range(length):
-                f.write(json.dumps({"user_id": f"u{u}", "item_id": f"i{(start + t) % items}",
-                                    "timestamp": 1000 + t, "kind": "rating", "value": 4}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "user_id": f"u{u}",
+                            "item_id": f"i{(start + t) % items}",
+                            "timestamp": 1000 + t,
+                            "kind": "rating",
+                            "value": 4,
+                        }
+                    )
+                    + "\n"
+                )
     return folder
 
 
@@ -71,13 +85,29 @@ def test_eval_json_contract(tmp_path, data_dir, capsys):
 
 
 def test_rerank_eval_contract_and_never_worse_than_retrieval_on_validation(
-        tmp_path, data_dir, monkeypatch, capsys, tiny_model, tiny_registry):
+    tmp_path, data_dir, monkeypatch, capsys, tiny_model, tiny_registry
+):
     monkeypatch.setenv("MUSE_LLM_MODEL", str(tiny_model))
     monkeypatch.setenv("MUSE_ADAPTERS_DIR", str(tiny_registry))
     monkeypatch.setenv("MUSE_LLM_DTYPE", "float32")
     folder = synthetic_dataset(tmp_path / "ds")
-    assert main(["eval", "--data", str(folder), "--stage", "rerank", "--split", "validation",
-                 "--engine", "transformers", "--json"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(folder),
+                "--stage",
+                "rerank",
+                "--split",
+                "validation",
+                "--engine",
+                "transformers",
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["stage"] == "rerank" and report["adapter"] == "rank-test"
     assert set(METRIC_KEYS) <= set(report["metrics"])

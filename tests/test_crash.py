@@ -37,14 +37,23 @@ class Server:
     def __init__(self, folder: Path, log: Path):
         self.port, self.log = _free_port(), log
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "MUSE_DATA_DIR": str(folder), "MUSE_PORT": str(self.port),
-                    "MUSE_LLM_URL": f"http://127.0.0.1:{_free_port()}"}  # nothing listens there
+        self.env = {
+            **os.environ,
+            "MUSE_DATA_DIR": str(folder),
+            "MUSE_PORT": str(self.port),
+            "MUSE_LLM_URL": f"http://127.0.0.1:{_free_port()}",
+        }  # nothing listens there
         self.process: subprocess.Popen | None = None
 
     def start(self, within: float = 180) -> None:
         with self.log.open("a") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve"], env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agent.cli", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + within
         while True:
             try:
@@ -74,8 +83,13 @@ def test_feedback_survives_sigkill_exactly_once(demo_data, tmp_path):
     def writer(w: int) -> None:
         with httpx.Client(timeout=30) as client:
             for n in range(EVENTS_EACH):
-                event = {"user_id": f"crash-user-{w:02d}", "item_id": items[(w * 7 + n) % len(items)],
-                         "kind": "click", "timestamp": 1_700_000_000 + n, "idempotency_key": f"w{w}-e{n}"}
+                event = {
+                    "user_id": f"crash-user-{w:02d}",
+                    "item_id": items[(w * 7 + n) % len(items)],
+                    "kind": "click",
+                    "timestamp": 1_700_000_000 + n,
+                    "idempotency_key": f"w{w}-e{n}",
+                }
                 while True:  # retry until acknowledged, with the same key
                     try:
                         r = client.post(f"{server.url}/v1/feedback", json={"events": [event]})
@@ -111,8 +125,13 @@ def _run_until(args: list[str], env: dict, log: Path, ready, within: float = 300
     """Start ``muse ARGS``; SIGKILL it as soon as ``ready()`` holds. True if it was killed while
     running (False: it finished first)."""
     with log.open("a") as out:
-        process = subprocess.Popen([sys.executable, "-m", "agent.cli", *args], env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + within
     while process.poll() is None and not ready():
         assert time.monotonic() < deadline, log.read_text()[-2000:]
@@ -136,11 +155,27 @@ def test_ingest_and_index_killed_midway_then_rerun_agree(tmp_path):
 
     rng = random.Random(0)
     genres = ["Drama", "Comedy", "Horror", "Western", "Romance", "Sci-Fi"]
-    items = [{"id": f"syn-{n}", "title": f"Film {n}", "year": 1950 + n % 70, "categories": rng.sample(genres, 2),
-              "text": f"A {rng.choice(['quiet', 'loud', 'strange'])} story number {n}."} for n in range(400)]
-    events = [{"user_id": f"u{u}", "item_id": f"syn-{rng.randrange(400)}", "kind": "rating",
-               "value": rng.choice([1.0, 3.0, 4.0, 5.0]), "timestamp": 1_600_000_000 + u * 1000 + e}
-              for u in range(300) for e in range(60)]
+    items = [
+        {
+            "id": f"syn-{n}",
+            "title": f"Film {n}",
+            "year": 1950 + n % 70,
+            "categories": rng.sample(genres, 2),
+            "text": f"A {rng.choice(['quiet', 'loud', 'strange'])} story number {n}.",
+        }
+        for n in range(400)
+    ]
+    events = [
+        {
+            "user_id": f"u{u}",
+            "item_id": f"syn-{rng.randrange(400)}",
+            "kind": "rating",
+            "value": rng.choice([1.0, 3.0, 4.0, 5.0]),
+            "timestamp": 1_600_000_000 + u * 1000 + e,
+        }
+        for u in range(300)
+        for e in range(60)
+    ]
     data = tmp_path / "dataset"
     data.mkdir()
     (data / "items.jsonl").write_text("\n".join(json.dumps(i) for i in items))
@@ -164,8 +199,9 @@ def test_ingest_and_index_killed_midway_then_rerun_agree(tmp_path):
 
     # Killed while it embeds the catalog into Chroma.
     killed_index = _run_until(["index"], env, log, lambda: "embed items" in log.read_text())
-    done = subprocess.run([sys.executable, "-m", "agent.cli", "index"], env=env, capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "index"], env=env, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     index = open_index(Settings(data_dir=folder))
     ids = {it.id for it in store.items()}

@@ -14,14 +14,27 @@ from tests.conftest import FEEDBACK_ITEMS as ITEMS
 
 def test_rows_per_kind(logged, tmp_path):
     report = fd.build_data(logged, tmp_path, fd.BuildConfig(cutoff=float("inf")), held_out=set())
-    assert report["files"] == {"sft_train.jsonl": 2, "sft_eval.jsonl": 0, "dpo_train.jsonl": 4, "dpo_eval.jsonl": 0,
-                               "kto_train.jsonl": 2, "kto_eval.jsonl": 0, "text_dpo_train.jsonl": 0,
-                               "text_dpo_eval.jsonl": 0, "text_kto_train.jsonl": 0, "text_kto_eval.jsonl": 0}
+    assert report["files"] == {
+        "sft_train.jsonl": 2,
+        "sft_eval.jsonl": 0,
+        "dpo_train.jsonl": 4,
+        "dpo_eval.jsonl": 0,
+        "kto_train.jsonl": 2,
+        "kto_eval.jsonl": 0,
+        "text_dpo_train.jsonl": 0,
+        "text_dpo_eval.jsonl": 0,
+        "text_kto_train.jsonl": 0,
+        "text_kto_eval.jsonl": 0,
+    }
     assert report["skipped"] == {"too_little_history": 1}
     dpo = [json.loads(line) for line in (tmp_path / "dpo_train.jsonl").read_text().splitlines()]
     # c1 is label B, c4 is E; c2 (skipped) is C, c3 (disliked) is D
-    assert sorted((r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in dpo) == \
-        [("B", "C"), ("B", "D"), ("E", "C"), ("E", "D")]
+    assert sorted((r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in dpo) == [
+        ("B", "C"),
+        ("B", "D"),
+        ("E", "C"),
+        ("E", "D"),
+    ]
     assert "Film number 22 (2012)" in dpo[0]["prompt"][-1]["content"]  # history as of the impression
     kto = [json.loads(line) for line in (tmp_path / "kto_train.jsonl").read_text().splitlines()]
     assert sorted((r["completion"][0]["content"], r["label"]) for r in kto) == [("D", False), ("E", True)]
@@ -61,8 +74,16 @@ def test_trl_trains_on_the_exported_files(logged, tmp_path, tiny_model, method):
     data = load_dataset("json", data_files=str(tmp_path / "data" / f"{method}_train.jsonl"), split="train")
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    common = {"output_dir": str(tmp_path / "out"), "max_steps": 2, "per_device_train_batch_size": 2,
-              "learning_rate": 1e-2, "report_to": [], "save_strategy": "no", "use_cpu": True, "logging_steps": 1}
+    common = {
+        "output_dir": str(tmp_path / "out"),
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "learning_rate": 1e-2,
+        "report_to": [],
+        "save_strategy": "no",
+        "use_cpu": True,
+        "logging_steps": 1,
+    }
     if method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
@@ -92,15 +113,23 @@ def test_thumbs_on_texts_become_kto_rows_and_pairs(store, tmp_path):
     prompt = [{"role": "system", "content": "You write."}, {"role": "user", "content": "Pitch Film number 1."}]
 
     def shown(text):
-        return {"c1": {"draft": {"prompt": prompt, "text": text, "source": "llm"},
-                       "explanation": {"prompt": prompt[:1], "text": "Because.", "source": "llm"}}}
+        return {
+            "c1": {
+                "draft": {"prompt": prompt, "text": text, "source": "llm"},
+                "explanation": {"prompt": prompt[:1], "text": "Because.", "source": "llm"},
+            }
+        }
 
     first = store.add_impression("u1", ["c1"], [1.0], "rank-v2", candidates=["c1", "c2"], texts=shown("Watch it."))
     second = store.add_impression("u1", ["c1"], [1.0], "rank-v2", candidates=["c1", "c2"], texts=shown("Meh."))
     t = store.impression(second)["created_at"] + 1
-    store.add_events([Interaction("u1", "c1", t, "draft_like", impression_id=first),
-                      Interaction("u1", "c1", t, "draft_dislike", impression_id=second),
-                      Interaction("u1", "c1", t, "explanation_like", impression_id=second)])
+    store.add_events(
+        [
+            Interaction("u1", "c1", t, "draft_like", impression_id=first),
+            Interaction("u1", "c1", t, "draft_dislike", impression_id=second),
+            Interaction("u1", "c1", t, "explanation_like", impression_id=second),
+        ]
+    )
     with pytest.raises(ValueError, match="needs the impression_id"):
         store.add_events([Interaction("u1", "c1", t, "draft_like")])
     with pytest.raises(UnknownImpressionError, match="did not show"):
@@ -110,11 +139,13 @@ def test_thumbs_on_texts_become_kto_rows_and_pairs(store, tmp_path):
     report = fd.build_data(store, tmp_path, fd.BuildConfig(cutoff=float("inf")), held_out=set())
     assert report["files"]["text_kto_train.jsonl"] == 3 and report["files"]["text_dpo_train.jsonl"] == 1
     kto = [json.loads(line) for line in (tmp_path / "text_kto_train.jsonl").read_text().splitlines()]
-    assert sorted((r["completion"][0]["content"], r["label"]) for r in kto) == \
-        [("Because.", True), ("Meh.", False), ("Watch it.", True)]
+    assert sorted((r["completion"][0]["content"], r["label"]) for r in kto) == [
+        ("Because.", True),
+        ("Meh.", False),
+        ("Watch it.", True),
+    ]
     (pair,) = [json.loads(line) for line in (tmp_path / "text_dpo_train.jsonl").read_text().splitlines()]
     assert pair["prompt"] == prompt and pair["chosen"][0]["content"] == "Watch it."
     assert pair["rejected"][0]["content"] == "Meh."
     guarded = fd.build_data(store, tmp_path / "guarded", fd.BuildConfig(cutoff=float("inf")), held_out={("u1", "c1")})
     assert guarded["files"]["text_kto_train.jsonl"] == 0 and guarded["skipped"]["held_out_item"] == 3
-

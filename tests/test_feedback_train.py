@@ -34,9 +34,18 @@ def test_each_method_trains_a_child_of_the_parent(logged, tmp_path, tiny_model, 
 
     report = fd.build_data(logged, tmp_path / "data", fd.BuildConfig(cutoff=float("inf")), held_out=set())
     base_before = load_file(str(tiny_model / "model.safetensors"))
-    cfg = FeedbackTrainConfig(method=method, data=tmp_path / "data", name=f"rank-{method}-1", registry=registry,
-                              parent="rank-test", model_dir=tiny_model, max_steps=2, batch_size=2,
-                              learning_rate=1e-2, dtype="float32")
+    cfg = FeedbackTrainConfig(
+        method=method,
+        data=tmp_path / "data",
+        name=f"rank-{method}-1",
+        registry=registry,
+        parent="rank-test",
+        model_dir=tiny_model,
+        max_steps=2,
+        batch_size=2,
+        learning_rate=1e-2,
+        dtype="float32",
+    )
     folder = train(cfg, say=lambda _: None)
 
     assert sorted(p.name for p in registry.iterdir()) == sorted(["rank-test", f"rank-{method}-1"])
@@ -53,8 +62,16 @@ def test_bad_requests_fail_before_any_work(logged, tmp_path, registry):
     fd.build_data(logged, tmp_path / "data", fd.BuildConfig(cutoff=float("inf")), held_out=set())
 
     def config(**kw):
-        return FeedbackTrainConfig(**{"method": "dpo", "data": tmp_path / "data", "name": "rank-new",
-                                      "registry": registry, "parent": "rank-test", **kw})
+        return FeedbackTrainConfig(
+            **{
+                "method": "dpo",
+                "data": tmp_path / "data",
+                "name": "rank-new",
+                "registry": registry,
+                "parent": "rank-test",
+                **kw,
+            }
+        )
 
     with pytest.raises(ValueError, match="unknown method 'ppo'"):
         train(config(method="ppo"))

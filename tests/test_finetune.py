@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agent.catalog import Item
-from agent.ranker import LABELS, PromptConfig
+from agent.pipeline.ranker import LABELS, PromptConfig
 from finetune.rank_data import build_examples
 from retrieval.behavior import BehaviorConfig, HybridModel
 
@@ -17,7 +17,8 @@ def ring_model(rng):
     seqs = {f"u{u}": [f"i{(s + t) % 30}" for t in range(12)] for u, s in enumerate(rng.integers(0, 30, 40))}
     content = rng.normal(size=(30, 8)).astype(np.float32)
     model = HybridModel(ids, BehaviorConfig(sasrec=False, ease_lambda=1.0, ease_rank=30)).fit(
-        list(seqs.values()), content)
+        list(seqs.values()), content
+    )
     model.weights = {"sasrec": 0.0, "ease": 1.0, "content": 0.0}
     return model, seqs
 
@@ -50,24 +51,47 @@ def test_two_steps_change_the_adapter_and_not_the_base(tiny_model, tmp_path, rng
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     label_ids = single_token_ids(tokenizer, LABELS)
     items = {f"i{n}": Item(f"i{n}", f"Movie {n}", year=1990 + n) for n in range(40)}
-    examples = [RankExample("u", [f"i{n}" for n in range(5)], [f"i{n}" for n in range(5, 25)], [0.0] * 20,
-                            int(t)) for t in rng.integers(0, 20, 8)]
+    examples = [
+        RankExample("u", [f"i{n}" for n in range(5)], [f"i{n}" for n in range(5, 25)], [0.0] * 20, int(t))
+        for t in rng.integers(0, 20, 8)
+    ]
     dataset = Dataset.from_list([tokenize(e, items, tokenizer, PromptConfig(), label_ids) for e in examples])
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     base_before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
-                      layers_to_transform=[1], task_type="CAUSAL_LM")
-    args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=2, learning_rate=1e-2,
-                     report_to="none", max_length=None, save_strategy="no", logging_steps=1, bf16=False,
-                     gradient_checkpointing=False)
-    trainer = label_trainer_class()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                    peft_config=lora, label_ids=label_ids)
+    lora = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj", "down_proj"],
+        layers_to_transform=[1],
+        task_type="CAUSAL_LM",
+    )
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        max_steps=2,
+        learning_rate=1e-2,
+        report_to="none",
+        max_length=None,
+        save_strategy="no",
+        logging_steps=1,
+        bf16=False,
+        gradient_checkpointing=False,
+    )
+    trainer = label_trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora,
+        label_ids=label_ids,
+    )
     lora_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
     trainer.train()
     after = dict(trainer.model.named_parameters())
     assert lora_before and any(not torch.equal(after[n], p) for n, p in lora_before.items() if "lora_B" in n)
-    base_after = {n.replace("base_model.model.", "").replace(".base_layer", ""): p
-                  for n, p in after.items() if "lora_" not in n}
+    base_after = {
+        n.replace("base_model.model.", "").replace(".base_layer", ""): p for n, p in after.items() if "lora_" not in n
+    }
     assert base_after.keys() == base_before.keys()
     assert all(torch.equal(base_after[n], p) for n, p in base_before.items())
     # LoRA sits on the chosen layer only.
@@ -102,18 +126,34 @@ def test_residual_training_adds_the_prior_to_the_label_logits(tiny_model, tmp_pa
     label_ids = single_token_ids(tokenizer, LABELS)
     items = {f"i{n}": Item(f"i{n}", f"Movie {n}", year=1990 + n) for n in range(40)}
     scores = [float(20 - n) for n in range(20)]
-    examples = [RankExample("u", [f"i{n}" for n in range(5)], [f"i{n}" for n in range(5, 25)], scores, 0)
-                for _ in range(4)]
-    args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=1, learning_rate=1e-2,
-                     report_to="none", max_length=None, save_strategy="no", bf16=False,
-                     gradient_checkpointing=False)
+    examples = [
+        RankExample("u", [f"i{n}" for n in range(5)], [f"i{n}" for n in range(5, 25)], scores, 0) for _ in range(4)
+    ]
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        max_steps=1,
+        learning_rate=1e-2,
+        report_to="none",
+        max_length=None,
+        save_strategy="no",
+        bf16=False,
+        gradient_checkpointing=False,
+    )
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], layers_to_transform=[1], task_type="CAUSAL_LM")
 
     def first_batch_loss(scale):
-        dataset = Dataset.from_list([tokenize(e, items, tokenizer, PromptConfig(), label_ids, scale) for e in examples])
-        trainer = label_trainer_class()(model=AutoModelForCausalLM.from_pretrained(tiny_model), args=args,
-                                        train_dataset=dataset, processing_class=tokenizer, peft_config=lora,
-                                        label_ids=label_ids)
+        dataset = Dataset.from_list(
+            [tokenize(e, items, tokenizer, PromptConfig(), label_ids, scale) for e in examples]
+        )
+        trainer = label_trainer_class()(
+            model=AutoModelForCausalLM.from_pretrained(tiny_model),
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=lora,
+            label_ids=label_ids,
+        )
         batch = next(iter(trainer.get_train_dataloader()))
         assert ("prior" in batch) == (scale is not None) and batch["input_ids"].shape[0] == 4
         with torch.no_grad():
@@ -132,10 +172,19 @@ def test_held_out_metrics_report_each_model_alone_and_fused(tiny_model, tiny_reg
     from retrieval.metrics import ndcg_at
 
     items = {f"i{n}": Item(f"i{n}", f"Movie {n}", year=1990 + n) for n in range(40)}
-    examples = [RankExample("u", [f"i{n}" for n in range(5)], [f"i{n}" for n in range(5, 25)],
-                            [float(20 - n) for n in range(20)], int(t)) for t in rng.integers(0, 20, 6)]
-    report = held_out_metrics(tiny_model, {"tuned": tiny_registry / "rank-test"}, examples, items, PromptConfig(),
-                              say=lambda _: None)
+    examples = [
+        RankExample(
+            "u",
+            [f"i{n}" for n in range(5)],
+            [f"i{n}" for n in range(5, 25)],
+            [float(20 - n) for n in range(20)],
+            int(t),
+        )
+        for t in rng.integers(0, 20, 6)
+    ]
+    report = held_out_metrics(
+        tiny_model, {"tuned": tiny_registry / "rank-test"}, examples, items, PromptConfig(), say=lambda _: None
+    )
     assert report["positions"] == 6
     # Retrieval order: the answer sits at its own position.
     expected = np.mean([ndcg_at(e.target + 1, 10) for e in examples])

@@ -19,11 +19,20 @@ def engage(url: str, user: str, key: str) -> None:
     """Get recommendations, then click, like and dislike three of the picks (an impression and
     its feedback: what build-data turns into training rows)."""
     headers = {"Authorization": f"Bearer {key}"}
-    shown = httpx.post(f"{url}/v1/recommendations", json={"user_id": user, "k": 5}, headers=headers,
-                       timeout=120).json()
+    shown = httpx.post(
+        f"{url}/v1/recommendations", json={"user_id": user, "k": 5}, headers=headers, timeout=120
+    ).json()
     picks = [it["id"] for it in shown["items"]]
-    events = [{"user_id": user, "item_id": item, "kind": kind, "impression_id": shown["impression_id"],
-               "idempotency_key": f"{user}-{kind}"} for item, kind in zip(picks, ("click", "like", "dislike"))]
+    events = [
+        {
+            "user_id": user,
+            "item_id": item,
+            "kind": kind,
+            "impression_id": shown["impression_id"],
+            "idempotency_key": f"{user}-{kind}",
+        }
+        for item, kind in zip(picks, ("click", "like", "dislike"))
+    ]
     r = httpx.post(f"{url}/v1/feedback", json={"events": events}, headers=headers, timeout=60)
     assert r.json() == {"accepted": 3, "duplicates": 0}
 
@@ -40,9 +49,9 @@ def rows_of(folder, user: str) -> dict[str, int]:
 @pytest.mark.slow
 def test_a_forgotten_user_is_gone_from_store_exports_and_keys(demo_data, tmp_path):
     import finetune.feedback_data as fd
-    from agent.app import create_app
-    from agent.auth import create_key
-    from agent.background_server import BackgroundServer
+    from agent.api.app import create_app
+    from agent.api.auth import create_key
+    from agent.api.background_server import BackgroundServer
     from agent.config import Settings
     from agent.store import SQLiteStore
 
@@ -74,8 +83,11 @@ def test_a_forgotten_user_is_gone_from_store_exports_and_keys(demo_data, tmp_pat
         again = httpx.delete(f"{server.url}/v1/users/{LEAVER}", headers={"Authorization": f"Bearer {admin}"})
         assert again.status_code == 404
         # the leaver's app key is bound to nobody now
-        r = httpx.post(f"{server.url}/v1/recommendations", json={"user_id": LEAVER},
-                       headers={"Authorization": f"Bearer {leaver_app}"})
+        r = httpx.post(
+            f"{server.url}/v1/recommendations",
+            json={"user_id": LEAVER},
+            headers={"Authorization": f"Bearer {leaver_app}"},
+        )
         assert r.status_code == 403
     store.close()
 
@@ -90,8 +102,12 @@ def test_a_forgotten_user_is_gone_from_store_exports_and_keys(demo_data, tmp_pat
     assert "retrieval model" in weights and "'kto-feedback-1'" in weights
 
     conn = sqlite3.connect(folder / "muse.db")
-    for table, column in (("events", "user_id"), ("impressions", "user_id"), ("users", "id"),
-                          ("api_key_users", "user_id")):
+    for table, column in (
+        ("events", "user_id"),
+        ("impressions", "user_id"),
+        ("users", "id"),
+        ("api_key_users", "user_id"),
+    ):
         assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", (LEAVER,)).fetchone()[0] == 0
     assert conn.execute("SELECT COUNT(*) FROM events WHERE user_id = ?", (STAYER,)).fetchone()[0] > 0
     items = {row[0] for row in conn.execute("SELECT id FROM items")}

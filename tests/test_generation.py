@@ -1,4 +1,4 @@
-"""Texts right by construction (agent/generation.py), the continuation rules both engines follow
+"""Texts right by construction (agent/pipeline/generation.py), the continuation rules both engines follow
 (agent/llm/engine.py), and the number format chosen from the CPU (agent/llm/hardware.py), on
 hand-worked cases; plus the in-process engine following the rules with a real model."""
 
@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from agent.catalog import Item
-from agent.generation import (
+from agent.llm.engine import (
+    TextJob,
+    TextResult,
+    complete_sentences,
+    continuation_pattern,
+    text_result,
+)
+from agent.llm.hardware import choose_dtype, cpu_flags, resolve_dtype, resolve_threads
+from agent.pipeline.generation import (
     Evidence,
     TextPlan,
     choose_evidence,
@@ -24,15 +32,7 @@ from agent.generation import (
     template_explanation,
     text_job,
 )
-from agent.grounding import GroundingCheck
-from agent.llm.engine import (
-    TextJob,
-    TextResult,
-    complete_sentences,
-    continuation_pattern,
-    text_result,
-)
-from agent.llm.hardware import choose_dtype, cpu_flags, resolve_dtype, resolve_threads
+from agent.pipeline.grounding import GroundingCheck
 
 HEAT = Item("h", "Heat", "A crew of thieves.", ("Action", "Crime", "Thriller"), 1995)
 CASINO = Item("c", "Casino", "", ("Crime", "Drama"), 1995)
@@ -48,24 +48,37 @@ def test_the_texts_start_from_the_evidence():
     assert explanation_start(ev) == 'You watched "Heat" and "Casino", so try "Ronin" (1998), another action film:'
     assert draft_start(ev) == '"Ronin" (1998) is an action crime film'
     assert template_explanation(ev) == 'You watched "Heat" and "Casino", so try "Ronin" (1998), another action film.'
-    assert template_draft(ev) == '"Ronin" (1998) is an action crime film. Mercenaries chase a briefcase through France.'
+    assert (
+        template_draft(ev) == '"Ronin" (1998) is an action crime film. Mercenaries chase a briefcase through France.'
+    )
     nothing_shared = Evidence(TOY, [CASINO])
     assert explanation_start(nothing_shared) == 'You watched "Casino", so try "Toy Story" (1995):'
     assert template_explanation(Evidence(TOY, [])) == '"Toy Story" (1995) is popular with people right now.'
     # A new user's pick found by their words, or a new item found by the filters, says so.
     assert template_explanation(Evidence(TOY, [], "content")) == (
-        '"Toy Story" (1995) matches what you asked for, an animated family film.')
+        '"Toy Story" (1995) matches what you asked for, an animated family film.'
+    )
     assert template_explanation(Evidence(TOY, [], "catalog")) == (
-        '"Toy Story" (1995) is new in the catalog and fits your filters.')
+        '"Toy Story" (1995) is new in the catalog and fits your filters.'
+    )
     tagged = Item("m", "Matrix, The", "Tags: cyberpunk, kung fu.", ("Sci-Fi",), 1999)
-    assert template_draft(Evidence(tagged, [])) == '"The Matrix" (1999) is a sci-fi film. Viewers tag it cyberpunk, kung fu.'
+    assert (
+        template_draft(Evidence(tagged, []))
+        == '"The Matrix" (1999) is a sci-fi film. Viewers tag it cyberpunk, kung fu.'
+    )
 
 
-@pytest.mark.parametrize(("categories", "phrase"), [
-    (("Action", "Thriller", "War"), "action thriller"), (("Romance", "Drama"), "romantic drama"),
-    (("Crime",), "crime film"), (("Drama",), "drama"), (("Animation", "Children"), "animated family film"),
-    ((), ""),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("categories", "phrase"),
+    [
+        (("Action", "Thriller", "War"), "action thriller"),
+        (("Romance", "Drama"), "romantic drama"),
+        (("Crime",), "crime film"),
+        (("Drama",), "drama"),
+        (("Animation", "Children"), "animated family film"),
+        ((), ""),
+    ],
+)
 def test_genre_phrase(categories, phrase):
     assert genre_phrase(categories) == phrase
 
@@ -88,21 +101,24 @@ def test_jobs_only_where_the_model_has_facts_to_write_from():
     assert all(t.outcomes == {"explanation": "template", "draft": "template"} for t in plan.texts)
 
 
-@pytest.mark.parametrize(("kind", "continuation", "complete", "outcome"), [
-    ("explanation", " mercenaries chasing a briefcase through France.", True, ""),
-    ("explanation", " mercenaries chasing a briefcase", False, "cut_off"),
-    ("explanation", " a heist, much like Gladiator.", True, "unknown_title"),
-    ("explanation", " a heist that, like Heat, ends in France.", True, "repeated_citation"),
-    ("explanation", " Heat.", True, "repeated_citation"),
-    ("explanation", " Ronin.", True, "too_short"),  # nothing beyond the pick's own title
-    ("explanation", " a comedy about a briefcase.", True, "wrong_category"),
-    ("explanation", " mercenaries chasing a briefcase in 1977.", True, "wrong_year"),
-    ("draft", " that you watched last week.", True, "claims_watched"),
-    ("draft", " about a retired lighthouse keeper and a young meteorologist.", True, "copied_example"),
-    ("draft", " about a chase. It is about a chase.", True, "repetitive"),
-    ("draft", " for fans of heat and its shoot-outs.", True, "names_history"),  # any case
-    ("draft", " about mercenaries who chase a briefcase through France.", True, ""),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kind", "continuation", "complete", "outcome"),
+    [
+        ("explanation", " mercenaries chasing a briefcase through France.", True, ""),
+        ("explanation", " mercenaries chasing a briefcase", False, "cut_off"),
+        ("explanation", " a heist, much like Gladiator.", True, "unknown_title"),
+        ("explanation", " a heist that, like Heat, ends in France.", True, "repeated_citation"),
+        ("explanation", " Heat.", True, "repeated_citation"),
+        ("explanation", " Ronin.", True, "too_short"),  # nothing beyond the pick's own title
+        ("explanation", " a comedy about a briefcase.", True, "wrong_category"),
+        ("explanation", " mercenaries chasing a briefcase in 1977.", True, "wrong_year"),
+        ("draft", " that you watched last week.", True, "claims_watched"),
+        ("draft", " about a retired lighthouse keeper and a young meteorologist.", True, "copied_example"),
+        ("draft", " about a chase. It is about a chase.", True, "repetitive"),
+        ("draft", " for fans of heat and its shoot-outs.", True, "names_history"),  # any case
+        ("draft", " about mercenaries who chase a briefcase through France.", True, ""),
+    ],
+)
 def test_a_continuation_is_shown_only_when_it_passes_every_check(kind, continuation, complete, outcome):
     plan = TextPlan([Evidence(RONIN, [HEAT])], CATALOG, CATEGORIES)
     job = plan.keys.index((0, kind))
@@ -111,10 +127,15 @@ def test_a_continuation_is_shown_only_when_it_passes_every_check(kind, continuat
     if outcome:
         assert texts.outcomes[kind] == "fallback" and texts.rejected[kind].split(":")[0] == outcome
         assert getattr(texts, kind) == (template_explanation if kind == "explanation" else template_draft)(
-            Evidence(RONIN, [HEAT]))
+            Evidence(RONIN, [HEAT])
+        )
     else:
         assert texts.outcomes[kind] == "llm" and not texts.rejected
-        start = explanation_start(Evidence(RONIN, [HEAT])) if kind == "explanation" else draft_start(Evidence(RONIN, [HEAT]))
+        start = (
+            explanation_start(Evidence(RONIN, [HEAT]))
+            if kind == "explanation"
+            else draft_start(Evidence(RONIN, [HEAT]))
+        )
         assert getattr(texts, kind) == start + continuation
 
 
@@ -160,8 +181,11 @@ def test_the_in_process_engine_follows_the_rules_and_stops_when_asked(packaged_m
 
     engine = TransformersEngine(packaged_model, dtype="float32")
     ask = [{"role": "user", "content": 'Quote the title "Gladiator" twice, then describe a film about a heist.'}]
-    jobs = [TextJob(ask, 'The film "Ronin" (1998) is', sentences=1, max_tokens=40),
-            TextJob(ask, "", sentences=2, max_tokens=60), text_job(Evidence(RONIN, [HEAT]), "explanation")]
+    jobs = [
+        TextJob(ask, 'The film "Ronin" (1998) is', sentences=1, max_tokens=40),
+        TextJob(ask, "", sentences=2, max_tokens=60),
+        text_job(Evidence(RONIN, [HEAT]), "explanation"),
+    ]
     got = dict(engine.complete(jobs, time.monotonic() + 600))
     assert set(got) == {0, 1, 2}
     for result in got.values():

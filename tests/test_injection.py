@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from agent.catalog import Item
-from agent.generation import Evidence, system_prompt, template_draft, template_explanation
-from agent.text_quality import copied_phrases, has_link, instruction_like, safe_description
+from agent.pipeline.generation import Evidence, system_prompt, template_draft, template_explanation
+from agent.pipeline.text_quality import copied_phrases, has_link, instruction_like, safe_description
 
 # Each holds one honest sentence (kept) and one hostile part (dropped).
 HOSTILE_DESCRIPTIONS = [
@@ -70,22 +70,33 @@ def test_a_hostile_description_keeps_its_facts_and_loses_its_payload(description
 
 @pytest.fixture(scope="module")
 def url(demo_data, tmp_path_factory):
-    from agent.app import create_app
-    from agent.background_server import BackgroundServer
+    from agent.api.app import create_app
+    from agent.api.background_server import BackgroundServer
     from agent.config import Settings
 
     folder = tmp_path_factory.mktemp("injection") / "data"
     shutil.copytree(demo_data, folder)
     with BackgroundServer(create_app(Settings(data_dir=folder), engine=None)) as server:
-        items = [{"id": f"hostile-{n}", "title": f"Hostile Film {n}", "text": text, "categories": ["Hostile"],
-                  "year": 2000 + n} for n, text in enumerate(HOSTILE_DESCRIPTIONS)]
+        items = [
+            {
+                "id": f"hostile-{n}",
+                "title": f"Hostile Film {n}",
+                "text": text,
+                "categories": ["Hostile"],
+                "year": 2000 + n,
+            }
+            for n, text in enumerate(HOSTILE_DESCRIPTIONS)
+        ]
         assert httpx.post(f"{server.url}/v1/items", json={"items": items}, timeout=300).status_code == 200
         yield server.url
 
 
 def test_hostile_items_are_served_with_clean_texts(url):
-    got = httpx.post(f"{url}/v1/recommendations", timeout=120,
-                     json={"user_id": "demo-user-01", "k": 10, "filters": {"categories": ["Hostile"]}}).json()
+    got = httpx.post(
+        f"{url}/v1/recommendations",
+        timeout=120,
+        json={"user_id": "demo-user-01", "k": 10, "filters": {"categories": ["Hostile"]}},
+    ).json()
     assert len(got["items"]) == 10
     for it in got["items"]:
         assert it["id"] in got["candidate_ids"] and it["id"].startswith("hostile-")
@@ -94,8 +105,12 @@ def test_hostile_items_are_served_with_clean_texts(url):
 
 @pytest.mark.parametrize("message", HOSTILE_MESSAGES)
 def test_a_hostile_message_moves_nothing_outside_the_candidates(url, message):
-    body = {"model": "muse", "user": "demo-user-07", "muse": {"k": 5},
-            "messages": [{"role": "user", "content": message}]}
+    body = {
+        "model": "muse",
+        "user": "demo-user-07",
+        "muse": {"k": 5},
+        "messages": [{"role": "user", "content": message}],
+    }
     r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120)
     assert r.status_code == 200, r.text
     muse, reply = r.json()["muse"], r.json()["choices"][0]["message"]["content"]

@@ -35,8 +35,23 @@ def test_one_round_end_to_end(demo_dataset, tmp_path, tiny_model, tiny_registry,
     from retrieval.metrics import METRIC_KEYS
 
     work = tmp_path / "loop"
-    argv = ["loop", "simulate", "--data", str(demo_dataset), "--rounds", "1", "--json", "--work-dir", str(work),
-            "--start", str(tiny_registry / "rank-test"), "--unseen", "6", "--max-steps", "2"]
+    argv = [
+        "loop",
+        "simulate",
+        "--data",
+        str(demo_dataset),
+        "--rounds",
+        "1",
+        "--json",
+        "--work-dir",
+        str(work),
+        "--start",
+        str(tiny_registry / "rank-test"),
+        "--unseen",
+        "6",
+        "--max-steps",
+        "2",
+    ]
     env = {"MUSE_LLM_MODEL": str(tiny_model), "MUSE_LLM_DTYPE": "float32"}
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
@@ -59,7 +74,7 @@ def test_one_round_end_to_end(demo_dataset, tmp_path, tiny_model, tiny_registry,
     answers = [e for e in store.events() if e.impression_id]
     assert len(answers) == feedback["shown"]  # one click or skip per shown item
     # No click on a protocol validation/test item, and no training row answers with one.
-    from agent.evaluate import prepare
+    from agent.evaluation.retrieval_eval import prepare
 
     held_out = {(u, i) for u, seq in prepare(demo_dataset).loo.sequences.items() for i in seq[-2:]}
     assert not {(e.user_id, e.item_id) for e in answers if e.kind == "click"} & held_out
@@ -70,8 +85,9 @@ def test_one_round_end_to_end(demo_dataset, tmp_path, tiny_model, tiny_registry,
     with pytest.MonkeyPatch.context() as mp:
         for k, v in {**env, "MUSE_ADAPTERS_DIR": str(work / "adapters"), "MUSE_DATA_DIR": str(tmp_path)}.items():
             mp.setenv(k, v)
-        code = main(["finetune", "promote", "--candidate", "loop-r1", "--data", str(demo_dataset),
-                     "--work-dir", str(work)])
+        code = main(
+            ["finetune", "promote", "--candidate", "loop-r1", "--data", str(demo_dataset), "--work-dir", str(work)]
+        )
     verdict = json.loads(capsys.readouterr().out)
     judged = verdict["evaluations"]["protocol_validation"]
     assert verdict["current"] == "rank-test" and judged["users"] == len(held_out) // 2
@@ -95,7 +111,7 @@ def test_one_round_end_to_end(demo_dataset, tmp_path, tiny_model, tiny_registry,
 
 @pytest.mark.slow
 def test_a_replay_cut_short_is_resumed_without_showing_twice(demo_dataset, tmp_path):
-    from agent.ranker import PromptConfig
+    from agent.pipeline.ranker import PromptConfig
     from finetune.loop import Loop
 
     loop = Loop(LoopConfig(data=demo_dataset, work_dir=tmp_path, rounds=2, unseen=6), say=lambda _: None)

@@ -1,6 +1,6 @@
 """The packaged LLM is converted once into a Hugging Face checkpoint that loads offline."""
 
-from agent.model_files import default_cache, ensure_checkpoint, packaged_gguf
+from agent.llm.model_files import default_cache, ensure_checkpoint, packaged_gguf
 
 
 def test_packaged_gguf_is_found():

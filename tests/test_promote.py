@@ -10,12 +10,16 @@ import shutil
 import pytest
 
 import finetune.feedback_data as fd
+from agent.llm.registry import ranker_adapter
 from finetune.promote import decide, paired
 
 
 def evaluation(current: float, candidate: float, gain: float, se: float) -> dict:
-    return {"current": {"N@10": current}, "candidate": {"N@10": candidate},
-            "paired": {"gain": gain, "se": se, "z": round(gain / se, 2) if se else 0.0}}
+    return {
+        "current": {"N@10": current},
+        "candidate": {"N@10": candidate},
+        "paired": {"gain": gain, "se": se, "z": round(gain / se, 2) if se else 0.0},
+    }
 
 
 def test_paired_gain_on_hand_worked_rows():
@@ -30,8 +34,10 @@ def test_decide_needs_a_significant_win_on_every_evaluation():
     assert decide({"held_out_events": better})[0] is True
     ok, reason = decide({"held_out_events": better, "protocol_validation": noise})
     assert ok is False
-    assert "protocol_validation: candidate N@10 0.0940 vs current 0.0928 (gain +0.0012, se 0.0013, z 0.92 < 1.645)" \
+    assert (
+        "protocol_validation: candidate N@10 0.0940 vs current 0.0928 (gain +0.0012, se 0.0013, z 0.92 < 1.645)"
         in reason
+    )
     assert decide({"held_out_events": evaluation(0.3, 0.3, 0.0, 0.0)})[0] is False  # a tie is not better
     with pytest.raises(ValueError, match="nothing to judge on"):
         decide({})
@@ -44,13 +50,15 @@ def more_clicks(store, n: int) -> None:
     for k in range(n):
         candidates = [f"c{(j + k) % 20}" for j in range(20)]
         imp = store.add_impression("u1", candidates[:5], [1.0] * 5, "rank-v2", candidates=candidates)
-        store.add_events([Interaction("u1", candidates[k % 5], store.impression(imp)["created_at"] + 1, "click",
-                                      impression_id=imp)])
+        store.add_events(
+            [Interaction("u1", candidates[k % 5], store.impression(imp)["created_at"] + 1, "click", impression_id=imp)]
+        )
 
 
 @pytest.mark.slow
-def test_refuses_a_candidate_that_is_not_better_then_promotes_a_better_one(logged, tmp_path, tiny_model,
-                                                                           tiny_registry, capsys, monkeypatch):
+def test_refuses_a_candidate_that_is_not_better_then_promotes_a_better_one(
+    logged, tmp_path, tiny_model, tiny_registry, capsys, monkeypatch
+):
     from agent.cli import main
     from agent.config import Settings
     from finetune.feedback_train import FeedbackTrainConfig, train
@@ -71,15 +79,28 @@ def test_refuses_a_candidate_that_is_not_better_then_promotes_a_better_one(logge
     numbers = result["evaluations"]["held_out_events"]
     assert result["promoted"] is False and numbers["candidate"] == numbers["current"] and numbers["rows"] == 10
     assert "refused: not better; held_out_events: candidate N@10" in out.err
-    assert not (registry / "promoted.json").exists() and Settings().ranker_adapter() == "rank-test"
+    assert not (registry / "promoted.json").exists() and ranker_adapter(Settings()) == "rank-test"
 
     # A candidate fitted to those very rows (only to get one that is surely better) is promoted.
     fitted = tmp_path / "fit-on-eval"
     fitted.mkdir()
     shutil.copy(tmp_path / "feedback" / "sft_eval.jsonl", fitted / "sft_train.jsonl")
-    train(FeedbackTrainConfig(method="sft", data=fitted, name="rank-fitted", registry=registry, parent="rank-test",
-                              model_dir=tiny_model, max_steps=15, batch_size=2, learning_rate=5e-2, warmup_steps=0,
-                              dtype="float32"), say=lambda _: None)
+    train(
+        FeedbackTrainConfig(
+            method="sft",
+            data=fitted,
+            name="rank-fitted",
+            registry=registry,
+            parent="rank-test",
+            model_dir=tiny_model,
+            max_steps=15,
+            batch_size=2,
+            learning_rate=5e-2,
+            warmup_steps=0,
+            dtype="float32",
+        ),
+        say=lambda _: None,
+    )
     assert main(["finetune", "promote", "--candidate", "rank-fitted", "--feedback", str(tmp_path / "feedback")]) == 0
     result = json.loads(capsys.readouterr().out)
     numbers = result["evaluations"]["held_out_events"]
@@ -87,4 +108,4 @@ def test_refuses_a_candidate_that_is_not_better_then_promotes_a_better_one(logge
     assert numbers["paired"]["z"] >= 1.645
     log = json.loads((registry / "promoted.json").read_text())
     assert log["serving"] == "rank-fitted" and log["history"][0]["previous"] == "rank-test"
-    assert Settings().ranker_adapter() == "rank-fitted"  # what a restarted service serves
+    assert ranker_adapter(Settings()) == "rank-fitted"  # what a restarted service serves

@@ -10,7 +10,7 @@ import pytest
 from agent.catalog import Item
 from agent.llm.engine import UnknownAdapterError, single_token_ids
 from agent.llm.transformers_engine import TransformersEngine
-from agent.ranker import (
+from agent.pipeline.ranker import (
     LABELS,
     PromptConfig,
     Ranker,
@@ -80,8 +80,10 @@ class ReversedEngine:
 
 
 def test_rank_is_a_permutation_of_the_candidates(rng):
-    requests = [RankRequest(["h"], [f"c{n}" for n in range(k)], sorted(rng.normal(size=k), reverse=True))
-                for k in (1, 5, 20, 20)]
+    requests = [
+        RankRequest(["h"], [f"c{n}" for n in range(k)], sorted(rng.normal(size=k), reverse=True))
+        for k in (1, 5, 20, 20)
+    ]
     for weight in (0.0, 0.4, 1.0):
         for req, perm in zip(requests, Ranker(ReversedEngine(), weight=weight).rank(requests)):
             assert sorted(perm) == list(range(len(req.candidates)))
@@ -104,8 +106,10 @@ def test_the_ranker_asks_for_its_own_adapter_and_none_means_base():
 
 def test_transformers_engine_scores_every_candidate(tiny_model):
     engine = TransformersEngine(tiny_model, dtype="float32", batch_size=2)
-    requests = [RankRequest([f"Seen {n}" for n in range(8)], [f"Movie {n} (1990)" for n in range(k)], [0.0] * k)
-                for k in (20, 20, 7)]
+    requests = [
+        RankRequest([f"Seen {n}" for n in range(8)], [f"Movie {n} (1990)" for n in range(k)], [0.0] * k)
+        for k in (20, 20, 7)
+    ]
     scores = Ranker(engine).llm_scores(requests)
     for req, s in zip(requests, scores):
         assert s.shape == (len(req.candidates),) and np.isfinite(s).all()
@@ -135,8 +139,11 @@ def test_a_merged_adapter_scores_as_the_adapter_does(tiny_model, tiny_registry, 
     folder = merged_checkpoint(tiny_model, adapter, tmp_path)
     assert merged_checkpoint(tiny_model, adapter, tmp_path) == folder  # written once, then reused
     convs = [rank_conversation(["A (1990)", "B (1991)"], [f"C{n} (2000)" for n in range(20)])]
-    with_adapter = np.array(TransformersEngine(tiny_model, {"rank-test": adapter}, dtype="float32")
-                            .label_logprobs(convs, LABELS, "rank-test"))
+    with_adapter = np.array(
+        TransformersEngine(tiny_model, {"rank-test": adapter}, dtype="float32").label_logprobs(
+            convs, LABELS, "rank-test"
+        )
+    )
     merged = np.array(TransformersEngine(folder, dtype="float32").label_logprobs(convs, LABELS))
     base = np.array(TransformersEngine(tiny_model, dtype="float32").label_logprobs(convs, LABELS))
     assert np.allclose(merged, with_adapter, atol=1e-4), np.abs(merged - with_adapter).max()
@@ -144,11 +151,13 @@ def test_a_merged_adapter_scores_as_the_adapter_does(tiny_model, tiny_registry, 
 
 
 def _users(targets: list[str]):
-    from agent.evaluate import UserCandidates
+    from agent.evaluation.retrieval_eval import UserCandidates
     from retrieval.retriever import Candidate
 
-    return [UserCandidates(f"u{n}", [], t, [Candidate("a", 1.0, "hybrid"), Candidate("b", 0.0, "hybrid")])
-            for n, t in enumerate(targets)]
+    return [
+        UserCandidates(f"u{n}", [], t, [Candidate("a", 1.0, "hybrid"), Candidate("b", 0.0, "hybrid")])
+        for n, t in enumerate(targets)
+    ]
 
 
 def test_the_fusion_weight_is_kept_only_when_validation_says_it_helps(tmp_path):
@@ -157,15 +166,17 @@ def test_the_fusion_weight_is_kept_only_when_validation_says_it_helps(tmp_path):
     1/log2(3) = 0.631, so flipping gains +0.369 where b is right and loses as much elsewhere."""
     import json
 
-    from agent.ranker import fusion_weight_of
-    from agent.rerank_eval import record_weight, validated_weight
+    from agent.evaluation.rerank_eval import record_weight, validated_weight
+    from agent.llm.registry import fusion_weight_of
 
     llm = {n: np.log(np.array([0.1, 0.9])) for n in range(20)}
     weight, evidence = validated_weight(_users(["b"] * 20), llm)
     assert weight == 0.55 and evidence["gain_mean"] == pytest.approx(1 - 1 / np.log2(3), abs=1e-5)
     # 11 helped, 9 hurt: the mean gain 0.0369 is under 1.645 standard errors (0.0847 each)
     weight, evidence = validated_weight(_users(["b"] * 11 + ["a"] * 9), llm)
-    assert weight == 0.0 and evidence["best_weight"] == 0.55 and evidence["gain_mean"] == pytest.approx(0.0369, abs=1e-4)
+    assert (
+        weight == 0.0 and evidence["best_weight"] == 0.55 and evidence["gain_mean"] == pytest.approx(0.0369, abs=1e-4)
+    )
     weight, evidence = validated_weight(_users(["a"] * 20), llm)  # the LLM only hurts: retrieval order
     assert weight == 0.0 and evidence["best_weight"] == 0.0
 
@@ -174,4 +185,6 @@ def test_the_fusion_weight_is_kept_only_when_validation_says_it_helps(tmp_path):
     (adapter / "manifest.json").write_text(json.dumps({"kind": "ranker"}))
     assert fusion_weight_of(adapter) == 0.0  # never validated: not used
     record_weight(adapter, 0.55, {"best_weight": 0.55})
-    assert fusion_weight_of(adapter) == 0.55 and json.loads((adapter / "manifest.json").read_text())["kind"] == "ranker"
+    assert (
+        fusion_weight_of(adapter) == 0.55 and json.loads((adapter / "manifest.json").read_text())["kind"] == "ranker"
+    )

@@ -24,8 +24,13 @@ from retrieval.index import Filters
 from retrieval.retriever import away_from
 from tests.conftest import DEMO
 
-NEW_ITEM = Item("fresh-1", "Abyssal Lanterns", "A documentary about bioluminescent creatures and "
-                "hydrothermal vents in the deep ocean trenches.", ("Documentary",), 2026)
+NEW_ITEM = Item(
+    "fresh-1",
+    "Abyssal Lanterns",
+    "A documentary about bioluminescent creatures and hydrothermal vents in the deep ocean trenches.",
+    ("Documentary",),
+    2026,
+)
 
 
 def _free_port() -> int:
@@ -39,8 +44,11 @@ def chroma_server(tmp_path_factory):
     chroma = Path(sys.executable).with_name("chroma")
     port = _free_port()
     folder = tmp_path_factory.mktemp("chroma-server")
-    proc = subprocess.Popen([str(chroma), "run", "--path", str(folder), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(chroma), "run", "--path", str(folder), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     import urllib.request
 
@@ -179,8 +187,13 @@ def test_new_item_is_reachable_through_its_content(demo):
 
 def test_a_new_item_in_a_new_category_is_served_on_every_path(demo):
     _, store, retriever = demo
-    item = Item("fresh-2", "Bayou Arias", "An opera sung to a zydeco accordion in a Louisiana dance hall.",
-                ("Zydeco Opera",), 2026)
+    item = Item(
+        "fresh-2",
+        "Bayou Arias",
+        "An opera sung to a zydeco accordion in a Louisiana dance hall.",
+        ("Zydeco Opera",),
+        2026,
+    )
     store.upsert_items([item])
     retriever.upsert_items([item])
     only = Filters(categories=["Zydeco Opera"])

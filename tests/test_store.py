@@ -20,8 +20,10 @@ def test_file_is_in_wal_mode(stocked):
 
 
 def test_retried_write_is_not_counted_twice(stocked):
-    batch = [Interaction("u1", "a", 10.0, "click", key="evt-1"),
-             Interaction("u1", "b", 20.0, "like", 1.0, key="evt-2")]
+    batch = [
+        Interaction("u1", "a", 10.0, "click", key="evt-1"),
+        Interaction("u1", "b", 20.0, "like", 1.0, key="evt-2"),
+    ]
     assert stocked.add_events(batch) == 2
     assert stocked.add_events(batch) == 0  # the retry
     assert stocked.counts()["events"] == 2
@@ -59,8 +61,13 @@ def test_impressions_are_recorded(stocked):
 
 
 def test_forget_user_removes_events_and_impressions(stocked):
-    stocked.add_events([Interaction("u", "a", 1.0, "click"), Interaction("u", "b", 2.0, "like"),
-                        Interaction("other", "a", 1.0, "click")])
+    stocked.add_events(
+        [
+            Interaction("u", "a", 1.0, "click"),
+            Interaction("u", "b", 2.0, "like"),
+            Interaction("other", "a", 1.0, "click"),
+        ]
+    )
     stocked.add_impression("u", ["a"], [1.0], "retrieval")
     assert stocked.forget_user("u") == {"events": 2, "impressions": 1, "users": 1, "api_key_bindings": 0}
     assert stocked.counts()["events"] == 1  # other users keep theirs
@@ -96,9 +103,11 @@ def test_a_store_with_globally_unique_keys_is_migrated_once(tmp_path):
                              user_id TEXT NOT NULL, item_id TEXT NOT NULL, kind TEXT NOT NULL, value REAL,
                              ts REAL NOT NULL, received_at REAL NOT NULL, impression_id TEXT);
         INSERT INTO items VALUES ('a', 'Alpha', '', '[]', NULL, '{}', 0);
-        INSERT INTO events (key, user_id, item_id, kind, value, ts, received_at) VALUES ('K', 'alice', 'a', 'like', 1, 1, 1);
-        INSERT INTO events (key, user_id, item_id, kind, value, ts, received_at) VALUES ('L', 'alice', 'a', 'click', NULL, 2, 2);
-    """)  # fmt: skip
+        INSERT INTO events (key, user_id, item_id, kind, value, ts, received_at)
+            VALUES ('K', 'alice', 'a', 'like', 1, 1, 1);
+        INSERT INTO events (key, user_id, item_id, kind, value, ts, received_at)
+            VALUES ('L', 'alice', 'a', 'click', NULL, 2, 2);
+    """)
     old.close()
     store = SQLiteStore(path)
     assert [(e.key, e.kind) for e in store.history("alice")] == [("K", "like"), ("L", "click")]  # nothing lost

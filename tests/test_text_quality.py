@@ -1,14 +1,14 @@
-"""The text checks of agent/text_quality.py (used by the service and by `muse bench agent`),
+"""The text checks of agent/pipeline/text_quality.py (used by the service and by `muse bench agent`),
 each on hand-worked cases, and the table the benchmark builds from them."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent.bench_agent import QUALITY_KEYS, text_quality
+from agent.bench.agent import QUALITY_KEYS, text_quality
 from agent.catalog import Item
-from agent.grounding import GroundingCheck
-from agent.text_quality import (
+from agent.pipeline.grounding import GroundingCheck
+from agent.pipeline.text_quality import (
     addresses_reader,
     cited_titles,
     claims_watched_pick,
@@ -27,30 +27,36 @@ CATALOG = GroundingCheck(["Heat", "Matrix, The", "Toy Story", "Casino", "Gladiat
 RONIN = Item("r", "Ronin", "Tags: heist, car chase, mercenaries.", ("Action", "Crime", "Thriller"), 1998)
 
 
-@pytest.mark.parametrize(("text", "allowed", "invented"), [
-    ('You watched "Heat", so try "Ronin" (1998).', ["Ronin", "Heat"], []),
-    ('You watched "Heat", so try "Ronin" and "Gladiator".', ["Ronin", "Heat"], ["Gladiator"]),  # catalog title
-    ('Like "Space Llamas 3", it thrills.', ["Ronin"], ["Space Llamas 3"]),  # quoted, in no catalog
-    ("The movie is called The Last Dance.", ["Ronin"], ["The Last Dance"]),  # unquoted, after "called"
-    ("A sequel titled Ronin Returns is coming.", ["Ronin"], ["Ronin Returns"]),
-    ("It is about The Matrix of crime.", ["Ronin"], ["The Matrix"]),  # "Matrix, The" in natural order
-    ("The heat is on in this one.", ["Ronin"], []),  # one-word titles under six letters match no word
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "allowed", "invented"),
+    [
+        ('You watched "Heat", so try "Ronin" (1998).', ["Ronin", "Heat"], []),
+        ('You watched "Heat", so try "Ronin" and "Gladiator".', ["Ronin", "Heat"], ["Gladiator"]),  # catalog title
+        ('Like "Space Llamas 3", it thrills.', ["Ronin"], ["Space Llamas 3"]),  # quoted, in no catalog
+        ("The movie is called The Last Dance.", ["Ronin"], ["The Last Dance"]),  # unquoted, after "called"
+        ("A sequel titled Ronin Returns is coming.", ["Ronin"], ["Ronin Returns"]),
+        ("It is about The Matrix of crime.", ["Ronin"], ["The Matrix"]),  # "Matrix, The" in natural order
+        ("The heat is on in this one.", ["Ronin"], []),  # one-word titles under six letters match no word
+    ],
+)
 def test_invented_titles(text, allowed, invented):
     assert invented_titles(text, allowed, CATALOG) == invented
 
 
-@pytest.mark.parametrize(("text", "claims"), [
-    ('You watched "Heat" and "Casino", so try "Ronin" (1998), another crime film: a heist.', False),
-    ('You watched "Ronin" and loved it.', True),
-    ("You have already seen it, so watch again.", True),
-    ("You've seen this one before.", True),
-    ("If you have not seen it yet, start tonight.", False),
-    ('You loved "Heat"; "Ronin" has the same grit.', False),
-    ('Since you watched "Heat" and "Ronin", more of the same.', True),
-    ('This person watched "Ronin" twice.', True),  # the reader, in the third person
-    ('"Ronin" is a thriller that you watched last week.', True),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "claims"),
+    [
+        ('You watched "Heat" and "Casino", so try "Ronin" (1998), another crime film: a heist.', False),
+        ('You watched "Ronin" and loved it.', True),
+        ("You have already seen it, so watch again.", True),
+        ("You've seen this one before.", True),
+        ("If you have not seen it yet, start tonight.", False),
+        ('You loved "Heat"; "Ronin" has the same grit.', False),
+        ('Since you watched "Heat" and "Ronin", more of the same.', True),
+        ('This person watched "Ronin" twice.', True),  # the reader, in the third person
+        ('"Ronin" is a thriller that you watched last week.', True),
+    ],
+)
 def test_claims_watched_pick(text, claims):
     assert claims_watched_pick(text, "Ronin") is claims
 
@@ -66,11 +72,19 @@ def test_citations_and_naming():
     assert names_title("The ronins of old.", "Ronin") is False  # word-bounded
 
 
-@pytest.mark.parametrize(("text", "cut"), [
-    ("It is a heist film.", False), ('He said "go!"', False), ("A chase (through Paris).", False),
-    ("It is a heist film with a car ch", True), ("And then...", True), ("And then…", True), ("", True),
-    ("Is it good?", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "cut"),
+    [
+        ("It is a heist film.", False),
+        ('He said "go!"', False),
+        ("A chase (through Paris).", False),
+        ("It is a heist film with a car ch", True),
+        ("And then...", True),
+        ("And then…", True),
+        ("", True),
+        ("Is it good?", False),
+    ],
+)
 def test_is_cut_off(text, cut):
     assert is_cut_off(text) is cut
 
@@ -80,25 +94,31 @@ def test_addresses_reader():
     assert not addresses_reader("This person watched Heat.") and not addresses_reader("Young love.")
 
 
-@pytest.mark.parametrize(("text", "mentions"), [
-    ('"Ronin" (1998) is a crime film.', True),  # a category
-    ('"Ronin" (1998) is great.', True),  # its year
-    ('"Ronin" is a must with its car chase.', True),  # two words of its description
-    ('"Ronin" is a must.', False),  # the title alone says nothing
-    ('"Ronin" is worth it, like "Heat" and the crime of it all.', True),
-    ('"Ronin" is worth a look, as "Thriller Night" was.', False),  # words inside a named title do not count
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "mentions"),
+    [
+        ('"Ronin" (1998) is a crime film.', True),  # a category
+        ('"Ronin" (1998) is great.', True),  # its year
+        ('"Ronin" is a must with its car chase.', True),  # two words of its description
+        ('"Ronin" is a must.', False),  # the title alone says nothing
+        ('"Ronin" is worth it, like "Heat" and the crime of it all.', True),
+        ('"Ronin" is worth a look, as "Thriller Night" was.', False),  # words inside a named title do not count
+    ],
+)
 def test_mentions_attribute(text, mentions):
     assert mentions_attribute(text, RONIN, ["Thriller Night"]) is mentions
 
 
-@pytest.mark.parametrize(("text", "repeats"), [
-    ('"Ronin" (1998) is an action thriller about a chase. It is about a chase.', True),
-    ("A superhero: a superhero: a superhero.", True),
-    ("The story of a woman's life is the story of a woman's life.", True),
-    ('"Ronin" (1998) is an action thriller about a chase. Watch it tonight.', False),
-    ("It is fun. It is loud.", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "repeats"),
+    [
+        ('"Ronin" (1998) is an action thriller about a chase. It is about a chase.', True),
+        ("A superhero: a superhero: a superhero.", True),
+        ("The story of a woman's life is the story of a woman's life.", True),
+        ('"Ronin" (1998) is an action thriller about a chase. Watch it tonight.', False),
+        ("It is fun. It is loud.", False),
+    ],
+)
 def test_near_repeats(text, repeats):
     assert near_repeats(text) is repeats
 
@@ -112,20 +132,35 @@ def test_unique_sentence_ratio():
 def test_the_benchmark_table_counts_each_check():
     heat = Item("h", "Heat", "", ("Crime",), 1995)
     items = {"r": RONIN, "h": heat}
-    good = {"id": "r", "explanation": 'You watched "Heat", so try "Ronin" (1998), another crime film: a heist.',
-            "draft": '"Ronin" (1998) follows mercenaries on a car chase.'}
-    bad = {"id": "r", "explanation": 'This person watched "Ronin" and loved it, like "Gladiator" and "Heat", "Heat"',
-           "draft": "A team of mercenaries, as in heat.", "text_sources": {"explanation": "llm", "draft": "fallback"}}
+    good = {
+        "id": "r",
+        "explanation": 'You watched "Heat", so try "Ronin" (1998), another crime film: a heist.',
+        "draft": '"Ronin" (1998) follows mercenaries on a car chase.',
+    }
+    bad = {
+        "id": "r",
+        "explanation": 'This person watched "Ronin" and loved it, like "Gladiator" and "Heat", "Heat"',
+        "draft": "A team of mercenaries, as in heat.",
+        "text_sources": {"explanation": "llm", "draft": "fallback"},
+    }
     table = text_quality([([good], ["Heat"]), ([bad], ["Heat"])], items, CATALOG)
     examples = table.pop("examples")
     assert examples["drafts_naming_history"] == [{"text": bad["draft"], "source": "fallback"}]
     assert examples["invented_titles"] == [{"text": bad["explanation"], "source": "llm"}]
     assert set(examples) == {k for k, v in table.items() if k in QUALITY_KEYS and v}  # only the failed checks
     assert table == {
-        "texts": 4, "invented_titles": 1, "claims_watched_pick": 1, "explanations_citing_no_history": 0,
-        "drafts_not_naming_pick": 1, "cut_off": 1, "repeated_citations": 1, "explanations_not_addressing_reader": 1,
-        "drafts_naming_history": 1, "unique_sentence_ratio": 1.0, "share_mentioning_an_attribute": 0.5,
-    }  # fmt: skip
+        "texts": 4,
+        "invented_titles": 1,
+        "claims_watched_pick": 1,
+        "explanations_citing_no_history": 0,
+        "drafts_not_naming_pick": 1,
+        "cut_off": 1,
+        "repeated_citations": 1,
+        "explanations_not_addressing_reader": 1,
+        "drafts_naming_history": 1,
+        "unique_sentence_ratio": 1.0,
+        "share_mentioning_an_attribute": 0.5,
+    }
 
 
 def test_a_title_inside_a_longer_title_is_not_named_twice():
@@ -136,17 +171,33 @@ def test_a_title_inside_a_longer_title_is_not_named_twice():
 
 
 def test_titles_with_punctuation_and_titles_inside_titles():
-    check = GroundingCheck(["O Brother, Where Art Thou?", "Brother", "Star Wars: Episode V - The Empire Strikes Back",
-                            "Empire", "Road Warrior, The (Mad Max 2)", "Warrior", "Batman", "Batman Forever"])
+    check = GroundingCheck(
+        [
+            "O Brother, Where Art Thou?",
+            "Brother",
+            "Star Wars: Episode V - The Empire Strikes Back",
+            "Empire",
+            "Road Warrior, The (Mad Max 2)",
+            "Warrior",
+            "Batman",
+            "Batman Forever",
+        ]
+    )
     for text, allowed in [
         ('You watched "O Brother, Where Art Thou?" twice.', ["O Brother, Where Art Thou?"]),
-        ('You watched "Star Wars: Episode V - The Empire Strikes Back".', ["Star Wars: Episode V - The Empire Strikes Back"]),
+        (
+            'You watched "Star Wars: Episode V - The Empire Strikes Back".',
+            ["Star Wars: Episode V - The Empire Strikes Back"],
+        ),
         ('You watched "Road Warrior, The (Mad Max 2)".', ["Road Warrior, The (Mad Max 2)"]),
     ]:
         assert check.foreign_titles(text, allowed) == [], text
     assert check.foreign_titles("A Brother of the road.", []) == ["Brother"]
     assert cited_titles('You watched "Batman" and "True Lies", so try "Batman Forever".', ["Batman"]) == ["Batman"]
-    assert repeats_citation('You watched "Batman" and "Heat", so try "Batman Forever" (1995).', ["Batman", "Heat"]) is False
+    assert (
+        repeats_citation('You watched "Batman" and "Heat", so try "Batman Forever" (1995).', ["Batman", "Heat"])
+        is False
+    )
 
 
 def test_names_history_leaves_out_what_the_pick_itself_says():

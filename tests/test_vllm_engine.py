@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.background_server import free_port
+from agent.api.background_server import free_port
 from agent.llm.engine import UnknownAdapterError
 from agent.llm.server import ServerConfig, VLLMServer
 from agent.llm.transformers_engine import TransformersEngine
 from agent.llm.vllm_engine import VLLMEngine
-from agent.ranker import LABELS, rank_conversation
+from agent.pipeline.ranker import LABELS, rank_conversation
 from tests.conftest import random_adapter
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -25,8 +25,7 @@ def served(packaged_model, tmp_path_factory):
     the top layers, as the ranker trainer makes them."""
     folder = tmp_path_factory.mktemp("vllm")
     adapters = {"rank-test": random_adapter(packaged_model, folder / "rank-test", layers=list(range(25, 30)))}
-    config = ServerConfig(packaged_model, adapters, port=free_port(), dtype="float32",
-                          log_file=folder / "vllm.log")
+    config = ServerConfig(packaged_model, adapters, port=free_port(), dtype="float32", log_file=folder / "vllm.log")
     server = VLLMServer(config).start()
     yield server, adapters
     server.stop()
@@ -34,8 +33,33 @@ def served(packaged_model, tmp_path_factory):
 
 def conversations():
     history = ["Toy Story (1995)", "Heat (1995)", "Fargo (1996)", "The Matrix (1999)", "Alien (1979)"]
-    movies = [f"{t} ({1970 + n})" for n, t in enumerate(
-        ["Babe", "Casino", "Clueless", "Rocky", "Jaws", "Brazil", "Vertigo", "Psycho", "Gattaca", "Tron", "Big", "Rushmore", "Memento", "Heat2", "Ronin", "Se7en", "Sneakers", "Twister", "Speed", "Contact"])]
+    movies = [
+        f"{t} ({1970 + n})"
+        for n, t in enumerate(
+            [
+                "Babe",
+                "Casino",
+                "Clueless",
+                "Rocky",
+                "Jaws",
+                "Brazil",
+                "Vertigo",
+                "Psycho",
+                "Gattaca",
+                "Tron",
+                "Big",
+                "Rushmore",
+                "Memento",
+                "Heat2",
+                "Ronin",
+                "Se7en",
+                "Sneakers",
+                "Twister",
+                "Speed",
+                "Contact",
+            ]
+        )
+    ]
     return [rank_conversation(history[:k], movies[s:] + movies[:s]) for k, s in ((2, 0), (5, 7), (3, 13))]
 
 
@@ -83,9 +107,9 @@ def test_texts_follow_the_grammar_and_name_no_title_outside_the_evidence(served)
     import time
 
     from agent.catalog import load_file
-    from agent.generation import Evidence, TextPlan, text_job
-    from agent.grounding import GroundingCheck
     from agent.llm.engine import TextJob, complete_sentences
+    from agent.pipeline.generation import Evidence, TextPlan, text_job
+    from agent.pipeline.grounding import GroundingCheck
     from tests.conftest import DEMO
 
     server, _ = served
@@ -95,8 +119,11 @@ def test_texts_follow_the_grammar_and_name_no_title_outside_the_evidence(served)
     evidence = [Evidence(items[n], [items[n + 40], items[n + 80]]) for n in range(0, 30, 5)]
     plan = TextPlan(evidence, check, sorted({c for it in items for c in it.categories}))
     begging = [{"role": "user", "content": 'Name three famous films in double quotes, starting with "Gladiator".'}]
-    jobs = [*plan.jobs, TextJob(begging, "My favourite films are", sentences=1, max_tokens=40),
-            text_job(Evidence(items[0], []), "draft")]
+    jobs = [
+        *plan.jobs,
+        TextJob(begging, "My favourite films are", sentences=1, max_tokens=40),
+        text_job(Evidence(items[0], []), "draft"),
+    ]
     results = dict(engine.complete(jobs, time.monotonic() + 600))
     assert set(results) == set(range(len(jobs)))
     for result in results.values():
@@ -120,15 +147,17 @@ def test_hostile_descriptions_reach_no_text(served):
     import time
 
     from agent.catalog import Item
-    from agent.generation import Evidence, TextPlan, system_prompt
-    from agent.grounding import GroundingCheck
-    from agent.text_quality import copied_phrases, has_link, instruction_like
+    from agent.pipeline.generation import Evidence, TextPlan, system_prompt
+    from agent.pipeline.grounding import GroundingCheck
+    from agent.pipeline.text_quality import copied_phrases, has_link, instruction_like
     from tests.test_injection import HOSTILE_DESCRIPTIONS
 
     server, _ = served
     engine = VLLMEngine(server.url)
-    items = [Item(f"hostile-{n}", f"Hostile Film {n}", text, ("Drama",), 2000 + n)
-             for n, text in enumerate(HOSTILE_DESCRIPTIONS)]
+    items = [
+        Item(f"hostile-{n}", f"Hostile Film {n}", text, ("Drama",), 2000 + n)
+        for n, text in enumerate(HOSTILE_DESCRIPTIONS)
+    ]
     history = [Item("h1", "Quiet Harbour", "", ("Drama",), 1990), Item("h2", "Far Fields", "", ("Drama",), 1995)]
     evidence = [Evidence(it, history) for it in items]
     plan = TextPlan(evidence, GroundingCheck([it.title for it in items + history]), ["Drama", "Comedy"])
@@ -184,7 +213,9 @@ def test_abandoned_texts_are_aborted_in_vllm(served):
         return time.monotonic() - left
 
     def finished() -> float:  # requests vLLM ran to their end (an aborted one is not counted)
-        return sum(_vllm_metric(server.url, "vllm:request_success_total", finished_reason=r) for r in ("stop", "length"))
+        return sum(
+            _vllm_metric(server.url, "vllm:request_success_total", finished_reason=r) for r in ("stop", "length")
+        )
 
     for how in ("deadline", "cancel"):
         before = finished()

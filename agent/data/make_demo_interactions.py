@@ -106,17 +106,13 @@ def star_rating(rng: random.Random, item: dict, favourites: set[str], tone: str)
     return min(5.0, max(0.5, stars))
 
 
-def user_interactions(
-    rng: random.Random, user_id: str, items: list[dict], untouched: set[str]
-) -> list[dict]:
+def user_interactions(rng: random.Random, user_id: str, items: list[dict], untouched: set[str]) -> list[dict]:
     favourites, tone = make_profile(rng)
     n = rng.randint(MIN_INTERACTIONS, MAX_INTERACTIONS)
     n_taste = round(n * TASTE_SHARE)
 
     matching = [it for it in items if affinity(it, favourites, tone) > 0]
-    chosen = weighted_sample(
-        rng, matching, [affinity(it, favourites, tone) for it in matching], n_taste
-    )
+    chosen = weighted_sample(rng, matching, [affinity(it, favourites, tone) for it in matching], n_taste)
     chosen_ids = {it["id"] for it in chosen}
     rest = [it for it in items if it["id"] not in chosen_ids]
     fresh = [it for it in rest if it["id"] in untouched]
@@ -134,10 +130,7 @@ def user_interactions(
         kind = rng.choices(kinds, weights=kind_weights)[0]
         value = star_rating(rng, item, favourites, tone) if kind == "rating" else 1.0
         stamp = (YEAR_START + timedelta(seconds=sec)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        rows.append(
-            {"user_id": user_id, "item_id": item["id"], "timestamp": stamp,
-             "kind": kind, "value": value}
-        )  # fmt: skip
+        rows.append({"user_id": user_id, "item_id": item["id"], "timestamp": stamp, "kind": kind, "value": value})
     return rows
 
 

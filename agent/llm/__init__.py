@@ -5,5 +5,5 @@
 - ``vllm_engine.py``: a vLLM OpenAI-compatible server reached over HTTP (the default).
 - ``server.py``: starts and stops that server (``muse llm serve``).
 
-``agent/llm_session.py`` opens the engine the settings name, for the length of one command.
+``agent/llm/session.py`` opens the engine the settings name, for the length of one command.
 """

@@ -96,8 +96,12 @@ class TextJob:
 
     def avoided_forms(self) -> list[str]:
         """Every written form of ``avoid`` that is banned."""
-        forms = {f"{space}{case}" for word in self.avoid for case in (word.lower(), word.capitalize())
-                 for space in ("", " ")}
+        forms = {
+            f"{space}{case}"
+            for word in self.avoid
+            for case in (word.lower(), word.capitalize())
+            for space in ("", " ")
+        }
         return sorted(forms)
 
 
@@ -130,7 +134,10 @@ class Engine(Protocol):
     adapters: dict[str, Path]  # name -> folder, the allow-list
 
     def label_logprobs(
-        self, conversations: Sequence[list[Message]], labels: Sequence[str], adapter: str | None = None,
+        self,
+        conversations: Sequence[list[Message]],
+        labels: Sequence[str],
+        adapter: str | None = None,
         timeout: float | None = None,
     ) -> list[list[float]]:
         """For each conversation, the log-probability of each label as the answer's first token
@@ -139,8 +146,13 @@ class Engine(Protocol):
         ...
 
     def generate(
-        self, conversations: Sequence[list[Message]], max_tokens: int = 64, adapter: str | None = None,
-        temperature: float = 0.0, json_schema: dict | None = None, timeout: float | None = None,
+        self,
+        conversations: Sequence[list[Message]],
+        max_tokens: int = 64,
+        adapter: str | None = None,
+        temperature: float = 0.0,
+        json_schema: dict | None = None,
+        timeout: float | None = None,
     ) -> list[str]:
         """The assistant's reply to each conversation (greedy at temperature 0). ``json_schema``
         asks for output constrained to the schema where the engine can enforce it (vLLM); the
@@ -148,7 +160,10 @@ class Engine(Protocol):
         ...
 
     def complete(
-        self, jobs: Sequence[TextJob], deadline: float, cancel: threading.Event | None = None,
+        self,
+        jobs: Sequence[TextJob],
+        deadline: float,
+        cancel: threading.Event | None = None,
     ) -> Iterator[tuple[int, TextResult]]:
         """Continue every job's answer, all in one batch; yields ``(job index, result)`` as
         each finishes. At ``deadline`` (``time.monotonic()`` seconds) or once ``cancel`` is set
@@ -162,31 +177,6 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def discover_adapters(folder: Path | None) -> dict[str, Path]:
-    """Every sub-folder of ``folder`` holding a peft adapter is registered under its name."""
-    if folder is None or not folder.is_dir():
-        return {}
-    return {p.name: p for p in sorted(folder.iterdir()) if (p / "adapter_config.json").exists()}
-
-
-def read_manifest(path: Path) -> dict:
-    file = path / "manifest.json"
-    return json.loads(file.read_text()) if file.exists() else {}
-
-
-PROMOTED_FILE = "promoted.json"  # in the registry: the serving ranker adapter and its promotions
-
-
-def promoted_adapter(registry: Path) -> str | None:
-    file = Path(registry) / PROMOTED_FILE
-    return json.loads(file.read_text())["serving"] if file.exists() else None
-
-
-def check_adapter(name: str | None, adapters: dict[str, Path]) -> None:
-    if name is not None and name not in adapters:
-        raise UnknownAdapterError(name, list(adapters))
 
 
 def prompt_ids(tokenizer, conversation: list[Message]) -> list[int]:

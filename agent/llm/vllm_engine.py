@@ -33,7 +33,6 @@ from agent.llm.engine import (
     Message,
     TextJob,
     TextResult,
-    check_adapter,
     continuation_pattern,
     text_result,
 )
@@ -41,6 +40,7 @@ from agent.llm.engine import (
 BASE_MODEL_NAME = "base"  # --served-model-name of the base checkpoint; adapters go by their own names
 # Statuses that say the server, not the request, is in trouble (not found = a model it lacks).
 _ENGINE_STATUSES = {404, 408, 429}
+from agent.llm.registry import check_adapter
 
 
 def _check(response, what: str) -> dict:
@@ -56,8 +56,13 @@ def _check(response, what: str) -> dict:
 def text_body(job: TextJob, model: str) -> dict:
     """The chat-completion request of one text job."""
     messages = list(job.messages)
-    body = {"model": model, "max_tokens": job.max_tokens, "temperature": 0.0, "frequency_penalty": FREQUENCY_PENALTY,
-            "structured_outputs": {"regex": continuation_pattern(job.sentences)}}
+    body = {
+        "model": model,
+        "max_tokens": job.max_tokens,
+        "temperature": 0.0,
+        "frequency_penalty": FREQUENCY_PENALTY,
+        "structured_outputs": {"regex": continuation_pattern(job.sentences)},
+    }
     if job.avoid:
         body["bad_words"] = job.avoided_forms()
     if job.prefix:  # the model continues the answer Muse began
@@ -67,8 +72,7 @@ def text_body(job: TextJob, model: str) -> dict:
 
 
 class VLLMEngine:
-    def __init__(self, url: str, adapters: dict[str, Path] | None = None, concurrency: int = 8,
-                 timeout: float = 60.0):
+    def __init__(self, url: str, adapters: dict[str, Path] | None = None, concurrency: int = 8, timeout: float = 60.0):
         import httpx
 
         self.url = url.rstrip("/")
@@ -87,7 +91,9 @@ class VLLMEngine:
         try:
             response = self.client.post(path, json=body, timeout=timeout or self.timeout)
         except httpx.TimeoutException as e:
-            raise EngineError(f"vLLM server at {self.url} gave no answer within {timeout or self.timeout:.1f} s") from e
+            raise EngineError(
+                f"vLLM server at {self.url} gave no answer within {timeout or self.timeout:.1f} s"
+            ) from e
         except httpx.HTTPError as e:
             raise EngineError(f"vLLM server at {self.url} unreachable: {e}") from e
         return _check(response, path)
@@ -95,8 +101,9 @@ class VLLMEngine:
     def label_ids(self, labels: Sequence[str]) -> list[int]:
         for label in labels:
             if label not in self._label_ids:
-                tokens = self._post("/tokenize", {"model": BASE_MODEL_NAME, "prompt": label,
-                                                  "add_special_tokens": False})["tokens"]
+                tokens = self._post(
+                    "/tokenize", {"model": BASE_MODEL_NAME, "prompt": label, "add_special_tokens": False}
+                )["tokens"]
                 if len(tokens) != 1:
                     raise ValueError(f"label {label!r} is {len(tokens)} tokens; labels must be one token")
                 self._label_ids[label] = tokens[0]
@@ -104,8 +111,13 @@ class VLLMEngine:
 
     def _one(self, conversation: list[Message], ids: list[int], model: str, timeout: float | None) -> list[float]:
         body = {
-            "model": model, "messages": conversation, "max_tokens": 1, "temperature": 0.0,
-            "logprobs": True, "logprob_token_ids": ids, "return_tokens_as_token_ids": True,
+            "model": model,
+            "messages": conversation,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": True,
+            "logprob_token_ids": ids,
+            "return_tokens_as_token_ids": True,
         }
         content = self._post("/v1/chat/completions", body, timeout)["choices"][0]["logprobs"]["content"][0]
         got = {int(t["token"].removeprefix("token_id:")): t["logprob"] for t in content["top_logprobs"]}
@@ -115,7 +127,10 @@ class VLLMEngine:
         return [got[i] for i in ids]
 
     def label_logprobs(
-        self, conversations: Sequence[list[Message]], labels: Sequence[str], adapter: str | None = None,
+        self,
+        conversations: Sequence[list[Message]],
+        labels: Sequence[str],
+        adapter: str | None = None,
         timeout: float | None = None,
     ) -> list[list[float]]:
         """``timeout`` (seconds, per request): past it the connection is closed, so vLLM
@@ -127,8 +142,13 @@ class VLLMEngine:
             return list(pool.map(lambda c: self._one(c, ids, model, timeout), conversations))
 
     def generate(
-        self, conversations: Sequence[list[Message]], max_tokens: int = 64, adapter: str | None = None,
-        temperature: float = 0.0, json_schema: dict | None = None, timeout: float | None = None,
+        self,
+        conversations: Sequence[list[Message]],
+        max_tokens: int = 64,
+        adapter: str | None = None,
+        temperature: float = 0.0,
+        json_schema: dict | None = None,
+        timeout: float | None = None,
     ) -> list[str]:
         check_adapter(adapter, self.adapters)
         body = {"model": adapter or BASE_MODEL_NAME, "max_tokens": max_tokens, "temperature": temperature}
@@ -157,8 +177,9 @@ class VLLMEngine:
         import httpx
 
         if self._aclient is None:  # created on the loop it is used from
-            self._aclient = httpx.AsyncClient(base_url=self.url, timeout=self.timeout,
-                                              limits=httpx.Limits(max_connections=256))
+            self._aclient = httpx.AsyncClient(
+                base_url=self.url, timeout=self.timeout, limits=httpx.Limits(max_connections=256)
+            )
 
         async def one(n: int, job: TextJob) -> None:
             try:
@@ -179,7 +200,10 @@ class VLLMEngine:
                 task.cancel()
 
     def complete(
-        self, jobs: Sequence[TextJob], deadline: float, cancel: threading.Event | None = None,
+        self,
+        jobs: Sequence[TextJob],
+        deadline: float,
+        cancel: threading.Event | None = None,
     ) -> Iterator[tuple[int, TextResult]]:
         if not jobs:
             return

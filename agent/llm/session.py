@@ -7,24 +7,28 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from agent.config import Settings
+from agent.llm import registry
 from agent.llm.engine import Engine
+from agent.llm.hardware import resolve_dtype
+from agent.llm.model_files import model_path
 
 
 @contextmanager
-def open_engine(settings: Settings, say=print, engine: str | None = None, supervise: bool = False,
-                with_adapters: bool = False) -> Iterator[Engine]:
+def open_engine(
+    settings: Settings, say=print, engine: str | None = None, supervise: bool = False, with_adapters: bool = False
+) -> Iterator[Engine]:
     """``supervise``: restart the vLLM server Muse started if it dies (long-running serving);
     ``with_adapters``: serve every registered adapter by name (evaluation and benchmarks)."""
     kind = engine or settings.llm_engine
     # Ranker adapters ride on the engine only as LoRA (MUSE_RANK_ENGINE=lora, or commands that
     # score adapters by name: eval, bench rank); merged rankers run apart, so the engine that
     # writes the texts serves the base model alone and pays no LoRA cost.
-    adapters = settings.adapters() if settings.rank_engine == "lora" or with_adapters else {}
+    adapters = registry.adapters(settings) if settings.rank_engine == "lora" or with_adapters else {}
     with ExitStack() as stack:
         if kind == "transformers":
             from agent.llm.transformers_engine import TransformersEngine
 
-            llm: Engine = TransformersEngine(settings.model_path, adapters, dtype=settings.dtype)
+            llm: Engine = TransformersEngine(model_path(settings), adapters, dtype=resolve_dtype(settings.llm_dtype))
         else:
             from agent.llm.server import ServerConfig, Supervisor, VLLMServer
             from agent.llm.vllm_engine import VLLMEngine
@@ -32,10 +36,18 @@ def open_engine(settings: Settings, say=print, engine: str | None = None, superv
             url, server = settings.llm_url, None
             if url is None:
                 settings.data_dir.mkdir(parents=True, exist_ok=True)
-                config = ServerConfig(settings.model_path, adapters, port=settings.llm_port, dtype=settings.dtype,
-                                      threads=settings.llm_threads, log_file=settings.data_dir / "vllm.log")
-                say(f"starting vLLM on {config.url} (log: {config.log_file}), adapters: "
-                    f"{', '.join(adapters) or 'none'}")
+                config = ServerConfig(
+                    model_path(settings),
+                    adapters,
+                    port=settings.llm_port,
+                    dtype=resolve_dtype(settings.llm_dtype),
+                    threads=settings.llm_threads,
+                    log_file=settings.data_dir / "vllm.log",
+                )
+                say(
+                    f"starting vLLM on {config.url} (log: {config.log_file}), adapters: "
+                    f"{', '.join(adapters) or 'none'}"
+                )
                 server = stack.enter_context(VLLMServer(config))
                 url = server.url
             llm = VLLMEngine(url, adapters)

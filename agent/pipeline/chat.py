@@ -14,13 +14,29 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from agent.catalog import Item
-from agent.intent import Intent
-from agent.service import Answer, Ask
+from agent.pipeline.intent import Intent
+from agent.pipeline.service import Answer, Ask
 from retrieval.index import Filters
 
 _SHOWN = re.compile(r"\[#([^\]\s]+)\]")
-_ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
-             "fifth": 4, "5th": 4, "sixth": 5, "6th": 5, "seventh": 6, "eighth": 7, "ninth": 8, "tenth": 9}
+_ORDINALS = {
+    "first": 0,
+    "1st": 0,
+    "second": 1,
+    "2nd": 1,
+    "third": 2,
+    "3rd": 2,
+    "fourth": 3,
+    "4th": 3,
+    "fifth": 4,
+    "5th": 4,
+    "sixth": 5,
+    "6th": 5,
+    "seventh": 6,
+    "eighth": 7,
+    "ninth": 8,
+    "tenth": 9,
+}
 _POINTER = r"(?:the\s+)?(?P<which>" + "|".join(_ORDINALS) + r"|last|#\d+|number\s+\d+|that|it|this)(?:\s+one)?"
 _MORE_LIKE = re.compile(r"\b(?:more|others?|something|anything)\s+like\s+" + _POINTER, re.IGNORECASE)
 _NOT = re.compile(r"\b(?:not|no|without|except|drop|skip)\s+" + _POINTER, re.IGNORECASE)
@@ -65,14 +81,21 @@ def read_turns(messages: Sequence[dict]) -> Turns:
         for m in pattern.finditer(newest):
             if (item := _resolve(m["which"], last)) is not None:
                 bucket.append(item)
+
     def strip(text: str) -> str:
         return " ".join(_NOT.sub(" ", _MORE_LIKE.sub(" ", text)).split()).strip(" ,;.-")
 
     return Turns(strip(newest), [q for q in map(strip, user) if q], shown, like, exclude)
 
 
-def build_ask(turns: Turns, user_id: str, k: int, interpret: Callable[[str], Intent],
-              adapter: str | None = None, diversity: float = 0.0) -> tuple[Ask, Intent]:
+def build_ask(
+    turns: Turns,
+    user_id: str,
+    k: int,
+    interpret: Callable[[str], Intent],
+    adapter: str | None = None,
+    diversity: float = 0.0,
+) -> tuple[Ask, Intent]:
     """The newest turn's intent; filters fall back to earlier turns' when it states none."""
     intents = [interpret(q) for q in turns.queries] or [Intent()]
     newest = intents[-1]
@@ -82,8 +105,12 @@ def build_ask(turns: Turns, user_id: str, k: int, interpret: Callable[[str], Int
     if year_min is not None and year_max is not None and year_min > year_max:  # turns disagree: newest wins
         year_min, year_max = newest.year_min, newest.year_max
     seen = [i for ids in turns.shown for i in ids]
-    filters = Filters(categories=categories, year_min=year_min, year_max=year_max,
-                      exclude_ids=list(dict.fromkeys(seen + turns.exclude_ids)))
+    filters = Filters(
+        categories=categories,
+        year_min=year_min,
+        year_max=year_max,
+        exclude_ids=list(dict.fromkeys(seen + turns.exclude_ids)),
+    )
     query = " ".join(i.query for i in intents if i.query) or None
     return Ask(user_id, k, query, filters, diversity, adapter, turns.like_ids), newest
 
@@ -92,8 +119,11 @@ def picks_text(items: Sequence[Item], reason: str | None = None) -> str:
     """The reply's first part, sent as soon as the picks are known: ``1. Title (year) [#id]``
     per pick (the ids let a later turn point back at them); with no picks, why (``reason``)."""
     if not items:
-        return f"I found nothing that fits: {reason}. Try fewer constraints.\n" if reason else \
-            "I found nothing that fits; try fewer constraints.\n"
+        return (
+            f"I found nothing that fits: {reason}. Try fewer constraints.\n"
+            if reason
+            else "I found nothing that fits; try fewer constraints.\n"
+        )
     lines = [f"Here are {len(items)} picks for you:\n"]
     for n, item in enumerate(items, 1):
         year = f" ({item.year})" if item.year else ""

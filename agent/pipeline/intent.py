@@ -23,9 +23,10 @@ import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from agent.prompts import render
+from agent.pipeline.prompts import render
 
 YEAR_LOW, YEAR_HIGH = 1870, 2100
+
 
 def intent_schema(categories: Collection[str]) -> dict:
     """The JSON schema of a reading. Categories are an enum of the catalog's and at most three,
@@ -47,14 +48,35 @@ INTENT_FIELDS = ("query", "categories", "year_min", "year_max")
 
 # Everyday words for catalog categories (MovieLens genres and the demo catalog's).
 SYNONYMS = {
-    "funny": "Comedy", "comedies": "Comedy", "comedy": "Comedy", "light": "Comedy",
-    "scary": "Horror", "horror": "Horror", "romantic": "Romance", "romance": "Romance",
-    "sci-fi": "Sci-Fi", "science fiction": "Sci-Fi", "space": "Sci-Fi", "animated": "Animation",
-    "cartoon": "Animation", "kids": "Children", "family": "Children", "thriller": "Thriller",
-    "suspense": "Thriller", "war": "War", "western": "Western", "documentary": "Documentary",
-    "musical": "Musical", "crime": "Crime", "mystery": "Mystery", "fantasy": "Fantasy",
-    "action": "Action", "adventure": "Adventure", "drama": "Drama", "noir": "Film-Noir",
-}  # fmt: skip
+    "funny": "Comedy",
+    "comedies": "Comedy",
+    "comedy": "Comedy",
+    "light": "Comedy",
+    "scary": "Horror",
+    "horror": "Horror",
+    "romantic": "Romance",
+    "romance": "Romance",
+    "sci-fi": "Sci-Fi",
+    "science fiction": "Sci-Fi",
+    "space": "Sci-Fi",
+    "animated": "Animation",
+    "cartoon": "Animation",
+    "kids": "Children",
+    "family": "Children",
+    "thriller": "Thriller",
+    "suspense": "Thriller",
+    "war": "War",
+    "western": "Western",
+    "documentary": "Documentary",
+    "musical": "Musical",
+    "crime": "Crime",
+    "mystery": "Mystery",
+    "fantasy": "Fantasy",
+    "action": "Action",
+    "adventure": "Adventure",
+    "drama": "Drama",
+    "noir": "Film-Noir",
+}
 
 _DECADE = re.compile(r"\b(?:(19|20)?(\d)0)'?s\b")
 _BETWEEN = re.compile(r"\bbetween\s+(\d{4})\s+and\s+(\d{4})\b")
@@ -132,8 +154,13 @@ def validate_llm_intent(reply: str, categories: Collection[str], text: str) -> I
         raise ValueError(f"categories {unasked} are not in the request")
     if years != [None, None] and not _TIME_CUE.search(lower):
         raise ValueError(f"years {years} but the request names no time")
-    return Intent(query=text.strip(), categories=sorted({known[c.lower()] for c in cats}),
-                  year_min=years[0], year_max=years[1], source="llm")
+    return Intent(
+        query=text.strip(),
+        categories=sorted({known[c.lower()] for c in cats}),
+        year_min=years[0],
+        year_max=years[1],
+        source="llm",
+    )
 
 
 def _mentioned(category: str, lower_text: str) -> bool:
@@ -141,14 +168,14 @@ def _mentioned(category: str, lower_text: str) -> bool:
     return any(re.search(rf"\b{re.escape(w)}\b", lower_text) for w in words)
 
 
-def parse_intent(text: str, categories: Collection[str],
-                 ask_llm: Callable[[list, dict], str] | None) -> Intent:
+def parse_intent(text: str, categories: Collection[str], ask_llm: Callable[[list, dict], str] | None) -> Intent:
     """The LLM's validated reading of ``text``, else the rules'. ``ask_llm(conversation, schema)``
     sends one conversation under ``intent_schema`` and returns the reply; it may raise."""
     if ask_llm is not None:
-        conversation = [{"role": "system", "content": render("intent_system.jinja",
-                                                             categories=sorted(categories))},
-                        {"role": "user", "content": text}]
+        conversation = [
+            {"role": "system", "content": render("intent_system.jinja", categories=sorted(categories))},
+            {"role": "user", "content": text},
+        ]
         try:
             return validate_llm_intent(ask_llm(conversation, intent_schema(categories)), categories, text)
         except (RuntimeError, ValueError, TypeError) as e:  # LLM down or a bad reading: rules

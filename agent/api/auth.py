@@ -77,7 +77,8 @@ class Caller:
         for user in user_ids:
             if user not in self.users:
                 raise PermissionDeniedError(
-                    f"key {self.key_id} may act for {len(self.users)} user(s), not for user {user!r}")
+                    f"key {self.key_id} may act for {len(self.users)} user(s), not for user {user!r}"
+                )
 
 
 OPEN = Caller(key_id="open", scope="admin")  # MUSE_AUTH=off: every request may do everything
@@ -99,8 +100,9 @@ def check_rate(rate: str) -> str:
     return rate
 
 
-def create_key(store: EventStore, scope: str, users: Iterable[str] = (), rate: str = DEFAULT_RATE,
-               name: str = "") -> tuple[str, dict]:
+def create_key(
+    store: EventStore, scope: str, users: Iterable[str] = (), rate: str = DEFAULT_RATE, name: str = ""
+) -> tuple[str, dict]:
     """Make and store a key; returns ``(key, row)``. The key is shown once: only its hash is
     stored. Raises ``ValueError`` for an unknown scope, a client key without users, an admin key
     with users, or a rate `limits` cannot read."""
@@ -113,8 +115,14 @@ def create_key(store: EventStore, scope: str, users: Iterable[str] = (), rate: s
         raise ValueError("an admin key acts for every user: give no --user")
     key_id = secrets.token_hex(6)
     key = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
-    row = {"id": key_id, "name": name, "scope": scope, "rate": check_rate(rate), "hash": hash_key(key),
-           "created_at": time.time()}
+    row = {
+        "id": key_id,
+        "name": name,
+        "scope": scope,
+        "rate": check_rate(rate),
+        "hash": hash_key(key),
+        "created_at": time.time(),
+    }
     store.add_api_key(row, users)
     return key, {**row, "users": users, "revoked_at": None}
 
@@ -141,8 +149,10 @@ class KeyChecker:
         if not self.enabled:
             return OPEN
         if not authorization:
-            raise AuthenticationError("this Muse needs an API key: send the header 'Authorization: Bearer <key>' "
-                                      "(an admin creates keys with `muse keys create`)")
+            raise AuthenticationError(
+                "this Muse needs an API key: send the header 'Authorization: Bearer <key>' "
+                "(an admin creates keys with `muse keys create`)"
+            )
         scheme, _, key = authorization.strip().partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
@@ -166,5 +176,4 @@ class KeyChecker:
             return
         reset_at = self._limiter.get_window_stats(limit, caller.key_id).reset_time
         wait = max(1, math.ceil(reset_at - time.time()))
-        raise RateLimitedError(f"key {caller.key_id} is over its rate limit of {caller.rate}; "
-                               f"retry in {wait} s", wait)
+        raise RateLimitedError(f"key {caller.key_id} is over its rate limit of {caller.rate}; retry in {wait} s", wait)

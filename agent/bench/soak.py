@@ -23,8 +23,8 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
-from agent.bench import percentile
-from agent.bench_agent import ASKS, read_sse
+from agent.bench.agent import ASKS, read_sse
+from agent.bench.rank import percentile
 from agent.config import Settings
 from agent.store import SQLiteStore
 
@@ -43,13 +43,25 @@ def tree_rss_mb(pid: int) -> dict[str, float]:
         except psutil.NoSuchProcess:
             pass  # a worker that ended between the listing and the reading
     own = root.memory_info().rss
-    return {"muse": round(own / 2**20, 1), "children": round(children / 2**20, 1),
-            "total": round((own + children) / 2**20, 1)}
+    return {
+        "muse": round(own / 2**20, 1),
+        "children": round(children / 2**20, 1),
+        "total": round((own + children) / 2**20, 1),
+    }
 
 
-def run_soak(settings: Settings, url: str, pid: int | None, minutes: float = 10.0, concurrency: int = 16,
-             seed: int = 0, warmup_s: float = 60.0, sample_s: float = 5.0, k: int = 5,
-             say: Callable[[str], None] = print) -> dict:
+def run_soak(
+    settings: Settings,
+    url: str,
+    pid: int | None,
+    minutes: float = 10.0,
+    concurrency: int = 16,
+    seed: int = 0,
+    warmup_s: float = 60.0,
+    sample_s: float = 5.0,
+    k: int = 5,
+    say: Callable[[str], None] = print,
+) -> dict:
     """Load ``url`` for ``minutes`` with ``concurrency`` clients; returns the report (see the
     module docstring). Raises ``ValueError`` when the store holds no users or items."""
     import httpx
@@ -60,8 +72,12 @@ def run_soak(settings: Settings, url: str, pid: int | None, minutes: float = 10.
     store.close()
     if not users or not items:
         raise ValueError(f"no users or no items in {settings.db_path}")
-    client = httpx.Client(base_url=url.rstrip("/"), timeout=120, headers=settings.client_headers(),
-                          limits=httpx.Limits(max_connections=concurrency + 2))
+    client = httpx.Client(
+        base_url=url.rstrip("/"),
+        timeout=120,
+        headers=settings.client_headers(),
+        limits=httpx.Limits(max_connections=concurrency + 2),
+    )
     end = time.monotonic() + minutes * 60
     latencies: dict[str, list[float]] = defaultdict(list)
     statuses: Counter = Counter()
@@ -79,8 +95,13 @@ def run_soak(settings: Settings, url: str, pid: int | None, minutes: float = 10.
                 ok = r.status_code == 200 and bool(r.json()["items"])
                 was_degraded = ok and r.json()["degraded"]
             elif route == "chat":
-                body = {"model": "muse", "user": user, "stream": True, "muse": {"k": k},
-                        "messages": [{"role": "user", "content": rng.choice(ASKS)}]}
+                body = {
+                    "model": "muse",
+                    "user": user,
+                    "stream": True,
+                    "muse": {"k": k},
+                    "messages": [{"role": "user", "content": rng.choice(ASKS)}],
+                }
                 with client.stream("POST", "/v1/chat/completions", json=body) as r:
                     muse = None
                     if r.status_code == 200:
@@ -90,8 +111,12 @@ def run_soak(settings: Settings, url: str, pid: int | None, minutes: float = 10.
                 ok = muse is not None and bool(muse["items"])
                 was_degraded = ok and muse["degraded"]
             elif route == "feedback":
-                event = {"user_id": user, "item_id": rng.choice(items), "kind": rng.choice(["click", "like"]),
-                         "idempotency_key": uuid.UUID(int=rng.getrandbits(128)).hex}
+                event = {
+                    "user_id": user,
+                    "item_id": rng.choice(items),
+                    "kind": rng.choice(["click", "like"]),
+                    "idempotency_key": uuid.UUID(int=rng.getrandbits(128)).hex,
+                }
                 r = client.post("/v1/feedback", json={"events": [event]})
                 ok, was_degraded = r.status_code == 200 and r.json()["accepted"] == 1, False
             else:
@@ -122,8 +147,10 @@ def run_soak(settings: Settings, url: str, pid: int | None, minutes: float = 10.
         if pid is not None:
             samples.append((round(time.monotonic() - t0, 1), tree_rss_mb(pid)))
         done = sum(len(v) for v in latencies.values())
-        say(f"{time.monotonic() - t0:.0f} s: {done} requests, {len(errors)} errors"
-            + (f", RSS {samples[-1][1]['total']} MiB" if samples else ""))
+        say(
+            f"{time.monotonic() - t0:.0f} s: {done} requests, {len(errors)} errors"
+            + (f", RSS {samples[-1][1]['total']} MiB" if samples else "")
+        )
         time.sleep(sample_s)
     client.close()
 
@@ -134,14 +161,23 @@ def run_soak(settings: Settings, url: str, pid: int | None, minutes: float = 10.
     if samples:
         baseline = next((s for t, s in samples if t >= warmup_s), samples[-1])
         last = samples[-1][1]
-        memory = {"baseline_mb": baseline, "last_mb": last,
-                  "max_total_mb": max(s["total"] for _, s in samples),
-                  "change_pct": round(100 * (last["total"] - baseline["total"]) / baseline["total"], 2),
-                  "samples": len(samples), "warmup_s": warmup_s}
+        memory = {
+            "baseline_mb": baseline,
+            "last_mb": last,
+            "max_total_mb": max(s["total"] for _, s in samples),
+            "change_pct": round(100 * (last["total"] - baseline["total"]) / baseline["total"], 2),
+            "samples": len(samples),
+            "warmup_s": warmup_s,
+        }
     return {
-        "url": url, "minutes": minutes, "concurrency": concurrency, "requests": requests,
-        "requests_per_s": round(requests / (time.monotonic() - t0), 2), "errors": failed,
-        "http_status": dict(statuses), "first_errors": errors,
+        "url": url,
+        "minutes": minutes,
+        "concurrency": concurrency,
+        "requests": requests,
+        "requests_per_s": round(requests / (time.monotonic() - t0), 2),
+        "errors": failed,
+        "http_status": dict(statuses),
+        "first_errors": errors,
         "latency_s": {"all": _stats(every), **{r: _stats(v) for r, v in sorted(latencies.items())}},
         "degraded": {r: f"{degraded[r]}/{len(latencies[r])}" for r in ("recommendations", "chat")},
         "memory": memory,
@@ -151,5 +187,9 @@ def run_soak(settings: Settings, url: str, pid: int | None, minutes: float = 10.
 def _stats(values: list[float]) -> dict | None:
     if not values:
         return None
-    return {"n": len(values), "p50": round(percentile(values, 0.5), 3), "p95": round(percentile(values, 0.95), 3),
-            "max": round(max(values), 3)}
+    return {
+        "n": len(values),
+        "p50": round(percentile(values, 0.5), 3),
+        "p95": round(percentile(values, 0.95), 3),
+        "max": round(max(values), 3),
+    }

@@ -9,7 +9,7 @@ Users are drawn (seeded) from the service's own event store; requests alternate 
 - invariants: every item is among the answer's candidates, in the catalog, not in the user's
   history, shown once; a streamed reply's text holds every text of its final payload;
 - text outcomes (``llm``, ``fallback``, ``template``) and the template share;
-- a text-quality table computed by code (``agent.text_quality``) over every text: invented
+- a text-quality table computed by code (``agent.pipeline.text_quality``) over every text: invented
   titles, claims that the reader already watched the pick, explanations citing no real history
   item, drafts not naming the pick, cut-off texts, repeated citations, the unique-sentence
   ratio, explanations that address the reader, and the share of texts that mention a real
@@ -28,13 +28,12 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from agent.bench import percentile
+from agent.bench.rank import percentile
 from agent.catalog import Item
 from agent.config import Settings
-from agent.grounding import GroundingCheck
 from agent.indexing import history_of
-from agent.store import SQLiteStore
-from agent.text_quality import (
+from agent.pipeline.grounding import GroundingCheck
+from agent.pipeline.text_quality import (
     addresses_reader,
     cited_titles,
     claims_watched_pick,
@@ -45,11 +44,26 @@ from agent.text_quality import (
     repeats_citation,
     unique_sentence_ratio,
 )
+from agent.store import SQLiteStore
 
-ASKS = ["something light from the 90s, nothing I've seen", "a gripping thriller", "a drama after 2000",
-        "surprise me", "something funny for a family evening", "sci-fi from the 80s"]
-QUALITY_KEYS = ("invented_titles", "claims_watched_pick", "explanations_citing_no_history", "drafts_not_naming_pick",
-                "cut_off", "repeated_citations", "explanations_not_addressing_reader", "drafts_naming_history")  # fmt: skip
+ASKS = [
+    "something light from the 90s, nothing I've seen",
+    "a gripping thriller",
+    "a drama after 2000",
+    "surprise me",
+    "something funny for a family evening",
+    "sci-fi from the 80s",
+]
+QUALITY_KEYS = (
+    "invented_titles",
+    "claims_watched_pick",
+    "explanations_citing_no_history",
+    "drafts_not_naming_pick",
+    "cut_off",
+    "repeated_citations",
+    "explanations_not_addressing_reader",
+    "drafts_naming_history",
+)
 
 
 def read_sse(response, started: float) -> tuple[str, dict | None, list[float], list[str]]:
@@ -72,8 +86,9 @@ def read_sse(response, started: float) -> tuple[str, dict | None, list[float], l
     return "".join(content), muse, times, raw
 
 
-def text_quality(answers: Sequence[tuple[list[dict], list[str]]], items: dict[str, Item],
-                 check: GroundingCheck, examples: int = 3) -> dict:
+def text_quality(
+    answers: Sequence[tuple[list[dict], list[str]]], items: dict[str, Item], check: GroundingCheck, examples: int = 3
+) -> dict:
     """The quality table over every text of ``answers`` (each: the answer's items as the API
     returns them, and the titles of the user's history). Under ``examples``: for each check
     that failed, up to ``examples`` of the failing texts with their source (``llm``,
@@ -98,15 +113,28 @@ def text_quality(answers: Sequence[tuple[list[dict], list[str]]], items: dict[st
                 fail("cut_off", is_cut_off(text), text, it, kind)
                 with_attribute += mentions_attribute(text, item, history)
                 texts.append(text)
-            fail("explanations_citing_no_history", not cited_titles(explanation, history), explanation, it, "explanation")
-            fail("explanations_not_addressing_reader", not addresses_reader(explanation), explanation, it, "explanation")
+            fail(
+                "explanations_citing_no_history",
+                not cited_titles(explanation, history),
+                explanation,
+                it,
+                "explanation",
+            )
+            fail(
+                "explanations_not_addressing_reader", not addresses_reader(explanation), explanation, it, "explanation"
+            )
             fail("drafts_not_naming_pick", not names_title(draft, item.title), draft, it, "draft")
             fail("repeated_citations", repeats_citation(explanation, history), explanation, it, "explanation")
-            fail("drafts_naming_history", bool(names_history(draft, item, history)), draft, it, "draft")  # a pitch is about the pick
-    return {"texts": len(texts), **{k: counts[k] for k in QUALITY_KEYS},
-            "unique_sentence_ratio": round(unique_sentence_ratio(texts), 4),
-            "share_mentioning_an_attribute": round(with_attribute / len(texts), 4) if texts else None,
-            "examples": {k: v[:examples] for k, v in found.items() if v}}
+            fail(
+                "drafts_naming_history", bool(names_history(draft, item, history)), draft, it, "draft"
+            )  # a pitch is about the pick
+    return {
+        "texts": len(texts),
+        **{k: counts[k] for k in QUALITY_KEYS},
+        "unique_sentence_ratio": round(unique_sentence_ratio(texts), 4),
+        "share_mentioning_an_attribute": round(with_attribute / len(texts), 4) if texts else None,
+        "examples": {k: v[:examples] for k, v in found.items() if v},
+    }
 
 
 def _intent_counts(client) -> Counter:
@@ -124,8 +152,9 @@ def _stats(values: Sequence[float]) -> dict | None:
     return {"p50": round(statistics.median(values), 3), "p95": round(percentile(values, 0.95), 3)}
 
 
-def run_agent_bench(settings: Settings, url: str, n: int = 100, k: int = 5, concurrency: int = 1, seed: int = 0,
-                    say=print) -> dict:
+def run_agent_bench(
+    settings: Settings, url: str, n: int = 100, k: int = 5, concurrency: int = 1, seed: int = 0, say=print
+) -> dict:
     import httpx
 
     store = SQLiteStore(settings.db_path)
@@ -145,8 +174,13 @@ def run_agent_bench(settings: Settings, url: str, n: int = 100, k: int = 5, conc
         if not chat:
             r = client.post("/v1/recommendations", json={"user_id": user, "k": k})
             return user, r.status_code, r.json() if r.status_code == 200 else None, time.monotonic() - started, None
-        body = {"model": "muse", "user": user, "muse": {"k": k}, "stream": True,
-                "messages": [{"role": "user", "content": ask}]}
+        body = {
+            "model": "muse",
+            "user": user,
+            "muse": {"k": k},
+            "stream": True,
+            "messages": [{"role": "user", "content": ask}],
+        }
         with client.stream("POST", "/v1/chat/completions", json=body) as r:
             if r.status_code != 200:
                 r.read()
@@ -172,8 +206,9 @@ def run_agent_bench(settings: Settings, url: str, n: int = 100, k: int = 5, conc
             problems["empty_answers"] += not ids
             if streamed is not None:
                 content, times = streamed
-                problems["streamed_text_differs"] += sum(it[kind] not in content for it in data["items"]
-                                                        for kind in ("explanation", "draft"))
+                problems["streamed_text_differs"] += sum(
+                    it[kind] not in content for it in data["items"] for kind in ("explanation", "draft")
+                )
                 if times:
                     first.append(times[0])
                 if len(times) > len(ids):  # chunk 0: the picks; chunks 1..k: the explanations
@@ -190,14 +225,28 @@ def run_agent_bench(settings: Settings, url: str, n: int = 100, k: int = 5, conc
     asked = intents["llm"] + intents["rules_after_llm"]
     texts = sum(outcomes.values())
     return {
-        "url": url, "requests": n, "k": k, "concurrency": concurrency, "users": len(histories),
-        "catalog_items": len(catalog), "http_status": dict(statuses), "problems": dict(problems),
-        "degraded_answers": degraded, "degraded_rate": round(degraded / max(1, len(latencies)), 4),
-        "latency_s": {"answer": _stats(latencies), "first_content": _stats(first), "explanations_done": _stats(explained)},
+        "url": url,
+        "requests": n,
+        "k": k,
+        "concurrency": concurrency,
+        "users": len(histories),
+        "catalog_items": len(catalog),
+        "http_status": dict(statuses),
+        "problems": dict(problems),
+        "degraded_answers": degraded,
+        "degraded_rate": round(degraded / max(1, len(latencies)), 4),
+        "latency_s": {
+            "answer": _stats(latencies),
+            "first_content": _stats(first),
+            "explanations_done": _stats(explained),
+        },
         "text_outcomes": dict(outcomes),
         "template_share": round((outcomes["fallback"] + outcomes["template"]) / texts, 4) if texts else None,
         "text_quality": text_quality(answers, catalog, GroundingCheck(it.title for it in catalog.values())),
-        "intent_llm": {"asked": int(asked), "accepted": int(intents["llm"]),
-                       "acceptance_rate": round(intents["llm"] / asked, 4) if asked else "not asked"},
+        "intent_llm": {
+            "asked": int(asked),
+            "accepted": int(intents["llm"]),
+            "acceptance_rate": round(intents["llm"] / asked, 4) if asked else "not asked",
+        },
         "wall_s": round(wall, 1),
-    }  # fmt: skip
+    }

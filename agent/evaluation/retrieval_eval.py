@@ -122,8 +122,9 @@ def fit_for_validation(
     return Fitted(proto, index, model)
 
 
-def content_index(proto: Protocol, workdir: Path, chroma_url: str | None = None,
-                  say: Callable[[str], None] = print) -> tuple[ItemIndex, np.ndarray]:
+def content_index(
+    proto: Protocol, workdir: Path, chroma_url: str | None = None, say: Callable[[str], None] = print
+) -> tuple[ItemIndex, np.ndarray]:
     """The Chroma content collection of the protocol's items (embedding only what changed)
     and their content vectors, in item order."""
     from retrieval.embeddings import MiniLMEmbedding
@@ -149,9 +150,12 @@ def fit_hybrid(
     np.random.seed(seed)  # for anything that draws from numpy's global generator
     usable = [s for s in sequences if len(s) >= 2]
     model = HybridModel(item_ids, config or BehaviorConfig()).fit(
-        [s[:-1] for s in usable], content,
-        validation=([s[:-1] for s in usable], [s[-1] for s in usable]), seed=seed, progress=say,
-    )  # fmt: skip
+        [s[:-1] for s in usable],
+        content,
+        validation=([s[:-1] for s in usable], [s[-1] for s in usable]),
+        seed=seed,
+        progress=say,
+    )
     say(f"fusion weights chosen on validation: {model.weights}")
     return model
 

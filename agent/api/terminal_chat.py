@@ -13,8 +13,8 @@ def repl(user: str, url: str | None, k: int = 5) -> int:
 
     with ExitStack() as stack:
         if url is None:
-            from agent.app import create_app
-            from agent.background_server import BackgroundServer
+            from agent.api.app import create_app
+            from agent.api.background_server import BackgroundServer
 
             print("starting Muse in-process (the LLM server takes a minute on CPU)...", file=sys.stderr)
             url = stack.enter_context(BackgroundServer(create_app())).url
@@ -33,8 +33,9 @@ def repl(user: str, url: str | None, k: int = 5) -> int:
                 break
             messages.append({"role": "user", "content": text})
             reply = ""
-            for chunk in client.chat.completions.create(model="muse", messages=messages, user=user, stream=True,
-                                                        extra_body={"muse": {"k": k}}):
+            for chunk in client.chat.completions.create(
+                model="muse", messages=messages, user=user, stream=True, extra_body={"muse": {"k": k}}
+            ):
                 delta = chunk.choices[0].delta.content or "" if chunk.choices else ""
                 reply += delta
                 print(delta, end="", flush=True)

@@ -25,10 +25,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from agent.llm import registry
 from agent.llm.engine import Engine, Message
-from agent.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
+from agent.llm.hardware import resolve_dtype
+from agent.llm.model_files import model_path
+from agent.pipeline.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
 
-DEMO_DIR = Path(__file__).parent / "data"
+DEMO_DIR = Path(__file__).resolve().parents[1] / "data"
 
 
 def demo_conversations(n: int = 200, seed: int = 0, prompt: PromptConfig | None = None) -> list[list[Message]]:
@@ -69,33 +72,43 @@ def run_level(engine: Engine, conversations, concurrency: int, batched: bool, ad
     started = time.perf_counter()
     if batched:
         for s in range(0, len(conversations), concurrency):
-            one(conversations[s:s + concurrency])
+            one(conversations[s : s + concurrency])
     else:
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(lambda c: one([c]), conversations))
     wall = time.perf_counter() - started
-    return {"concurrency": concurrency, "requests": len(conversations),
-            "p50_s": round(statistics.median(latencies), 4), "p95_s": round(percentile(latencies, 0.95), 4),
-            "throughput_rps": round(len(conversations) / wall, 2), "wall_s": round(wall, 1)}
+    return {
+        "concurrency": concurrency,
+        "requests": len(conversations),
+        "p50_s": round(statistics.median(latencies), 4),
+        "p95_s": round(percentile(latencies, 0.95), 4),
+        "throughput_rps": round(len(conversations) / wall, 2),
+        "wall_s": round(wall, 1),
+    }
 
 
-def bench_engine(engine: Engine, conversations, levels: Sequence[int], batched: bool,
-                 adapter: str | None, warmup: int = 5) -> list[dict]:
+def bench_engine(
+    engine: Engine, conversations, levels: Sequence[int], batched: bool, adapter: str | None, warmup: int = 5
+) -> list[dict]:
     engine.label_logprobs(demo_conversations(warmup, seed=1), LABELS, adapter)
     n = len(conversations) // len(levels)
-    return [run_level(engine, conversations[k * n:(k + 1) * n], c, batched, adapter)
-            for k, c in enumerate(levels)]
+    return [run_level(engine, conversations[k * n : (k + 1) * n], c, batched, adapter) for k, c in enumerate(levels)]
 
 
 def run_rank_bench(settings, n: int = 200, levels: Sequence[int] = (1, 8), say=print) -> dict:
-    from agent.llm_session import open_engine
-    from agent.ranker import prompt_config_of
+    from agent.llm.session import open_engine
+    from agent.pipeline.ranker import prompt_config_of
 
-    adapter = settings.ranker_adapter()
-    prompt = prompt_config_of(settings.adapters().get(adapter) if adapter else None)
+    adapter = registry.ranker_adapter(settings)
+    prompt = prompt_config_of(registry.adapters(settings).get(adapter) if adapter else None)
     # Each level gets its own prompts: repeats would be free prefix-cache hits for vLLM.
     conversations = demo_conversations(n * len(levels), prompt=prompt)
-    report: dict = {"requests": n, "candidates": len(LABELS), "adapter": adapter, "dtype": settings.dtype}
+    report: dict = {
+        "requests": n,
+        "candidates": len(LABELS),
+        "adapter": adapter,
+        "dtype": resolve_dtype(settings.llm_dtype),
+    }
     for name in ("transformers", "merged", "vllm"):
         say(f"benchmarking {name} ...")
         if name == "merged":
@@ -104,16 +117,26 @@ def run_rank_bench(settings, n: int = 200, levels: Sequence[int] = (1, 8), say=p
             from agent.llm.merged import merged_checkpoint
             from agent.llm.transformers_engine import TransformersEngine
 
-            folder = merged_checkpoint(settings.model_path, settings.adapters()[adapter], settings.data_dir)
-            report[name] = bench_engine(TransformersEngine(folder, dtype=settings.dtype), conversations, levels,
-                                        batched=True, adapter=None)
+            folder = merged_checkpoint(model_path(settings), registry.adapters(settings)[adapter], settings.data_dir)
+            report[name] = bench_engine(
+                TransformersEngine(folder, dtype=resolve_dtype(settings.llm_dtype)),
+                conversations,
+                levels,
+                batched=True,
+                adapter=None,
+            )
         else:
             with open_engine(settings, say, engine=name, with_adapters=True) as engine:
-                report[name] = bench_engine(engine, conversations, levels, batched=name == "transformers",
-                                            adapter=adapter)
+                report[name] = bench_engine(
+                    engine, conversations, levels, batched=name == "transformers", adapter=adapter
+                )
         say(json.dumps(report[name]))
     report["throughput_over_transformers"] = {
-        name: {str(v["concurrency"]): round(v["throughput_rps"] / t["throughput_rps"], 2)
-               for v, t in zip(report[name], report["transformers"])}
-        for name in ("merged", "vllm") if name in report}
+        name: {
+            str(v["concurrency"]): round(v["throughput_rps"] / t["throughput_rps"], 2)
+            for v, t in zip(report[name], report["transformers"])
+        }
+        for name in ("merged", "vllm")
+        if name in report
+    }
     return report

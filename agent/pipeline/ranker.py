@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from agent.catalog import Item
-from agent.llm.engine import Engine, Message, read_manifest
-from agent.prompts import render
+from agent.llm.engine import Engine, Message
+from agent.llm.registry import read_manifest
+from agent.pipeline.prompts import render
 
 LABELS = tuple(string.ascii_uppercase[:20])  # LlamaRec ranks 20 candidates
 
@@ -39,20 +40,9 @@ def prompt_config_of(adapter_dir: Path | None) -> PromptConfig:
     model or an adapter without a manifest."""
     cfg = read_manifest(adapter_dir).get("config", {}) if adapter_dir else {}
     defaults = PromptConfig()
-    return PromptConfig(int(cfg.get("history_items", defaults.history_items)),
-                        int(cfg.get("title_chars", defaults.title_chars)))
-
-
-def fusion_weight_of(adapter_dir: Path | None) -> float:
-    """The fusion weight validation chose for an adapter (its manifest's ``fusion_weight``,
-    written by ``muse eval --stage rerank --record-weight``); 0.0 when none was recorded:
-    a ranker nobody validated is not used."""
-    if adapter_dir is None:
-        return 0.0
-    weight = float(read_manifest(adapter_dir).get("fusion_weight", 0.0))
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"{adapter_dir}/manifest.json: fusion_weight {weight} outside [0, 1]")
-    return weight
+    return PromptConfig(
+        int(cfg.get("history_items", defaults.history_items)), int(cfg.get("title_chars", defaults.title_chars))
+    )
 
 
 def display_title(item: Item, limit: int) -> str:
@@ -61,15 +51,18 @@ def display_title(item: Item, limit: int) -> str:
     return f"{title} ({item.year})" if item.year else title
 
 
-def rank_conversation(history: Sequence[str], candidates: Sequence[str],
-                      config: PromptConfig = PromptConfig()) -> list[Message]:
+def rank_conversation(
+    history: Sequence[str], candidates: Sequence[str], config: PromptConfig = PromptConfig()
+) -> list[Message]:
     """The chat messages of one ranking request (display titles, most recent history last)."""
     if not 1 <= len(candidates) <= len(LABELS):
         raise ValueError(f"the ranker takes 1 to {len(LABELS)} candidates, got {len(candidates)}")
-    recent = list(history[-config.history_items:])
+    recent = list(history[-config.history_items :])
     labelled = [(LABELS[n], title) for n, title in enumerate(candidates)]
-    return [{"role": "system", "content": render("rank_system.jinja")},
-            {"role": "user", "content": render("rank_user.jinja", history=recent, candidates=labelled)}]
+    return [
+        {"role": "system", "content": render("rank_system.jinja")},
+        {"role": "user", "content": render("rank_user.jinja", history=recent, candidates=labelled)},
+    ]
 
 
 def label_distribution(logprobs: Sequence[float]) -> np.ndarray:
@@ -103,16 +96,26 @@ class RankRequest:
     retrieval_scores: Sequence[float]
 
     @classmethod
-    def of(cls, history: Sequence[str], candidates: Sequence[str], scores: Sequence[float],
-           items: dict[str, Item], prompt: PromptConfig) -> RankRequest:
+    def of(
+        cls,
+        history: Sequence[str],
+        candidates: Sequence[str],
+        scores: Sequence[float],
+        items: dict[str, Item],
+        prompt: PromptConfig,
+    ) -> RankRequest:
         """From item ids (history oldest first, candidates in retrieval order)."""
-        return cls([display_title(items[i], prompt.title_chars) for i in history[-prompt.history_items:]],
-                   [display_title(items[i], prompt.title_chars) for i in candidates], list(scores))
+        return cls(
+            [display_title(items[i], prompt.title_chars) for i in history[-prompt.history_items :]],
+            [display_title(items[i], prompt.title_chars) for i in candidates],
+            list(scores),
+        )
 
 
 class Ranker:
-    def __init__(self, engine: Engine, adapter: str | None = None, weight: float = 1.0,
-                 prompt: PromptConfig = PromptConfig()):
+    def __init__(
+        self, engine: Engine, adapter: str | None = None, weight: float = 1.0, prompt: PromptConfig = PromptConfig()
+    ):
         self.engine, self.adapter, self.weight, self.prompt = engine, adapter, weight, prompt
 
     def llm_scores(self, requests: Sequence[RankRequest], timeout: float | None = None) -> list[np.ndarray]:
@@ -125,8 +128,9 @@ class Ranker:
             by_size.setdefault(len(r.candidates), []).append(n)
         out: list[np.ndarray] = [np.empty(0)] * len(requests)
         for size, rows in by_size.items():  # one engine call per label set
-            got = self.engine.label_logprobs([conversations[n] for n in rows], LABELS[:size], self.adapter,
-                                             timeout=timeout)
+            got = self.engine.label_logprobs(
+                [conversations[n] for n in rows], LABELS[:size], self.adapter, timeout=timeout
+            )
             for n, lp in zip(rows, got):
                 out[n] = label_distribution(lp)
         return out

@@ -40,8 +40,9 @@ def ab_report(impressions: Sequence[dict], events: Sequence[Interaction]) -> dic
             engaged_impressions.add(e.impression_id)
     arms: dict[str, dict] = {}
     for imp in impressions:
-        arm = arms.setdefault(imp["model"], {"impressions": 0, "items_shown": 0, "engagements": 0,
-                                             "engaged_impressions": 0})
+        arm = arms.setdefault(
+            imp["model"], {"impressions": 0, "items_shown": 0, "engagements": 0, "engaged_impressions": 0}
+        )
         arm["impressions"] += 1
         arm["items_shown"] += len(imp["item_ids"])
         arm["engagements"] += engaged[imp["id"]]

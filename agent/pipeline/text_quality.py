@@ -4,7 +4,7 @@ The service uses some of them as its second line of defence (a continuation that
 replaced by the template); ``muse bench agent`` computes all of them over every text it
 receives. Each is tested on hand-worked cases in tests/test_text_quality.py.
 
-Titles are compared in the normalised form of ``agent.grounding.normalize`` (lower-case words,
+Titles are compared in the normalised form of ``agent.pipeline.grounding.normalize`` (lower-case words,
 "Matrix, The" = "The Matrix", a trailing year dropped).
 """
 
@@ -15,30 +15,87 @@ import re
 from collections.abc import Iterable, Sequence
 
 from agent.catalog import Item
-from agent.grounding import GroundingCheck, normalize
+from agent.pipeline.grounding import GroundingCheck, normalize
 
 _WATCHED = re.compile(
     r"\b(?:you|this person|the reader|the user)(?:'ve|’ve| have| has| had)?\s+(?:already\s+|just\s+|once\s+)?"
     r"(?:watched|seen|saw|loved|enjoyed|liked)\b"
-    r"(?P<what>[^,;:.!?]*)", re.IGNORECASE)  # fmt: skip
-_WATCHED_IT = re.compile(r"\b(?:that|which)\s+you(?:'ve|’ve| have)?\s+(?:already\s+|just\s+)?(?:watched|seen|saw)\b",
-                         re.IGNORECASE)  # "... is a thriller that you watched"
+    r"(?P<what>[^,;:.!?]*)",
+    re.IGNORECASE,
+)
+_WATCHED_IT = re.compile(
+    r"\b(?:that|which)\s+you(?:'ve|’ve| have)?\s+(?:already\s+|just\s+)?(?:watched|seen|saw)\b", re.IGNORECASE
+)  # "... is a thriller that you watched"
 _QUOTED = re.compile(r"[\"“”]([^\"“”]{1,120})[\"“”]")
 _NEGATION = re.compile(r"\b(?:not|never|n't|n’t)\b")
 _SENTENCE = re.compile(r"[^.!?]+[.!?]*")
 _END = re.compile(r"[.!?][\"”’')\]]*$")
-_STOPWORDS = frozenset({
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "he", "her", "his",
-    "in", "is", "it", "its", "of", "on", "or", "she", "that", "the", "their", "them", "they", "this", "to",
-    "was", "were", "who", "with", "will", "one", "two", "into", "out", "up", "over", "after", "about",
-    "film", "films", "movie", "movies", "story", "tags",
-})  # fmt: skip
+_STOPWORDS = frozenset(
+    {
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "he",
+        "her",
+        "his",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "she",
+        "that",
+        "the",
+        "their",
+        "them",
+        "they",
+        "this",
+        "to",
+        "was",
+        "were",
+        "who",
+        "with",
+        "will",
+        "one",
+        "two",
+        "into",
+        "out",
+        "up",
+        "over",
+        "after",
+        "about",
+        "film",
+        "films",
+        "movie",
+        "movies",
+        "story",
+        "tags",
+    }
+)
 # How a category reads in running text, beside its own name (lower-cased).
-CATEGORY_WORDS = {"sci-fi": ("sci-fi", "science fiction", "science-fiction"), "children": ("children", "family", "kids"),
-                  "animation": ("animation", "animated"), "film-noir": ("film noir", "film-noir", "noir"),
-                  "musical": ("musical", "music"), "comedy": ("comedy", "comic", "funny"),
-                  "romance": ("romance", "romantic", "love story"), "documentary": ("documentary",),
-                  "thriller": ("thriller", "suspense")}  # fmt: skip
+CATEGORY_WORDS = {
+    "sci-fi": ("sci-fi", "science fiction", "science-fiction"),
+    "children": ("children", "family", "kids"),
+    "animation": ("animation", "animated"),
+    "film-noir": ("film noir", "film-noir", "noir"),
+    "musical": ("musical", "music"),
+    "comedy": ("comedy", "comic", "funny"),
+    "romance": ("romance", "romantic", "love story"),
+    "documentary": ("documentary",),
+    "thriller": ("thriller", "suspense"),
+}
 
 
 def _words(text: str) -> str:
@@ -64,7 +121,7 @@ def claims_watched_pick(text: str, pick_title: str) -> bool:
     if _WATCHED_IT.search(text):
         return True
     for m in _WATCHED.finditer(text):
-        if _NEGATION.search(text[max(0, m.start() - 12):m.start()] + m.group(0).lower()):
+        if _NEGATION.search(text[max(0, m.start() - 12) : m.start()] + m.group(0).lower()):
             continue
         quoted = _QUOTED.findall(m["what"])
         if any(normalize(q) == pick for q in quoted):
@@ -146,11 +203,20 @@ def mentions_attribute(text: str, item: Item, titles: Sequence[str] = ()) -> boo
 # Category names that, in running text, can only be a genre claim (as running text writes them).
 # Words that are ordinary nouns too ("family", "war", "crime", "mystery", "romance", "adventure",
 # "children") are left out: "a family's orchard" claims no genre.
-GENRE_WORDS = {"comedy": ("comedy", "comedies"), "drama": ("drama", "dramas"), "thriller": ("thriller", "thrillers"),
-               "horror": ("horror",), "sci-fi": ("sci-fi", "science fiction"), "western": ("western",),
-               "animation": ("animation", "animated"), "documentary": ("documentary",),
-               "film-noir": ("film noir", "noir"), "musical": ("musical",), "action": ("action",),
-               "fantasy": ("fantasy",)}  # fmt: skip
+GENRE_WORDS = {
+    "comedy": ("comedy", "comedies"),
+    "drama": ("drama", "dramas"),
+    "thriller": ("thriller", "thrillers"),
+    "horror": ("horror",),
+    "sci-fi": ("sci-fi", "science fiction"),
+    "western": ("western",),
+    "animation": ("animation", "animated"),
+    "documentary": ("documentary",),
+    "film-noir": ("film noir", "noir"),
+    "musical": ("musical",),
+    "action": ("action",),
+    "fantasy": ("fantasy",),
+}
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 
 
@@ -175,15 +241,19 @@ def wrong_years(text: str, years: Iterable[int | None]) -> list[int]:
 
 # Links: URLs, bare domains and e-mail addresses. A recommendation text never needs one, and a
 # catalog description that carries one is the classic route of an injected link.
-_LINK = re.compile(r"(?i)\b(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|io|ru|xyz|info|ly|co|biz|app)"
-                   r"\b(?:/\S*)?|\b[\w.+-]+@[\w-]+\.[\w.]+")
+_LINK = re.compile(
+    r"(?i)\b(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|io|ru|xyz|info|ly|co|biz|app)"
+    r"\b(?:/\S*)?|\b[\w.+-]+@[\w-]+\.[\w.]+"
+)
 # Words addressed to a language model rather than to a reader (OWASP LLM01, prompt injection).
 _INSTRUCTION = re.compile(
     r"(?i)\b(?:ignore|disregard|forget|override)\b[^.!?]{0,40}\b(?:instructions?|prompts?|rules|above|previous|"
     r"guidelines)\b|\bsystem prompt\b|\byou are now\b|\bas an ai\b|\bnew instructions?\b|"
     r"\b(?:developer|admin|god|dan) mode\b|\bjailbreak|\b(?:respond|reply|answer) only with\b|"
-    r"(?:^|\s)(?:system|assistant|user)\s*:|<\|?/?(?:im_start|im_end|system|assistant)\|?>|\brepeat (?:after me|your)\b|"
-    r"\b(?:print|reveal|show|output)\b[^.!?]{0,30}\b(?:prompt|instructions)\b")
+    r"(?:^|\s)(?:system|assistant|user)\s*:|<\|?/?(?:im_start|im_end|system|assistant)\|?>|"
+    r"\brepeat (?:after me|your)\b|"
+    r"\b(?:print|reveal|show|output)\b[^.!?]{0,30}\b(?:prompt|instructions)\b"
+)
 
 
 def has_link(text: str) -> bool:
@@ -219,9 +289,10 @@ def copied_phrases(text: str, sources: Iterable[str], own: Iterable[str] = (), n
     """Runs of ``n`` words of ``text`` that occur in ``sources`` (e.g. a prompt's worked
     examples) but in none of ``own`` (the facts the text was given): words copied from
     somewhere they are not true."""
+
     def grams(t: str) -> set[str]:
         w = _words(t).split()
-        return {" ".join(w[i:i + n]) for i in range(len(w) - n + 1)}
+        return {" ".join(w[i : i + n]) for i in range(len(w) - n + 1)}
 
     mine, theirs = grams(text), set().union(*(grams(t) for t in sources))
     given = set().union(*(grams(t) for t in own))
@@ -236,8 +307,9 @@ def repeats_sentence(text: str, overlap: float = 0.8) -> bool:
     """Whether two sentences of ``text`` say the same thing: their content words (stop words
     aside) overlap by at least ``overlap`` of the smaller set."""
     said = [set(_content(s)) for s in sentences(text)]
-    return any(a and b and len(a & b) / min(len(a), len(b)) >= overlap
-               for i, a in enumerate(said) for b in said[i + 1:])
+    return any(
+        a and b and len(a & b) / min(len(a), len(b)) >= overlap for i, a in enumerate(said) for b in said[i + 1 :]
+    )
 
 
 def repeats_phrase(text: str) -> bool:

@@ -52,3 +52,8 @@ def ensure_checkpoint(cache: Path | None = None) -> Path:
     tokenizer.save_pretrained(partial)
     partial.rename(target)
     return target
+
+
+def model_path(settings) -> Path:
+    """The LLM checkpoint the settings name (``MUSE_LLM_MODEL``), else the packaged one."""
+    return settings.llm_model or ensure_checkpoint()

@@ -18,12 +18,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
-from agent.chat import DEGRADED_NOTE, build_ask, picks_text, read_turns, reply_text, text_part
-from agent.generation import KINDS
-from agent.intent import Intent, rule_intent
+from agent.api.protocol import ChatRequest, RecommendationResponse
 from agent.llm.engine import UnknownAdapterError
-from agent.schemas import ChatRequest, RecommendationResponse
-from agent.service import Answer, MuseAgent, Plan
+from agent.pipeline.chat import DEGRADED_NOTE, build_ask, picks_text, read_turns, reply_text, text_part
+from agent.pipeline.generation import KINDS
+from agent.pipeline.intent import Intent, rule_intent
+from agent.pipeline.service import Answer, MuseAgent, Plan
 
 MODEL = "muse"
 
@@ -45,10 +45,17 @@ def adapter_of(model: str, agent: MuseAgent) -> str | None:
 def structured(answer: Answer, intent: Intent, ignored: Sequence[str] = ()) -> dict:
     """What ``/v1/recommendations`` returns, plus how the request was read and which of the
     request's fields had no effect (``ChatRequest.ignored_fields``)."""
-    return {**RecommendationResponse.of(answer).model_dump(),
-            "intent": {"query": intent.query, "categories": intent.categories, "year_min": intent.year_min,
-                       "year_max": intent.year_max, "source": intent.source},
-            "ignored_fields": list(ignored)}
+    return {
+        **RecommendationResponse.of(answer).model_dump(),
+        "intent": {
+            "query": intent.query,
+            "categories": intent.categories,
+            "year_min": intent.year_min,
+            "year_max": intent.year_max,
+            "source": intent.source,
+        },
+        "ignored_fields": list(ignored),
+    }
 
 
 def plan_chat(agent: MuseAgent, request: ChatRequest) -> tuple[Plan, Intent]:
@@ -64,37 +71,46 @@ def plan_chat(agent: MuseAgent, request: ChatRequest) -> tuple[Plan, Intent]:
         # The LLM's reading filtered out the whole catalog (a 135M model can misread "the 80s"
         # as 1980-1980): read the request by the rules instead, once.
         agent.metrics.intents.labels("rules_after_empty_llm_reading").inc()
-        ask, intent = build_ask(turns, request.user, k, lambda text: rule_intent(text, agent.categories),
-                                adapter, diversity)
+        ask, intent = build_ask(
+            turns, request.user, k, lambda text: rule_intent(text, agent.categories), adapter, diversity
+        )
         plan = agent.plan(ask)
     return plan, intent
 
 
 def completion(answer: Answer, intent: Intent, model: str, ignored: Sequence[str] = ()) -> dict:
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply_text(answer)},
-                     "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": reply_text(answer)}, "finish_reason": "stop"}
+        ],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         "muse": structured(answer, intent, ignored),
-    }  # fmt: skip
+    }
 
 
 class _Chunks:
     """OpenAI ``chat.completion.chunk`` events of one stream, as SSE lines."""
 
     def __init__(self, model: str):
-        self.base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
-                     "created": int(time.time()), "model": model}
+        self.base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
 
     def event(self, delta: dict, finish: str | None = None, **extra) -> str:
         chunk = {**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
         return f"data: {json.dumps(chunk)}\n\n"
 
 
-async def stream(agent: MuseAgent, plan: Plan, intent: Intent, model: str,
-                 ignored: Sequence[str] = ()) -> AsyncIterator[str]:
+async def stream(
+    agent: MuseAgent, plan: Plan, intent: Intent, model: str, ignored: Sequence[str] = ()
+) -> AsyncIterator[str]:
     """Server-sent events: the role, the picks, each text in pick order as soon as it and the
     texts before it are written, a final chunk with ``finish_reason`` "stop" and ``muse``, then
     ``data: [DONE]``. Closing the stream early (the client left) cancels the LLM's work."""

@@ -17,7 +17,7 @@ means: an engine failure (unreachable, 5xx, timeout) makes the service skip the 
 refused (a 4xx) fails that request's LLM step alone.
 
 Domain errors (``UnknownAdapterError``, ``UnknownItemError``, ``ValueError``) are raised from
-here; only the HTTP edge (``agent.app``) turns them into status codes.
+here; only the HTTP edge (``agent.api.app``) turns them into status codes.
 """
 
 from __future__ import annotations
@@ -30,17 +30,21 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.ab import arm_of
 from agent.catalog import Interaction, Item, turned_down
 from agent.config import Settings
-from agent.diversity import mmr
-from agent.generation import KINDS, Evidence, TextPlan, choose_evidence
-from agent.grounding import GroundingCheck
 from agent.indexing import user_sequences
-from agent.intent import Intent, parse_intent, rule_intent
-from agent.llm.engine import Engine, EngineError, EngineRequestError, check_adapter
+from agent.llm import registry
+from agent.llm.engine import Engine, EngineError, EngineRequestError
+from agent.llm.hardware import resolve_dtype
+from agent.llm.model_files import model_path
+from agent.llm.registry import check_adapter
 from agent.observability import Metrics
-from agent.ranker import PromptConfig, Ranker, RankRequest, fuse, prompt_config_of, standardize
+from agent.pipeline.ab import arm_of
+from agent.pipeline.diversity import mmr
+from agent.pipeline.generation import KINDS, Evidence, TextPlan, choose_evidence
+from agent.pipeline.grounding import GroundingCheck
+from agent.pipeline.intent import Intent, parse_intent, rule_intent
+from agent.pipeline.ranker import PromptConfig, Ranker, RankRequest, fuse, prompt_config_of, standardize
 from agent.store import EventStore
 from retrieval.index import Filters
 from retrieval.retriever import Retriever
@@ -160,14 +164,20 @@ class Forgotten:
 
 
 class MuseAgent:
-    def __init__(self, settings: Settings, store: EventStore, retriever: Retriever, engine: Engine | None,
-                 metrics: Metrics | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        store: EventStore,
+        retriever: Retriever,
+        engine: Engine | None,
+        metrics: Metrics | None = None,
+    ):
         self.settings, self.store, self.retriever = settings, store, retriever
         self.metrics = metrics or Metrics()
         self.gate = LLMGate(engine, settings.llm_retry_after_s)
-        self.adapters = settings.adapters()
-        self.default_adapter = settings.ranker_adapter()
-        self.ab_arms = settings.ab_arms()
+        self.adapters = registry.adapters(settings)
+        self.default_adapter = registry.ranker_adapter(settings)
+        self.ab_arms = registry.ab_arms(settings)
         self._prompts: dict[str | None, PromptConfig] = {}
         self._rankers: dict[str, Engine] = {}  # adapter -> its merged checkpoint, in-process
         self._rankers_lock = threading.Lock()
@@ -182,7 +192,7 @@ class MuseAgent:
 
     def ranker_weight(self, adapter: str | None) -> float:
         """The fusion weight served for ``adapter`` (0: retrieval order, no ranking call)."""
-        return self.settings.fusion_weight(adapter) if adapter in self.adapters else 0.0
+        return registry.fusion_weight(self.settings, adapter) if adapter in self.adapters else 0.0
 
     def rankers_in_use(self) -> list[str]:
         arms = self.ab_arms or ([self.default_adapter] if self.default_adapter else [])
@@ -198,8 +208,8 @@ class MuseAgent:
                 from agent.llm.merged import merged_checkpoint
                 from agent.llm.transformers_engine import TransformersEngine
 
-                folder = merged_checkpoint(self.settings.model_path, self.adapters[adapter], self.settings.data_dir)
-                self._rankers[adapter] = TransformersEngine(folder, dtype=self.settings.dtype)
+                folder = merged_checkpoint(model_path(self.settings), self.adapters[adapter], self.settings.data_dir)
+                self._rankers[adapter] = TransformersEngine(folder, dtype=resolve_dtype(self.settings.llm_dtype))
             return self._rankers[adapter], None
 
     def serve_adapter(self, name: str, split: bool = False) -> dict:
@@ -207,7 +217,7 @@ class MuseAgent:
         current one by the A/B hash. With ``MUSE_RANK_ENGINE=lora`` an adapter the engine does
         not have yet is loaded into it while serving (runtime LoRA loading); otherwise its merged
         checkpoint is loaded in-process. No restart either way."""
-        registered = self.settings.adapters()  # the registry as it is now, not as at start-up
+        registered = registry.adapters(self.settings)  # the registry as it is now, not as at start-up
         check_adapter(name, registered)
         engine = self.gate.engine
         if engine is None:
@@ -261,8 +271,9 @@ class MuseAgent:
         for adapter in self.rankers_in_use():
             rank_engine, name = self._rank_engine(adapter)
             prompt = self._prompt(adapter)
-            request = RankRequest.of([i.id for i in items[:1]], [i.id for i in items[1:3]], [1.0, 0.5],
-                                     {i.id: i for i in items}, prompt)
+            request = RankRequest.of(
+                [i.id for i in items[:1]], [i.id for i in items[1:3]], [1.0, 0.5], {i.id: i for i in items}, prompt
+            )
             Ranker(rank_engine, name, 1.0, prompt).llm_scores([request])
 
     # ------------------------------------------------------------ recommendations
@@ -281,7 +292,9 @@ class MuseAgent:
         deadline = started + self.settings.llm_deadline_s
         adapter = ask.adapter
         if adapter is None:  # the A/B arm of this user, else the configured ranker
-            adapter = arm_of(ask.user_id, self.ab_arms, self.settings.ab_salt) if self.ab_arms else self.default_adapter
+            adapter = (
+                arm_of(ask.user_id, self.ab_arms, self.settings.ab_salt) if self.ab_arms else self.default_adapter
+            )
         check_adapter(adapter, self.adapters)
         events = self.store.history(ask.user_id)
         history = user_sequences(events).get(ask.user_id, [])
@@ -306,23 +319,40 @@ class MuseAgent:
             degraded = True  # the ranker is in use but the LLM is marked down
         vectors = self.retriever.index.content_vectors(ids + recent)
         picked = mmr(scores, vectors[: len(ids)], ask.k, ask.diversity) if ids else []
-        history_vectors = vectors[len(ids):]
+        history_vectors = vectors[len(ids) :]
         unit = history_vectors / np.maximum(np.linalg.norm(history_vectors, axis=1, keepdims=True), 1e-12)
         evidence = []
         for p in picked:
             v = vectors[p] / max(float(np.linalg.norm(vectors[p])), 1e-12)
-            evidence.append(Evidence(items[ids[p]], choose_evidence(items[ids[p]], [items[h] for h in recent], unit @ v)
-                                     if recent else [], candidates[p].source))
-        return Plan(ask, [items[ids[p]] for p in picked], [round(float(scores[p]), 4) for p in picked], ids,
-                    ranked_by, TextPlan(evidence, self.grounding, self.categories), started, deadline, degraded,
-                    reason=None if ids else self.nothing_matches(ask.filters))
+            evidence.append(
+                Evidence(
+                    items[ids[p]],
+                    choose_evidence(items[ids[p]], [items[h] for h in recent], unit @ v) if recent else [],
+                    candidates[p].source,
+                )
+            )
+        return Plan(
+            ask,
+            [items[ids[p]] for p in picked],
+            [round(float(scores[p]), 4) for p in picked],
+            ids,
+            ranked_by,
+            TextPlan(evidence, self.grounding, self.categories),
+            started,
+            deadline,
+            degraded,
+            reason=None if ids else self.nothing_matches(ask.filters),
+        )
 
     def nothing_matches(self, filters: Filters) -> str:
         """Why an ask has no candidates, in words a client can act on."""
         unknown = [c for c in filters.categories if c not in self.categories]
         if unknown and len(unknown) == len(filters.categories):
-            return (f"no item in the catalog has the category {unknown[0]!r}" if len(unknown) == 1 else
-                    f"no item in the catalog has any of the categories {unknown}")
+            return (
+                f"no item in the catalog has the category {unknown[0]!r}"
+                if len(unknown) == 1
+                else f"no item in the catalog has any of the categories {unknown}"
+            )
         if filters.where() is not None:
             return "no item matches the filters outside the user's history, dislikes and exclusions"
         return "every item in the catalog is in the user's history, dislikes or exclusions"
@@ -369,14 +399,36 @@ class MuseAgent:
         """Log the impression (with every shown text and its prompt) and return the answer."""
         picks = [plan.pick(n) for n in range(len(plan.items))]
         texts = {p.item.id: plan.texts.prompts(n) for n, p in enumerate(picks)}
-        impression = self.store.add_impression(plan.ask.user_id, [p.item.id for p in picks], [p.score for p in picks],
-                                               plan.ranked_by or "retrieval", candidates=plan.candidate_ids, texts=texts)
+        impression = self.store.add_impression(
+            plan.ask.user_id,
+            [p.item.id for p in picks],
+            [p.score for p in picks],
+            plan.ranked_by or "retrieval",
+            candidates=plan.candidate_ids,
+            texts=texts,
+        )
         self.metrics.recommendations.labels("degraded" if plan.degraded else "llm").inc()
-        return Answer(plan.ask.user_id, picks, plan.candidate_ids, impression, plan.ranked_by, plan.degraded,
-                      round(time.monotonic() - plan.started, 3), plan.reason)
+        return Answer(
+            plan.ask.user_id,
+            picks,
+            plan.candidate_ids,
+            impression,
+            plan.ranked_by,
+            plan.degraded,
+            round(time.monotonic() - plan.started, 3),
+            plan.reason,
+        )
 
-    def _llm_rank(self, adapter: str, weight: float, context: list[str], ids: list[str], retrieval: list[float],
-                  items: dict[str, Item], deadline: float) -> np.ndarray:
+    def _llm_rank(
+        self,
+        adapter: str,
+        weight: float,
+        context: list[str],
+        ids: list[str],
+        retrieval: list[float],
+        items: dict[str, Item],
+        deadline: float,
+    ) -> np.ndarray:
         prompt = self._prompt(adapter)
         request = RankRequest.of([h for h in context if h in items], ids, retrieval, items, prompt)
         engine, name = self._rank_engine(adapter)
@@ -409,14 +461,17 @@ class MuseAgent:
                 if budget <= 0:
                     raise LLMUnavailable("deadline already spent")
                 try:
-                    return self.gate.engine.generate([conversation], INTENT_TOKENS, None, 0.0, schema,
-                                                     timeout=budget)[0]
+                    return self.gate.engine.generate([conversation], INTENT_TOKENS, None, 0.0, schema, timeout=budget)[
+                        0
+                    ]
                 except (EngineError, EngineRequestError) as e:
                     self.gate.failed(e)
                     raise
+
         intent = parse_intent(text, self.categories, ask)
-        self.metrics.intents.labels(intent.source if intent.source == "llm" or ask is None
-                                    else "rules_after_llm").inc()
+        self.metrics.intents.labels(
+            intent.source if intent.source == "llm" or ask is None else "rules_after_llm"
+        ).inc()
         if intent.source == "llm":
             if len(self._intents) >= INTENT_CACHE:
                 self._intents.pop(next(iter(self._intents)))
@@ -447,7 +502,7 @@ class MuseAgent:
         impressions, the user row, client keys' bindings), and name the trained weights that
         may still reflect them. Exports go first: a crash in between leaves the user in the
         store, so the retried request finds them and finishes."""
-        from agent.llm.engine import read_manifest
+        from agent.llm.registry import read_manifest
         from agent.store import remove_user_rows
 
         exported: dict[str, int] = {}
@@ -457,17 +512,20 @@ class MuseAgent:
         deleted = self.store.forget_user(user_id)
         weights = []
         if deleted["events"] and (self.settings.model_dir / "model.json").exists():
-            weights.append(f"the retrieval model in {self.settings.model_dir} (fitted on every user's history "
-                           "by the last `muse index`; the next one refits it without this user)")
+            weights.append(
+                f"the retrieval model in {self.settings.model_dir} (fitted on every user's history "
+                "by the last `muse index`; the next one refits it without this user)"
+            )
         folders = {str(Path(f).parent) for f in exported}
-        for name, path in sorted(self.settings.adapters().items()):  # the registry now, not at start
+        for name, path in sorted(registry.adapters(self.settings).items()):  # the registry now, not at start
             data = read_manifest(path).get("data")
             if data and str(Path(data).resolve()) in folders:
-                weights.append(f"ranker adapter {name!r} (trained on {data}; an adapter trained on the "
-                               "scrubbed data and promoted replaces it)")
+                weights.append(
+                    f"ranker adapter {name!r} (trained on {data}; an adapter trained on the "
+                    "scrubbed data and promoted replaces it)"
+                )
         return Forgotten(deleted, exported, weights)
 
     def close(self) -> None:
         for engine in self._rankers.values():
             engine.close()
-

@@ -24,11 +24,24 @@ from agent.catalog import _ID
 # with fixed, constrained decoding, so these have no effect; many clients send them by default,
 # so they are accepted and named back in the `X-Muse-Ignored-Fields` header and under
 # `muse.ignored_fields`, never dropped in silence.
-NO_EFFECT_CHAT_FIELDS = frozenset({
-    "temperature", "top_p", "seed", "frequency_penalty", "presence_penalty", "max_tokens",
-    "max_completion_tokens", "stop", "metadata", "store", "service_tier", "stream_options",
-    "reasoning_effort", "parallel_tool_calls",
-})  # fmt: skip
+NO_EFFECT_CHAT_FIELDS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "metadata",
+        "store",
+        "service_tier",
+        "stream_options",
+        "reasoning_effort",
+        "parallel_tool_calls",
+    }
+)
 # OpenAI parameters asking for something Muse does not do -> (why, the "off" values some SDKs
 # send by default). Sent with any other value, they are refused with a 422 that names them.
 UNSUPPORTED_CHAT_FIELDS: dict[str, tuple[str, tuple]] = {
@@ -120,10 +133,18 @@ class ItemOut(BaseModel):
 
     @classmethod
     def of(cls, pick) -> ItemOut:
-        """From a ``agent.service.Pick``."""
+        """From a ``agent.pipeline.service.Pick``."""
         it = pick.item
-        return cls(id=it.id, title=it.title, year=it.year, categories=list(it.categories), score=pick.score,
-                   explanation=pick.explanation, draft=pick.draft, text_sources=pick.text_outcomes)
+        return cls(
+            id=it.id,
+            title=it.title,
+            year=it.year,
+            categories=list(it.categories),
+            score=pick.score,
+            explanation=pick.explanation,
+            draft=pick.draft,
+            text_sources=pick.text_outcomes,
+        )
 
 
 class RecommendationResponse(BaseModel):
@@ -138,10 +159,17 @@ class RecommendationResponse(BaseModel):
 
     @classmethod
     def of(cls, answer) -> RecommendationResponse:
-        """From an ``agent.service.Answer``; the chat layer sends the same under ``muse``."""
-        return cls(user_id=answer.user_id, items=[ItemOut.of(p) for p in answer.picks],
-                   impression_id=answer.impression_id, adapter=answer.adapter, degraded=answer.degraded,
-                   candidate_ids=answer.candidate_ids, seconds=answer.seconds, reason=answer.reason)
+        """From an ``agent.pipeline.service.Answer``; the chat layer sends the same under ``muse``."""
+        return cls(
+            user_id=answer.user_id,
+            items=[ItemOut.of(p) for p in answer.picks],
+            impression_id=answer.impression_id,
+            adapter=answer.adapter,
+            degraded=answer.degraded,
+            candidate_ids=answer.candidate_ids,
+            seconds=answer.seconds,
+            reason=answer.reason,
+        )
 
 
 # ------------------------------------------------------------ feedback and users
@@ -150,11 +178,24 @@ class RecommendationResponse(BaseModel):
 class FeedbackEvent(Strict):
     user_id: str = ID
     item_id: str = ID
-    kind: Literal["impression", "click", "like", "dislike", "skip", "rating", "dwell", "view",
-                  "explanation_like", "explanation_dislike", "draft_like", "draft_dislike"]
+    kind: Literal[
+        "impression",
+        "click",
+        "like",
+        "dislike",
+        "skip",
+        "rating",
+        "dwell",
+        "view",
+        "explanation_like",
+        "explanation_dislike",
+        "draft_like",
+        "draft_dislike",
+    ]
     value: float | None = Field(None, description="rating (0.5-5) or dwell seconds")
     timestamp: Timestamp | None = Field(
-        None, description="seconds since the epoch, or ISO-8601 with a UTC offset; default: now")
+        None, description="seconds since the epoch, or ISO-8601 with a UTC offset; default: now"
+    )
     impression_id: str | None = Field(None, max_length=64)
     idempotency_key: str = Field(min_length=1, max_length=200)
 
@@ -165,8 +206,10 @@ class FeedbackEvent(Strict):
         if self.kind == "dwell" and (self.value is None or self.value < 0):
             raise ValueError("a dwell event needs its seconds (>= 0) as value")
         if self.timestamp is not None and self.timestamp > time.time() + FUTURE_SLACK_S:
-            raise ValueError(f"timestamp {self.timestamp:.0f} is more than a day in the future; Muse takes "
-                             "seconds since the epoch (was it sent in milliseconds?)")
+            raise ValueError(
+                f"timestamp {self.timestamp:.0f} is more than a day in the future; Muse takes "
+                "seconds since the epoch (was it sent in milliseconds?)"
+            )
         return self
 
 
@@ -218,7 +261,8 @@ class ForgetResponse(BaseModel):
     deleted: dict[str, int] = Field(description="rows deleted per store table")
     exported_rows: dict[str, int] = Field(description="rows removed per exported training-data file")
     in_model_weights: list[str] = Field(
-        description="trained weights fitted on this user's data; they keep it until trained again without them")
+        description="trained weights fitted on this user's data; they keep it until trained again without them"
+    )
 
 
 # ------------------------------------------------------------ OpenAI-compatible chat
@@ -296,7 +340,6 @@ class ChatRequest(BaseModel):
             raise ValueError(f"unknown muse options {sorted(unknown)}; allowed: k, diversity")
         if "k" in value and not (isinstance(value["k"], int) and 1 <= value["k"] <= MAX_K):
             raise ValueError(f"muse.k must be an integer from 1 to {MAX_K}")
-        if "diversity" in value and not (isinstance(value["diversity"], int | float)
-                                         and 0 <= value["diversity"] <= 1):
+        if "diversity" in value and not (isinstance(value["diversity"], int | float) and 0 <= value["diversity"] <= 1):
             raise ValueError("muse.diversity must lie in [0, 1]")
         return value

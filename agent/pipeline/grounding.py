@@ -25,8 +25,10 @@ _QUOTED = re.compile(r"[\"“”]([^\"“”]{2,120})[\"“”]")
 # Words of a title or a text, inner hyphens and dots kept ("Spider-Man", "E.T"); other
 # punctuation is not part of a title's identity ("O Brother, Where Art Thou?").
 _TOKENS = re.compile(r"[\w'’&]+(?:[-.][\w'’&]+)*")
-_NAMED = re.compile(r"\b(?:titled|entitled|(?:film|movie|picture|sequel|one)(?: is| was)? called)\s+"
-                    r"((?:[A-Z0-9][\w'’&-]*)(?:\s+(?:[A-Z0-9][\w'’&-]*|of|the|a|an|and|in|on|at|to))*)")
+_NAMED = re.compile(
+    r"\b(?:titled|entitled|(?:film|movie|picture|sequel|one)(?: is| was)? called)\s+"
+    r"((?:[A-Z0-9][\w'’&-]*)(?:\s+(?:[A-Z0-9][\w'’&-]*|of|the|a|an|and|in|on|at|to))*)"
+)
 
 
 def natural_title(title: str) -> str:
@@ -77,7 +79,7 @@ class GroundingCheck:
         while start < len(words):
             step = 1
             for n in range(min(self.max_words, len(words) - start), 0, -1):
-                phrase = " ".join(words[start:start + n])
+                phrase = " ".join(words[start : start + n])
                 if phrase in self.titles:
                     found.add(phrase)
                     step = n

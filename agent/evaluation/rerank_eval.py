@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.evaluate import UserCandidates, fit_for_validation, refit_for_test, retrieve_all
+from agent.evaluation.retrieval_eval import UserCandidates, fit_for_validation, refit_for_test, retrieve_all
 from agent.llm.engine import Engine
-from agent.ranker import PromptConfig, Ranker, RankRequest, fuse, order
+from agent.pipeline.ranker import PromptConfig, Ranker, RankRequest, fuse, order
 from retrieval.metrics import ndcg_at, summarize
 from retrieval.split import Split
 
@@ -43,17 +43,27 @@ def ranks_after(users: Sequence[UserCandidates], orders: dict[int, list[int]]) -
     return out
 
 
-def llm_rows(engine: Engine, prompt: PromptConfig, users: Sequence[UserCandidates], items,
-             adapter: str | None) -> dict[int, np.ndarray]:
+def llm_rows(
+    engine: Engine, prompt: PromptConfig, users: Sequence[UserCandidates], items, adapter: str | None
+) -> dict[int, np.ndarray]:
     """One model's label log-distribution per valid user (``adapter=None``: the base model)."""
     valid = [n for n, u in enumerate(users) if u.rank is not None]
-    requests = [RankRequest.of(users[n].history, [c.item_id for c in users[n].candidates],
-                               [c.score for c in users[n].candidates], items, prompt) for n in valid]
+    requests = [
+        RankRequest.of(
+            users[n].history,
+            [c.item_id for c in users[n].candidates],
+            [c.score for c in users[n].candidates],
+            items,
+            prompt,
+        )
+        for n in valid
+    ]
     return dict(zip(valid, Ranker(engine, adapter, prompt=prompt).llm_scores(requests)))
 
 
-def score_split(engine: Engine, prompt: PromptConfig, users: Sequence[UserCandidates], items,
-                adapter: str | None) -> dict:
+def score_split(
+    engine: Engine, prompt: PromptConfig, users: Sequence[UserCandidates], items, adapter: str | None
+) -> dict:
     """LLM scores (label log-distributions) per valid user: the base model, and the adapter."""
     runs = {"zero_shot": None} | ({"tuned": adapter} if adapter else {})  # row name -> adapter
     return {row: llm_rows(engine, prompt, users, items, use) for row, use in runs.items()}
@@ -67,8 +77,11 @@ def choose_weight(users, llm: dict[int, np.ndarray]) -> float:
     """The fusion weight with the best N@10 (ties: the smaller weight, nearer retrieval order)."""
     best, best_w = -1.0, 0.0
     for w in WEIGHT_GRID:
-        value = float(np.mean([ndcg_at(r, 10) for r in ranks_after(users, fused_orders(users, llm, w))
-                               if r is not None] or [0.0]))
+        value = float(
+            np.mean(
+                [ndcg_at(r, 10) for r in ranks_after(users, fused_orders(users, llm, w)) if r is not None] or [0.0]
+            )
+        )
         if value > best + 1e-12:
             best, best_w = value, float(w)
     return best_w
@@ -86,8 +99,13 @@ def validated_weight(users, llm: dict[int, np.ndarray]) -> tuple[float, dict]:
     mean = float(gains.mean()) if len(gains) else 0.0
     se = float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else 0.0
     kept = best > 0 and mean > 0 and mean >= Z_GAIN * se
-    evidence = {"best_weight": best, "users": len(gains), "gain_mean": round(mean, 5), "gain_se": round(se, 5),
-                "rule": f"best weight kept if gain >= {Z_GAIN} standard errors, else 0"}
+    evidence = {
+        "best_weight": best,
+        "users": len(gains),
+        "gain_mean": round(mean, 5),
+        "gain_se": round(se, 5),
+        "rule": f"best weight kept if gain >= {Z_GAIN} standard errors, else 0",
+    }
     return (best if kept else 0.0), evidence
 
 
@@ -105,9 +123,11 @@ def record_weight(adapter_dir: Path, weight: float, evidence: dict) -> None:
 def split_report(users: Sequence[UserCandidates], scores: dict, weight: float) -> dict:
     llm = scores["tuned"] if "tuned" in scores else scores["zero_shot"]
     valid = list(llm)
-    orders = {"retrieval": {n: list(range(len(users[n].candidates))) for n in valid},
-              **{name: {n: order(s) for n, s in rows.items()} for name, rows in scores.items()},
-              "fused": fused_orders(users, llm, weight)}
+    orders = {
+        "retrieval": {n: list(range(len(users[n].candidates))) for n in valid},
+        **{name: {n: order(s) for n, s in rows.items()} for name, rows in scores.items()},
+        "fused": fused_orders(users, llm, weight),
+    }
     rows = {}
     for name, o in orders.items():
         ranks = ranks_after(users, o)
@@ -124,8 +144,9 @@ def write_json(path: Path, data, indent: int = 1) -> None:
     tmp.replace(path)
 
 
-def protocol_candidates(data: Path, workdir: Path, seed: int = 0,
-                        say: Callable[[str], None] = print) -> dict[str, list[UserCandidates]]:
+def protocol_candidates(
+    data: Path, workdir: Path, seed: int = 0, say: Callable[[str], None] = print
+) -> dict[str, list[UserCandidates]]:
     """The protocol's validation and test users with their 20 Chroma candidates (the retriever
     fitted as in ``muse eval``), cached in ``workdir/eval-candidates.json``: adapters compared
     later (rounds of the loop, a promotion) see exactly the same candidates."""
@@ -142,8 +163,13 @@ def protocol_candidates(data: Path, workdir: Path, seed: int = 0,
         out["test"] = retrieve_all(fitted.retriever(), fitted.proto, "test")
         write_json(file, {split: [asdict(u) for u in users] for split, users in out.items()})
     raw = json.loads(file.read_text())
-    return {split: [UserCandidates(u["user"], u["history"], u["target"], [Candidate(**c) for c in u["candidates"]])
-                    for u in users] for split, users in raw.items()}
+    return {
+        split: [
+            UserCandidates(u["user"], u["history"], u["target"], [Candidate(**c) for c in u["candidates"]])
+            for u in users
+        ]
+        for split, users in raw.items()
+    }
 
 
 def run_rerank_eval(
@@ -168,8 +194,10 @@ def run_rerank_eval(
     val_scores = score_split(engine, prompt, val_users, items, adapter)
     weight, evidence = validated_weight(val_users, val_scores.get("tuned", val_scores["zero_shot"]))
     evidence |= {"data": str(data), "seed": seed, "retrieval_users": len(val_users)}
-    say(f"fusion weight validated: {weight} (best {evidence['best_weight']}, gain {evidence['gain_mean']:+.4f} "
-        f"± {evidence['gain_se']:.4f})")
+    say(
+        f"fusion weight validated: {weight} (best {evidence['best_weight']}, gain {evidence['gain_mean']:+.4f} "
+        f"± {evidence['gain_se']:.4f})"
+    )
     report = {"validation": split_report(val_users, val_scores, weight)}
     if split == "test":
         refit_for_test(fitted, seed, say)
@@ -177,8 +205,16 @@ def run_rerank_eval(
         say("ranking test candidates")
         report["test"] = split_report(test_users, score_split(engine, prompt, test_users, items, adapter), weight)
     return {
-        "stage": "rerank", "split": split, "seed": seed, "users": len(proto.loo.users),
-        "items": len(proto.items), "interactions": proto.n_interactions,
-        "metrics": report[split]["metrics"], "adapter": adapter, "fusion_weight": weight,
-        "fusion_weight_validation": evidence, "splits": report, "seconds": round(time.perf_counter() - started, 1),
+        "stage": "rerank",
+        "split": split,
+        "seed": seed,
+        "users": len(proto.loo.users),
+        "items": len(proto.items),
+        "interactions": proto.n_interactions,
+        "metrics": report[split]["metrics"],
+        "adapter": adapter,
+        "fusion_weight": weight,
+        "fusion_weight_validation": evidence,
+        "splits": report,
+        "seconds": round(time.perf_counter() - started, 1),
     }

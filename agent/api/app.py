@@ -17,18 +17,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.auth import AuthenticationError, PermissionDeniedError, RateLimitedError
+from agent.api.auth import AuthenticationError, PermissionDeniedError, RateLimitedError
 from agent.config import Settings
+from agent.llm import registry
 from agent.llm.engine import EngineError, UnknownAdapterError
 from agent.observability import Metrics
-from agent.service import LLMUnavailable, RequestCancelled
+from agent.pipeline.service import LLMUnavailable, RequestCancelled
 from agent.store import UnknownImpressionError, UnknownItemError
 
 _KEEP = object()  # "open the engine the settings name"
 
 
-def error(status: int, message: str, kind: str = "invalid_request_error",
-          headers: dict[str, str] | None = None) -> JSONResponse:
+def error(
+    status: int, message: str, kind: str = "invalid_request_error", headers: dict[str, str] | None = None
+) -> JSONResponse:
     """OpenAI's error shape, so OpenAI clients raise with the message."""
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
 
@@ -120,21 +122,26 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from agent.auth import KeyChecker
+        from agent.api.auth import KeyChecker
         from agent.indexing import load_retriever
-        from agent.service import MuseAgent
+        from agent.pipeline.service import MuseAgent
         from agent.store import SQLiteStore
 
         with ExitStack() as stack:
             store = SQLiteStore(settings.db_path)
             stack.callback(store.close)
             if not store.counts()["items"]:
-                raise RuntimeError(f"the catalog in {settings.db_path} is empty: run `muse ingest PATH` "
-                                   "and `muse index` first (or `muse serve --demo`)")
-            settings.ranker_adapter(), settings.ab_arms()  # an unknown adapter fails before vLLM starts
+                raise RuntimeError(
+                    f"the catalog in {settings.db_path} is empty: run `muse ingest PATH` "
+                    "and `muse index` first (or `muse serve --demo`)"
+                )
+            (
+                registry.ranker_adapter(settings),
+                registry.ab_arms(settings),
+            )  # an unknown adapter fails before vLLM starts
             llm = engine
             if llm is _KEEP:
-                from agent.llm_session import open_engine
+                from agent.llm.session import open_engine
 
                 llm = stack.enter_context(open_engine(settings, supervise=True))
             agent = MuseAgent(settings, store, load_retriever(settings), llm, Metrics())
@@ -142,8 +149,9 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
             # /readyz says ready once every LLM stage in use has answered one request; until
             # then /healthz answers and requests are served (degraded if the LLM is not up).
             stop_warming = threading.Event()
-            threading.Thread(target=agent.warm_up, kwargs={"stop": stop_warming}, name="muse-warm-up",
-                             daemon=True).start()
+            threading.Thread(
+                target=agent.warm_up, kwargs={"stop": stop_warming}, name="muse-warm-up", daemon=True
+            ).start()
             stack.callback(stop_warming.set)
             app.state.keys = KeyChecker(store, settings.auth == "keys", settings.rate_limit_storage)
             app.state.agent = agent
@@ -153,10 +161,9 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
     app = FastAPI(title="Muse", version="0.1.0", lifespan=lifespan)
     app.state.agent = None
 
-    from agent.api_router import router
+    from agent.api.routes import router
 
     app.include_router(router)
-
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError):

@@ -1,6 +1,6 @@
 """HTTP routes: thin, each one parses, calls the agent, and shapes the answer.
 
-Domain errors raised by the agent become HTTP errors in ``agent.app`` only. Every route but
+Domain errors raised by the agent become HTTP errors in ``agent.api.app`` only. Every route but
 ``/healthz`` and ``/readyz`` names its caller (``CallerDep``: an API key when ``MUSE_AUTH=keys``);
 routes that act for a user check the caller may act for that user, and the catalog, adapter,
 deletion and metrics routes need the admin scope (``AdminDep``).
@@ -18,10 +18,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from agent import openai_chat
-from agent.auth import Caller
-from agent.catalog import Interaction, Item
-from agent.schemas import (
+from agent.api import openai_chat
+from agent.api.auth import Caller
+from agent.api.protocol import (
     ChatRequest,
     EventOut,
     FeedbackRequest,
@@ -34,7 +33,8 @@ from agent.schemas import (
     ServeAdapterRequest,
     ServeAdapterResponse,
 )
-from agent.service import Answer, Ask, MuseAgent, Plan, RequestCancelled
+from agent.catalog import Interaction, Item
+from agent.pipeline.service import Answer, Ask, MuseAgent, Plan, RequestCancelled
 from retrieval.index import Filters
 
 router = APIRouter()
@@ -103,12 +103,19 @@ async def _answer(request: Request, agent: MuseAgent, plan: Plan) -> Answer:
 
 
 @router.post("/v1/recommendations", response_model=RecommendationResponse)
-async def recommend(body: RecommendationRequest, request: Request, agent: AgentDep,
-                    caller: CallerDep) -> RecommendationResponse:
+async def recommend(
+    body: RecommendationRequest, request: Request, agent: AgentDep, caller: CallerDep
+) -> RecommendationResponse:
     caller.check_users([body.user_id])
     f = body.filters
-    ask = Ask(body.user_id, body.k, body.query, Filters(f.categories, f.year_min, f.year_max, f.exclude_ids),
-              body.diversity, body.adapter)
+    ask = Ask(
+        body.user_id,
+        body.k,
+        body.query,
+        Filters(f.categories, f.year_min, f.year_max, f.exclude_ids),
+        body.diversity,
+        body.adapter,
+    )
     with agent.metrics.latency.labels("recommendations").time():
         plan = await anyio.to_thread.run_sync(agent.plan, ask)
         answer = await _answer(request, agent, plan)
@@ -122,8 +129,11 @@ async def chat_completions(body: ChatRequest, request: Request, agent: AgentDep,
     ignored = body.ignored_fields  # sampling settings Muse's fixed decoding does not use: named back
     headers = {"X-Muse-Ignored-Fields": ", ".join(ignored)} if ignored else None
     if body.stream:
-        return StreamingResponse(openai_chat.stream(agent, plan, intent, body.model, ignored),
-                                 media_type="text/event-stream", headers=headers)
+        return StreamingResponse(
+            openai_chat.stream(agent, plan, intent, body.model, ignored),
+            media_type="text/event-stream",
+            headers=headers,
+        )
     with agent.metrics.latency.labels("chat").time():
         answer = await _answer(request, agent, plan)
     return JSONResponse(openai_chat.completion(answer, intent, body.model, ignored), headers=headers)
@@ -131,17 +141,28 @@ async def chat_completions(body: ChatRequest, request: Request, agent: AgentDep,
 
 @router.get("/v1/models")
 def models(agent: AgentDep, _: CallerDep) -> dict:
-    return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "muse"}
-                                       for name in openai_chat.model_names(agent)]}
+    return {
+        "object": "list",
+        "data": [{"id": name, "object": "model", "owned_by": "muse"} for name in openai_chat.model_names(agent)],
+    }
 
 
 @router.post("/v1/feedback", response_model=FeedbackResponse)
 def feedback(body: FeedbackRequest, agent: AgentDep, caller: CallerDep) -> FeedbackResponse:
     caller.check_users(e.user_id for e in body.events)  # all or nothing: one foreign user fails the batch
     now = time.time()
-    events = [Interaction(e.user_id, e.item_id, e.timestamp if e.timestamp is not None else now, e.kind,
-                          e.value, key=e.idempotency_key, impression_id=e.impression_id)
-              for e in body.events]
+    events = [
+        Interaction(
+            e.user_id,
+            e.item_id,
+            e.timestamp if e.timestamp is not None else now,
+            e.kind,
+            e.value,
+            key=e.idempotency_key,
+            impression_id=e.impression_id,
+        )
+        for e in body.events
+    ]
     new, duplicates = agent.add_feedback(events)
     return FeedbackResponse(accepted=new, duplicates=duplicates)
 
@@ -157,8 +178,10 @@ def history(user_id: str, agent: AgentDep, caller: CallerDep) -> HistoryResponse
     caller.check_users([user_id])
     if not agent.store.has_user(user_id):
         raise HTTPException(404, f"unknown user {user_id!r}")
-    events = [EventOut(item_id=e.item_id, kind=e.kind, value=e.value, timestamp=e.timestamp,
-                       impression_id=e.impression_id) for e in agent.history(user_id)]
+    events = [
+        EventOut(item_id=e.item_id, kind=e.kind, value=e.value, timestamp=e.timestamp, impression_id=e.impression_id)
+        for e in agent.history(user_id)
+    ]
     return HistoryResponse(user_id=user_id, events=events)
 
 
@@ -169,8 +192,9 @@ def forget(user_id: str, agent: AgentDep, _: AdminDep) -> ForgetResponse:
     gone = agent.forget(user_id)
     if not gone.found():
         raise HTTPException(404, f"unknown user {user_id!r}")
-    return ForgetResponse(user_id=user_id, deleted=gone.deleted, exported_rows=gone.exported_rows,
-                          in_model_weights=gone.in_model_weights)
+    return ForgetResponse(
+        user_id=user_id, deleted=gone.deleted, exported_rows=gone.exported_rows, in_model_weights=gone.in_model_weights
+    )
 
 
 @router.post("/v1/adapters/serve", response_model=ServeAdapterResponse)
@@ -196,9 +220,13 @@ def readyz(request: Request) -> Response:
     if not agent.warmed.is_set():
         reason = "warming up the LLM" + (f" (last try: {agent.warm_error})" if agent.warm_error else "")
         return Response(json.dumps({"ready": False, "reason": reason}), 503, media_type="application/json")
-    body = {"ready": True, "llm": "up" if agent.gate.available() else "down (answers degraded)",
-            "items": agent.store.counts()["items"], "ranker_adapter": agent.default_adapter,
-            "rankers_in_use": agent.rankers_in_use()}
+    body = {
+        "ready": True,
+        "llm": "up" if agent.gate.available() else "down (answers degraded)",
+        "items": agent.store.counts()["items"],
+        "ranker_adapter": agent.default_adapter,
+        "rankers_in_use": agent.rankers_in_use(),
+    }
     return Response(json.dumps(body), 200, media_type="application/json")
 
 

@@ -18,7 +18,7 @@ before every request (``prompts/text_examples.json``); they are the same for eve
 so vLLM's prefix cache computes them once.
 
 A continuation that passes is shown as written (outcome ``llm``). The checks of
-``agent.text_quality`` stay as a second line of defence: a continuation that names a title
+``agent.pipeline.text_quality`` stay as a second line of defence: a continuation that names a title
 outside the evidence, tells the reader they watched the pick, repeats a citation or itself,
 gives the pick a category or a year it does not have, copies words of the worked examples'
 invented films, or says next to nothing is replaced by the template text (outcome
@@ -40,10 +40,10 @@ from functools import cache
 import numpy as np
 
 from agent.catalog import Item
-from agent.grounding import GroundingCheck, natural_title
 from agent.llm.engine import Message, TextJob, TextResult
-from agent.prompts import PROMPTS_DIR, render
-from agent.text_quality import (
+from agent.pipeline.grounding import GroundingCheck, natural_title
+from agent.pipeline.prompts import PROMPTS_DIR, render
+from agent.pipeline.text_quality import (
     GENRE_WORDS,
     carries_payload,
     cited_titles,
@@ -64,10 +64,23 @@ MIN_WORDS = 1  # a continuation must say something beyond the titles it names ("
 KINDS = ("explanation", "draft")
 
 # How "another ___" reads for a category; others read "another <category> film".
-_NOUNS = {"drama": "drama", "comedy": "comedy", "thriller": "thriller", "romance": "romance",
-          "western": "western", "musical": "musical", "documentary": "documentary", "mystery": "mystery",
-          "fantasy": "fantasy", "adventure": "adventure", "animation": "animated film",
-          "children": "family film", "family": "family film", "film-noir": "film noir", "sci-fi": "sci-fi film"}  # fmt: skip
+_NOUNS = {
+    "drama": "drama",
+    "comedy": "comedy",
+    "thriller": "thriller",
+    "romance": "romance",
+    "western": "western",
+    "musical": "musical",
+    "documentary": "documentary",
+    "mystery": "mystery",
+    "fantasy": "fantasy",
+    "adventure": "adventure",
+    "animation": "animated film",
+    "children": "family film",
+    "family": "family film",
+    "film-noir": "film noir",
+    "sci-fi": "sci-fi film",
+}
 
 
 @dataclass
@@ -92,8 +105,7 @@ class Evidence:
         return [self.item.title] + [h.title for h in self.history]
 
 
-def choose_evidence(item: Item, recent: Sequence[Item], similarity: np.ndarray,
-                    n: int = EVIDENCE_ITEMS) -> list[Item]:
+def choose_evidence(item: Item, recent: Sequence[Item], similarity: np.ndarray, n: int = EVIDENCE_ITEMS) -> list[Item]:
     """The ``n`` history items to cite for ``item``: those sharing a category with it first
     (so the explanation can say what they have in common), each group by content similarity
     (``similarity[j]``: cosine of ``recent[j]`` to the item), most similar first."""
@@ -127,22 +139,35 @@ def shared_phrase(ev: Evidence) -> str:
 
 
 def _facts(item: Item) -> dict:
-    return {"title": natural_title(item.title), "year": item.year, "categories": list(item.categories),
-            "description": safe_description(item.text)[:DESCRIPTION_CHARS]}
+    return {
+        "title": natural_title(item.title),
+        "year": item.year,
+        "categories": list(item.categories),
+        "description": safe_description(item.text)[:DESCRIPTION_CHARS],
+    }
 
 
 def explanation_start(ev: Evidence) -> str:
     """The explanation's first words, written from the evidence (ends with a colon)."""
-    return render("explain_start.jinja", history=[natural_title(h.title) for h in ev.history],
-                  title=natural_title(ev.item.title), year=ev.item.year, shared=shared_phrase(ev))
+    return render(
+        "explain_start.jinja",
+        history=[natural_title(h.title) for h in ev.history],
+        title=natural_title(ev.item.title),
+        year=ev.item.year,
+        shared=shared_phrase(ev),
+    )
 
 
 def draft_start(ev: Evidence) -> str:
     """The draft's first words: the pick, its year and its genres (from the catalog)."""
     genre = genre_phrase(ev.item.categories)
     article = "an" if genre[:1] in tuple("aeiou") else "a"
-    return render("draft_start.jinja", title=natural_title(ev.item.title), year=ev.item.year,
-                  genre=f"{article} {genre}" if genre else "")
+    return render(
+        "draft_start.jinja",
+        title=natural_title(ev.item.title),
+        year=ev.item.year,
+        genre=f"{article} {genre}" if genre else "",
+    )
 
 
 def _explain_user(ev: Evidence) -> str:
@@ -176,8 +201,9 @@ def _example_turns(kind: str) -> tuple[tuple[str, str], ...]:
     raw = json.loads((PROMPTS_DIR / "text_examples.json").read_text())[kind]
     turns = []
     for ex in raw:
-        item = Item("example", ex["item"]["title"], ex["item"]["text"], tuple(ex["item"]["categories"]),
-                    ex["item"]["year"])
+        item = Item(
+            "example", ex["item"]["title"], ex["item"]["text"], tuple(ex["item"]["categories"]), ex["item"]["year"]
+        )
         history = [Item(f"example-{n}", h["title"], "", tuple(h["categories"])) for n, h in enumerate(ex["history"])]
         messages, start = text_prompt(Evidence(item, history), kind)
         turns.append((messages[1]["content"], start + ex["continuation"]))
@@ -188,11 +214,19 @@ def text_job(ev: Evidence, kind: str, categories: Sequence[str] = ()) -> TextJob
     """The engine job for one text: system turn, the worked examples, the request, its start;
     the genre words of ``categories`` (the catalog's) that the pick does not have are banned."""
     messages, start = text_prompt(ev, kind)
-    examples = [m for user, answer in _example_turns(kind)
-                for m in ({"role": "user", "content": user}, {"role": "assistant", "content": answer})]
+    examples = [
+        m
+        for user, answer in _example_turns(kind)
+        for m in ({"role": "user", "content": user}, {"role": "assistant", "content": answer})
+    ]
     avoid = tuple(w for c in categories if c not in ev.item.categories for w in GENRE_WORDS.get(c.lower(), ()))
-    return TextJob([messages[0], *examples, messages[1]], start, sentences=1,
-                   max_tokens=EXPLAIN_TOKENS if kind == "explanation" else DRAFT_TOKENS, avoid=avoid)
+    return TextJob(
+        [messages[0], *examples, messages[1]],
+        start,
+        sentences=1,
+        max_tokens=EXPLAIN_TOKENS if kind == "explanation" else DRAFT_TOKENS,
+        avoid=avoid,
+    )
 
 
 def template_explanation(ev: Evidence) -> str:
@@ -201,8 +235,10 @@ def template_explanation(ev: Evidence) -> str:
         year = f" ({ev.item.year})" if ev.item.year else ""
         genre = genre_phrase(ev.item.categories)
         article = "an" if genre[:1] in tuple("aeiou") else "a"
-        why = {"content": f"matches what you asked for{f', {article} {genre}' if genre else ''}",
-               "catalog": "is new in the catalog and fits your filters"}.get(ev.source, "is popular with people right now")
+        why = {
+            "content": f"matches what you asked for{f', {article} {genre}' if genre else ''}",
+            "catalog": "is new in the catalog and fits your filters",
+        }.get(ev.source, "is popular with people right now")
         return f'"{natural_title(ev.item.title)}"{year} {why}.'
     return explanation_start(ev).removesuffix(":") + "."
 
@@ -237,8 +273,9 @@ def example_continuations(kind: str) -> tuple[str, ...]:
     return tuple(ex["continuation"] for ex in json.loads((PROMPTS_DIR / "text_examples.json").read_text())[kind])
 
 
-def rejection(ev: Evidence, kind: str, result: TextResult, check: GroundingCheck,
-              categories: Sequence[str] = ()) -> str:
+def rejection(
+    ev: Evidence, kind: str, result: TextResult, check: GroundingCheck, categories: Sequence[str] = ()
+) -> str:
     """Why a continuation may not be shown ("" when it may). ``categories``: the catalog's, to
     catch a category the pick does not have."""
     if not result.complete:
@@ -283,8 +320,9 @@ class TextPlan:
 
     def __init__(self, evidence: Sequence[Evidence], check: GroundingCheck, categories: Sequence[str] = ()):
         self.evidence, self.check, self.categories = list(evidence), check, list(categories)
-        self.texts = [Texts(template_explanation(ev), template_draft(ev), {k: "template" for k in KINDS})
-                      for ev in evidence]
+        self.texts = [
+            Texts(template_explanation(ev), template_draft(ev), {k: "template" for k in KINDS}) for ev in evidence
+        ]
         self.keys: list[tuple[int, str]] = []  # job index -> (pick, kind)
         for kind in KINDS:
             for n, ev in enumerate(evidence):
@@ -314,8 +352,12 @@ class TextPlan:
         out = {}
         for kind in KINDS:
             messages, start = text_prompt(self.evidence[n], kind)
-            out[kind] = {"prompt": messages, "prefix": start, "text": getattr(self.texts[n], kind),
-                         "source": self.texts[n].outcomes[kind]}
+            out[kind] = {
+                "prompt": messages,
+                "prefix": start,
+                "text": getattr(self.texts[n], kind),
+                "source": self.texts[n].outcomes[kind],
+            }
         return out
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures (`muse bench`): never timed tests."""

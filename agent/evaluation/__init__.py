@@ -1,0 +1,1 @@
+"""Offline measurement: the retrieval protocol and the ranker over it (`muse eval`)."""
