@@ -49,6 +49,11 @@ ML100K_GENRES = (
 )
 
 
+class InvalidRequestError(ValueError):
+    """The request itself is wrong: a client's mistake, which the HTTP edge answers with 400.
+    Any other exception inside Muse is a bug: a logged 500."""
+
+
 class IngestError(ValueError):
     """Bad input, located: ``file:line: message``."""
 
@@ -94,6 +99,21 @@ class Interaction:
 
 
 POSITIVE_RATING, NEGATIVE_RATING, ENGAGED_DWELL_S = 4.0, 2.0, 30.0
+# Kinds that never put an item in a user's history: no opinion of it, or one against it, or an
+# opinion of Muse's text about it (a liked pitch is not a watched film).
+NOT_ENGAGED_KINDS = ("dislike", "skip", "impression", *TEXT_RATING_KINDS)
+MIN_HISTORY_RATING = 2.0
+
+
+def in_history(event: Interaction) -> bool:
+    """Whether ``event`` puts its item in the user's history, what retrieval conditions on: any
+    kind outside ``NOT_ENGAGED_KINDS``, except a rating below ``MIN_HISTORY_RATING``. A rating of
+    exactly 2 is in the history and also turned down (``turned_down``): on MovieLens a low rating
+    still follows a viewing, and dropping such items from the history lost N@10
+    (docs/negative_feedback_probe.py). Either way the item is never recommended to that user."""
+    if event.kind in NOT_ENGAGED_KINDS:
+        return False
+    return not (event.kind == "rating" and event.value is not None and event.value < MIN_HISTORY_RATING)
 
 
 def reaction(event: Interaction) -> str | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from agent.store import SQLiteStore
 
     settings = _settings()
-    report = build_index(SQLiteStore(settings.db_path), settings, say=say)
+    report = build_index(SQLiteStore(settings.db_path), settings)
     print(json.dumps(report))
     return 0
 
@@ -241,7 +242,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from agent.evaluation.retrieval_eval import run_retrieval_eval
 
     report = run_retrieval_eval(
-        args.data, settings.data_dir / "eval", args.split, args.seed, chroma_url=settings.chroma_url, say=say
+        args.data, settings.data_dir / "eval", args.split, args.seed, chroma_url=settings.chroma_url
     )
     if args.json:
         print(json.dumps(report))
@@ -272,7 +273,7 @@ def _eval_rerank(args: argparse.Namespace, settings) -> int:
     prompt = prompt_config_of(registry.adapters(settings).get(adapter) if adapter else None)
     if args.record_weight and adapter is None:
         raise ValueError("--record-weight needs a ranker adapter (MUSE_RANK_ADAPTER or a registered rank-*)")
-    with open_engine(settings, say, engine=args.engine, with_adapters=True) as engine:
+    with open_engine(settings, engine=args.engine, with_adapters=True) as engine:
         report = run_rerank_eval(
             args.data,
             settings.data_dir / "eval",
@@ -282,7 +283,6 @@ def _eval_rerank(args: argparse.Namespace, settings) -> int:
             args.seed,
             settings.chroma_url,
             prompt,
-            say,
         )
     if args.record_weight:
         from agent.evaluation.rerank_eval import record_weight
@@ -345,7 +345,7 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
 def cmd_bench_rank(args: argparse.Namespace) -> int:
     from agent.bench.rank import run_rank_bench
 
-    report = run_rank_bench(_settings(), n=args.requests, levels=args.concurrency, say=say)
+    report = run_rank_bench(_settings(), n=args.requests, levels=args.concurrency)
     print(json.dumps(report))
     return 0
 
@@ -354,7 +354,7 @@ def cmd_bench_agent(args: argparse.Namespace) -> int:
     from agent.bench.agent import run_agent_bench
 
     report = run_agent_bench(
-        _settings(), args.url, n=args.requests, k=args.k, concurrency=args.concurrency, seed=args.seed, say=say
+        _settings(), args.url, n=args.requests, k=args.k, concurrency=args.concurrency, seed=args.seed
     )
     print(json.dumps(report))
     return 0
@@ -373,7 +373,6 @@ def cmd_bench_soak(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 seed=args.seed,
                 warmup_s=args.warmup,
-                say=say,
             )
         )
     )
@@ -396,7 +395,7 @@ def cmd_finetune_train(args: argparse.Namespace) -> int:
     from finetune.feedback_train import config_from_args, train
 
     cfg = config_from_args(list(args.options), _settings())
-    folder = train(cfg, say=say)
+    folder = train(cfg)
     print(json.dumps({"adapter": cfg.name, "path": str(folder)}))
     return 0
 
@@ -404,9 +403,7 @@ def cmd_finetune_train(args: argparse.Namespace) -> int:
 def cmd_finetune_promote(args: argparse.Namespace) -> int:
     from finetune.promote import promote
 
-    result = promote(
-        _settings(), args.candidate, args.feedback, args.data, args.work_dir, args.url, args.split, say=say
-    )
+    result = promote(_settings(), args.candidate, args.feedback, args.data, args.work_dir, args.url, args.split)
     say(("promoted: " if result["promoted"] else "refused: ") + result["reason"])
     print(json.dumps(result))
     return 0 if result["promoted"] else 1
@@ -436,7 +433,7 @@ def cmd_loop_simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         dtype=resolve_dtype(settings.llm_dtype),
     )
-    result = simulate(cfg, say=say)
+    result = simulate(cfg)
     if args.json:
         print(json.dumps(result))
     else:
@@ -643,7 +640,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is at the time (pytest swaps it per test)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def log_to_stderr() -> None:
+    """Muse's own loggers (agent, finetune, retrieval) print INFO and above to stderr, plainly;
+    other libraries keep their own levels. Idempotent."""
+    for name in ("agent", "finetune", "retrieval"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        if not any(h.get_name() == "muse-stderr" for h in logger.handlers):
+            handler = _Stderr()
+            handler.set_name("muse-stderr")
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    log_to_stderr()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if getattr(args, "func", None) is cmd_finetune_train:  # its options belong to FeedbackTrainConfig

@@ -9,28 +9,28 @@ saves it under the data folder, and upserts every catalog item into Chroma.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
 from pathlib import Path
 
 from tqdm import tqdm
 
-from agent.catalog import TEXT_RATING_KINDS, Interaction, Item
+from agent.catalog import NOT_ENGAGED_KINDS, Interaction, Item, in_history
 from agent.config import Settings
 from agent.store import EventStore
 from retrieval.behavior import BehaviorConfig, HybridModel
 from retrieval.index import ItemIndex, chroma_client
 from retrieval.retriever import Retriever, recent_popularity
 
-# Events that do not say the user liked an item are not history (a liked pitch is not a watched film).
-NOT_ENGAGED_KINDS = ("dislike", "skip", "impression", *TEXT_RATING_KINDS)
+logger = logging.getLogger(__name__)
+
 MIN_USERS_TO_FIT = 5
 
 
 def user_sequences(events: list[Interaction]) -> dict[str, list[str]]:
-    """Each user's positive items in time order, first occurrence of each item kept."""
+    """Each user's history (``catalog.in_history``): item ids in time order, first occurrence kept."""
     by_user: dict[str, list[tuple[float, int, str]]] = {}
     for n, e in enumerate(events):
-        if e.kind in NOT_ENGAGED_KINDS or (e.kind == "rating" and e.value is not None and e.value < 2.0):
+        if not in_history(e):
             continue
         by_user.setdefault(e.user_id, []).append((e.timestamp, n, e.item_id))
     out = {}
@@ -60,7 +60,6 @@ def build_index(
     store: EventStore,
     settings: Settings,
     config: BehaviorConfig | None = None,
-    say: Callable[[str], None] = print,
 ) -> dict:
     items = store.items()
     if not items:
@@ -80,12 +79,12 @@ def build_index(
             content,
             validation=(hist, [s[-1] for s in usable.values()]),
             seed=settings.seed,
-            progress=say,
+            progress=logger.info,
         )
-        model.refit(list(sequences.values()), seed=settings.seed, progress=say)
+        model.refit(list(sequences.values()), seed=settings.seed, progress=logger.info)
         model.save(settings.model_dir)
     else:
-        say(f"only {len(usable)} users with 3+ items: serving content and popularity only")
+        logger.info(f"only {len(usable)} users with 3+ items: serving content and popularity only")
     popular = recent_popularity([(e.item_id, e.timestamp) for e in events if e.kind not in NOT_ENGAGED_KINDS])
     settings.model_dir.mkdir(parents=True, exist_ok=True)
     (settings.model_dir / "popular.json").write_text(json.dumps(popular))

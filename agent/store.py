@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from agent.catalog import TEXT_RATING_KINDS, Interaction, Item
+from agent.catalog import TEXT_RATING_KINDS, Interaction, InvalidRequestError, Item
 
 # The events table and its indexes, apart so that a migration can rebuild them.
 EVENTS_SCHEMA = (
@@ -281,7 +281,7 @@ class SQLiteStore:
             if e.item_id not in known:
                 raise UnknownItemError(f"event of user {e.user_id!r} names unknown item {e.item_id!r}")
             if e.kind in TEXT_RATING_KINDS and e.impression_id is None:
-                raise ValueError(f"a {e.kind} event rates a text Muse showed: it needs the impression_id")
+                raise InvalidRequestError(f"a {e.kind} event rates a text Muse showed: it needs the impression_id")
             if e.impression_id is not None:
                 shown = named[e.impression_id]
                 if shown is None or shown["user_id"] != e.user_id:

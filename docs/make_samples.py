@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     store = SQLiteStore(settings.db_path)
-    with open_engine(settings, say=lambda _: None) as engine:
+    with open_engine(settings) as engine:
         agent = MuseAgent(settings, store, load_retriever(settings), engine)
         print("| user | pick | Muse: explanation / draft (source) | template: explanation / draft |")
         print("| --- | --- | --- | --- |")

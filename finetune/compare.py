@@ -39,7 +39,6 @@ def main(argv: list[str] | None = None) -> int:
         load_examples(args.held_out),
         items,
         prompt,
-        say=lambda m: print(m, file=sys.stderr),
     )
     print(json.dumps(report))
     return 0

@@ -10,8 +10,11 @@ the newest one.
 - ``sft``: cross-entropy over the candidate labels only (``rank_sft``'s loss), the engaged
   item's label as the target.
 - ``dpo``: TRL's ``DPOTrainer`` on (prompt, engaged label, skipped label) pairs. Starting from a
-  parent adapter, TRL keeps a frozen copy of it as the reference.
-- ``kto``: TRL's ``KTOTrainer`` on unpaired thumbs up/down.
+  parent adapter, TRL keeps a frozen copy of it as the reference. Direct Preference
+  Optimization: Rafailov et al., "Direct Preference Optimization: Your Language Model is
+  Secretly a Reward Model", NeurIPS 2023.
+- ``kto``: TRL's ``KTOTrainer`` on unpaired thumbs up/down. Ethayarajh et al., "KTO: Model
+  Alignment as Prospect Theoretic Optimization", ICML 2024.
 
 Ready-to-paste commands (repository root; ``MUSE_DATA_DIR`` names the event store)::
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import sys
 import time
@@ -33,6 +37,8 @@ from pathlib import Path
 from agent.llm import registry
 from agent.llm.hardware import resolve_dtype
 from agent.llm.registry import read_manifest
+
+logger = logging.getLogger(__name__)
 
 METHODS = ("sft", "dpo", "kto")
 
@@ -119,7 +125,7 @@ def _model(cfg: FeedbackTrainConfig, model_dir: Path):
     return model, top_layers_lora(model_dir, cfg.lora_r, 2 * cfg.lora_r, 0.05, cfg.top_layers)
 
 
-def train(cfg: FeedbackTrainConfig, say=print) -> Path:
+def train(cfg: FeedbackTrainConfig) -> Path:
     """Train and register the adapter; returns its registry folder."""
     import torch
     from datasets import Dataset, load_dataset
@@ -160,7 +166,7 @@ def train(cfg: FeedbackTrainConfig, say=print) -> Path:
         "gradient_checkpointing": False,  # keeps the backward pass above the lowest LoRA layer
         "use_cpu": not torch.cuda.is_available(),
     }
-    say(f"{cfg.method}: {len(rows)} rows from {data}, starting from {cfg.parent or 'a fresh LoRA'}")
+    logger.info(f"{cfg.method}: {len(rows)} rows from {data}, starting from {cfg.parent or 'a fresh LoRA'}")
     if cfg.method == "sft":
         from trl import SFTConfig
 
@@ -199,7 +205,7 @@ def train(cfg: FeedbackTrainConfig, say=print) -> Path:
     checkpoints = Path(common["output_dir"])
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if resume:
-        say(f"resuming from {resume}")
+        logger.info(f"resuming from {resume}")
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs; stdout is for results
         result = trainer.train(resume_from_checkpoint=resume)
 
@@ -228,7 +234,7 @@ def train(cfg: FeedbackTrainConfig, say=print) -> Path:
     (partial / "manifest.json").write_text(json.dumps(manifest, indent=2))
     final = Path(cfg.registry) / cfg.name
     partial.replace(final)
-    say(f"adapter {cfg.name!r} registered in {final} (train loss {result.training_loss:.4f})")
+    logger.info(f"adapter {cfg.name!r} registered in {final} (train loss {result.training_loss:.4f})")
     return final
 
 

@@ -29,16 +29,18 @@ rerun resumes after the last finished round.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from agent.catalog import Interaction
 from agent.evaluation.rerank_eval import write_json as _write_json
 from finetune.feedback_data import held_out_pairs
+
+logger = logging.getLogger(__name__)
 
 HOUR = 3600.0
 T0 = 1.6e9  # the replay clock's origin (any fixed time)
@@ -84,10 +86,10 @@ def engaged(shown: list[str], future: list[str]) -> list[str]:
 
 
 class Loop:
-    def __init__(self, cfg: LoopConfig, say: Callable[[str], None] = print):
+    def __init__(self, cfg: LoopConfig):
         from agent.evaluation.retrieval_eval import prepare
 
-        self.cfg, self.say = cfg, say
+        self.cfg = cfg
         self.work = Path(cfg.work_dir)
         self.work.mkdir(parents=True, exist_ok=True)
         self.proto = prepare(cfg.data)
@@ -109,9 +111,9 @@ class Loop:
         folder = self.work / "serving-retriever"
         if (folder / "model.json").exists():
             return HybridModel.load(folder)
-        _, content = content_index(self.proto, self.work / "eval", say=self.say)
+        _, content = content_index(self.proto, self.work / "eval")
         cut = [s[: max(MIN_HISTORY, len(s) - self.cfg.unseen)] for s in self.proto.loo.train().values()]
-        model = fit_hybrid([i.id for i in self.proto.items], content, cut, self.cfg.seed, say=self.say)
+        model = fit_hybrid([i.id for i in self.proto.items], content, cut, self.cfg.seed)
         model.save(folder)
         return model
 
@@ -227,7 +229,7 @@ class Loop:
             if not (registry / adapter).exists():
                 shutil.copytree(cfg.start, registry / adapter)
         prompt = prompt_config_of(registry / adapter if adapter else None)
-        splits = protocol_candidates(cfg.data, self.work, cfg.seed, self.say)
+        splits = protocol_candidates(cfg.data, self.work, cfg.seed)
         serving = self.serving_retriever()
         store = self.store()
         engine = TransformersEngine(model_dir, discover_adapters(registry), dtype=cfg.dtype)
@@ -237,13 +239,13 @@ class Loop:
             if file.exists():  # finished earlier: resume after it
                 rounds.append(json.loads(file.read_text()))
                 adapter = rounds[-1]["adapter"]
-                self.say(f"round {round_no}: done earlier ({adapter})")
+                logger.info(f"round {round_no}: done earlier ({adapter})")
                 continue
             t = time.perf_counter()
             result: dict = {"round": round_no}
             if round_no > 0:
                 weight = rounds[-1]["validation"]["fusion_weight"]
-                self.say(f"round {round_no}: replaying {len(self.train)} users with {adapter or 'retrieval order'}")
+                logger.info(f"round {round_no}: replaying {len(self.train)} users with {adapter or 'retrieval order'}")
                 feedback = self.replay(store, round_no, adapter, weight, engine, serving, prompt)
                 data = self.work / f"round-{round_no}" / "data"
                 report = build_data(
@@ -254,7 +256,7 @@ class Loop:
                     impression_ids=set(feedback.pop("impression_ids")),
                 )
                 result["feedback"] = {**feedback, "rows": report["files"], "skipped": report["skipped"]}
-                self.say(f"round {round_no}: {feedback}, rows {report['files']}")
+                logger.info(f"round {round_no}: {feedback}, rows {report['files']}")
                 name = f"loop-r{round_no}"
                 if not (registry / name).exists():
                     train(
@@ -272,16 +274,15 @@ class Loop:
                             dtype=cfg.dtype,
                             seed=cfg.seed,
                         ),
-                        say=self.say,
                     )
                 if name not in engine.adapters:
                     engine.load_adapter(name, registry / name)
                 adapter = name
             result["adapter"] = adapter
-            self.say(f"round {round_no}: evaluating {adapter or 'the base model'}")
+            logger.info(f"round {round_no}: evaluating {adapter or 'the base model'}")
             result.update(self.evaluate(engine, adapter, prompt, splits))
             result["seconds"] = round(time.perf_counter() - t, 1)
-            self.say(
+            logger.info(
                 f"round {round_no}: validation N@10 {result['validation']['metrics']['N@10']:.4f}, "
                 f"test N@10 {result['test']['metrics']['N@10']:.4f}"
             )
@@ -298,9 +299,9 @@ class Loop:
         }
 
 
-def simulate(cfg: LoopConfig, say: Callable[[str], None] = print) -> dict:
+def simulate(cfg: LoopConfig) -> dict:
     if cfg.rounds < 1:
         raise ValueError(f"--rounds must be at least 1, got {cfg.rounds}")
     if cfg.start and not (Path(cfg.start) / "adapter_config.json").exists():
         raise ValueError(f"{cfg.start} holds no peft adapter")
-    return Loop(cfg, say).run()
+    return Loop(cfg).run()

@@ -25,15 +25,17 @@ adapter by the A/B hash (``muse finetune ab-report`` then compares the arms).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from agent.llm import registry
 from agent.llm.hardware import resolve_dtype
 from agent.llm.model_files import model_path
 from agent.llm.registry import PROMOTED_FILE
+
+logger = logging.getLogger(__name__)
 
 _LABEL_LINE = re.compile(r"^([A-T])\. ", re.MULTILINE)
 
@@ -152,7 +154,6 @@ def promote(
     work_dir: Path | None = None,
     url: str | None = None,
     split: bool = False,
-    say: Callable[[str], None] = print,
 ) -> dict:
     from agent.llm.registry import check_adapter
     from agent.llm.transformers_engine import TransformersEngine
@@ -182,15 +183,15 @@ def promote(
     evaluations = {}
     try:
         if rows:
-            say(f"held-out events: {len(rows)} rows")
+            logger.info(f"held-out events: {len(rows)} rows")
             evaluations["held_out_events"] = held_out_events(engine, adapters, rows)
         if data is not None:
             from agent.evaluation.rerank_eval import protocol_candidates
             from agent.evaluation.retrieval_eval import prepare
 
-            users = protocol_candidates(data, work_dir or settings.data_dir / "promote", say=say)["validation"]
+            users = protocol_candidates(data, work_dir or settings.data_dir / "promote")["validation"]
             items = {item.id: item for item in prepare(data).items}
-            say(f"protocol validation: {len(users)} users")
+            logger.info(f"protocol validation: {len(users)} users")
             prompts = {name: prompt_config_of(registered[a] if a else None) for name, a in adapters.items()}
             evaluations["protocol_validation"] = protocol_validation(engine, adapters, prompts, users, items)
     finally:

@@ -1,4 +1,6 @@
-"""LlamaRec-style ranker tuning: a LoRA adapter that picks the next item's label.
+"""LlamaRec-style ranker tuning: a LoRA adapter that picks the next item's label (Yue et al.,
+"LlamaRec: Two-Stage Recommendation using Large Language Models for Ranking", 2023; LoRA: Hu et
+al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022).
 
 Each example is the ranking prompt at inference (recent history + the retriever's 20
 candidates, in retrieval order, under labels A-T) and the label of the item the user really
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,6 +46,8 @@ from agent.llm.engine import prompt_ids
 from agent.llm.hardware import resolve_dtype
 from agent.pipeline.ranker import LABELS, PromptConfig, RankRequest, rank_conversation, standardize
 from finetune.rank_data import MIN_HISTORY, RankExample
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -213,7 +218,7 @@ def data_hash(data: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def train(cfg: RankSFTConfig, say=print) -> Path:
+def train(cfg: RankSFTConfig) -> Path:
     """Fit the retriever (or reuse the one saved in output_dir), build examples, train, and save
     ``output_dir/adapter`` with its manifest. Resumes from the newest checkpoint."""
     import random
@@ -239,15 +244,15 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
     train_seqs = proto.loo.train()  # everything before each user's validation item
     if (retriever_dir / "model.json").exists():
         retriever = HybridModel.load(retriever_dir)
-        say(f"reusing the retriever saved in {retriever_dir}")
+        logger.info(f"reusing the retriever saved in {retriever_dir}")
     elif cfg.unseen_positions:
         # The retriever stops where the training positions (build_examples' last N) begin.
-        _, content = content_index(proto, out / "work", say=say)
+        _, content = content_index(proto, out / "work")
         cut = [s[: max(MIN_HISTORY, len(s) - cfg.unseen_positions)] for s in train_seqs.values()]
-        retriever = fit_hybrid([i.id for i in proto.items], content, cut, cfg.seed, say=say)
+        retriever = fit_hybrid([i.id for i in proto.items], content, cut, cfg.seed)
         retriever.save(retriever_dir)
     else:
-        retriever = fit_for_validation(cfg.data, out / "work", cfg.seed, say=say).model
+        retriever = fit_for_validation(cfg.data, out / "work", cfg.seed).model
         retriever.save(retriever_dir)
     items = {item.id: item for item in proto.items}
     if cfg.unseen_positions:
@@ -261,14 +266,14 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
         held_out = build_examples(retriever, train_seqs, positions_per_user=1)
     random.Random(cfg.seed).shuffle(examples)
     examples = examples[: cfg.examples]
-    say(f"{len(examples)} training examples, {len(held_out)} held-out positions")
+    logger.info(f"{len(examples)} training examples, {len(held_out)} held-out positions")
     save_examples(held_out, out / "held_out.jsonl")  # so other adapters can be judged on them
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     label_ids = single_token_ids(tokenizer, LABELS)
     prior_scale = fit_prior_scale(examples) if cfg.retrieval_prior else None
     if prior_scale is not None:
-        say(f"residual training on the retrieval prior, scale {prior_scale}")
+        logger.info(f"residual training on the retrieval prior, scale {prior_scale}")
     rows = [tokenize(e, items, tokenizer, cfg.prompt, label_ids, prior_scale) for e in examples]
     dataset = Dataset.from_list(rows)
     lora = top_layers_lora(model_dir, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.top_layers)
@@ -303,7 +308,7 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
     )
     resume = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if resume:
-        say(f"resuming from {resume}")
+        logger.info(f"resuming from {resume}")
     result = trainer.train(resume_from_checkpoint=resume)
 
     adapter_dir = out / "adapter"
@@ -321,10 +326,10 @@ def train(cfg: RankSFTConfig, say=print) -> Path:
         "retrieval_prior_scale": prior_scale,
         "train_seconds": round(time.perf_counter() - started, 1),
     }
-    metrics = held_out_metrics(model_dir, {"tuned": adapter_dir}, held_out, items, cfg.prompt, say)
+    metrics = held_out_metrics(model_dir, {"tuned": adapter_dir}, held_out, items, cfg.prompt)
     manifest["held_out"] = metrics
     (adapter_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    say(f"adapter saved in {adapter_dir}")
+    logger.info(f"adapter saved in {adapter_dir}")
     return adapter_dir
 
 
@@ -337,7 +342,7 @@ def load_examples(path: Path) -> list[RankExample]:
 
 
 def held_out_metrics(
-    model_dir: Path, adapters: dict[str, Path], examples: list[RankExample], items, prompt: PromptConfig, say=print
+    model_dir: Path, adapters: dict[str, Path], examples: list[RankExample], items, prompt: PromptConfig
 ) -> dict:
     """N@5, N@10 and R@10 on held-out positions: retrieval order, then the base model and each
     adapter alone and fused with retrieval (same prompts, same candidates)."""
@@ -369,7 +374,7 @@ def held_out_metrics(
         out[name] = {k: round(v, 4) for k, v in summarize(ranks(orders)).items() if k in ("N@5", "N@10", "R@10")}
         if name in weights:
             out[name]["weight"] = weights[name]
-    say(f"held-out positions ({len(examples)}): {out}")
+    logger.info(f"held-out positions ({len(examples)}): {out}")
     return {"positions": len(examples), **out}
 
 

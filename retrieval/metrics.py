@@ -21,7 +21,9 @@ def recall_at(rank: int | None, k: int) -> float:
 
 
 def ndcg_at(rank: int | None, k: int) -> float:
-    """Discounted gain 1/log2(rank + 1); the ideal DCG with one relevant item is 1."""
+    """nDCG@k with one relevant item: 1/log2(rank + 1) when ``rank`` <= ``k``, else 0 (the
+    ideal DCG is 1). Järvelin and Kekäläinen, "Cumulated gain-based evaluation of IR
+    techniques", ACM TOIS 2002."""
     return 1.0 / math.log2(rank + 1) if rank and rank <= k else 0.0
 
 

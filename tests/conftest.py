@@ -123,7 +123,7 @@ def demo_data(tmp_path_factory) -> Path:
     store = SQLiteStore(folder / "muse.db")
     store.upsert_items(load_file(DEMO / "demo_items.jsonl").items)
     store.add_events(load_file(DEMO / "demo_interactions.jsonl").interactions)
-    build_index(store, Settings(data_dir=folder), say=lambda _: None)
+    build_index(store, Settings(data_dir=folder))
     store.close()
     return folder
 

@@ -127,3 +127,36 @@ def test_turned_down_keeps_each_items_latest_opinion():
         Interaction("u", "f", 7.0, "dislike"),  # earlier than the rating, though listed after it
     ]
     assert turned_down(events) == ["a", "b"]
+
+
+def test_history_and_turned_down_are_one_rule_each():
+    """Hand-worked: which events put an item in the history, and which turn it down. A rating of
+    2 does both (the item was watched, and disliked); either way it is never recommended again."""
+    from agent.catalog import in_history, turned_down
+    from agent.indexing import user_sequences
+
+    def event(kind, value=None, item="x"):
+        return Interaction("u", item, 1.0, kind, value)
+
+    cases = [
+        ("view", None, True),
+        ("click", None, True),
+        ("like", None, True),
+        ("dwell", 3.0, True),
+        ("rating", 4.0, True),
+        ("rating", 2.0, True),
+        ("rating", 1.5, False),
+        ("dislike", None, False),
+        ("skip", None, False),
+        ("impression", None, False),
+        ("draft_like", None, False),
+    ]
+    assert [in_history(event(k, v)) for k, v, _ in cases] == [want for _, _, want in cases]
+    events = [
+        Interaction("u", i, float(t), k, v)
+        for t, (k, v, i) in enumerate(
+            [("rating", 2.0, "a"), ("rating", 1.0, "b"), ("like", None, "c"), ("skip", None, "d")]
+        )
+    ]
+    assert user_sequences(events) == {"u": ["a", "c"]}
+    assert turned_down(events) == ["a", "b"]

@@ -7,6 +7,7 @@ become HTTP errors, and a request-size limit.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.api.auth import AuthenticationError, PermissionDeniedError, RateLimitedError
+from agent.catalog import InvalidRequestError
 from agent.config import Settings
 from agent.llm import registry
 from agent.llm.engine import EngineError, UnknownAdapterError
@@ -25,6 +27,7 @@ from agent.observability import Metrics
 from agent.pipeline.service import LLMUnavailable, RequestCancelled
 from agent.store import UnknownImpressionError, UnknownItemError
 
+logger = logging.getLogger(__name__)
 _KEEP = object()  # "open the engine the settings name"
 
 
@@ -203,9 +206,14 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
     async def llm_failed(_: Request, exc: RuntimeError):
         return error(502, str(exc), "llm_error")
 
-    @app.exception_handler(ValueError)
-    async def bad_value(_: Request, exc: ValueError):
+    @app.exception_handler(InvalidRequestError)
+    async def bad_request(_: Request, exc: InvalidRequestError):
         return error(400, str(exc))
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception):
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error(500, f"internal error ({type(exc).__name__}); it is logged on the server", "server_error")
 
     app.add_middleware(CountRequests)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from agent.catalog import _ID
+from agent.pipeline.ranker import CANDIDATES
 
 # OpenAI chat-completion parameters that shape how a model samples text. Muse writes its texts
 # with fixed, constrained decoding, so these have no effect; many clients send them by default,
@@ -57,7 +58,7 @@ UNSUPPORTED_CHAT_FIELDS: dict[str, tuple[str, tuple]] = {
     "modalities": ("Muse answers in text only", (["text"], None)),
     "prediction": ("Muse takes no predicted output", (None,)),
 }
-MAX_K = 20  # the ranker orders 20 candidates
+MAX_K = CANDIDATES  # at most as many picks as the ranker orders candidates
 ID = Field(min_length=1, max_length=128, pattern=_ID.pattern)
 FUTURE_SLACK_S = 86_400.0  # a timestamp may lie at most a day ahead of the server's clock
 

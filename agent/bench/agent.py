@@ -21,6 +21,7 @@ Users are drawn (seeded) from the service's own event store; requests alternate 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import statistics
 import time
@@ -45,6 +46,8 @@ from agent.pipeline.text_quality import (
     unique_sentence_ratio,
 )
 from agent.store import SQLiteStore
+
+logger = logging.getLogger(__name__)
 
 ASKS = [
     "something light from the 90s, nothing I've seen",
@@ -153,7 +156,7 @@ def _stats(values: Sequence[float]) -> dict | None:
 
 
 def run_agent_bench(
-    settings: Settings, url: str, n: int = 100, k: int = 5, concurrency: int = 1, seed: int = 0, say=print
+    settings: Settings, url: str, n: int = 100, k: int = 5, concurrency: int = 1, seed: int = 0
 ) -> dict:
     import httpx
 
@@ -219,7 +222,7 @@ def run_agent_bench(
             latencies.append(seconds)
             degraded += data["degraded"]
             if done % 10 == 0:
-                say(f"{done}/{n} requests")
+                logger.info(f"{done}/{n} requests")
     wall = time.monotonic() - started
     intents = _intent_counts(client) - intents_before
     asked = intents["llm"] + intents["rules_after_llm"]

@@ -18,6 +18,7 @@ Latency is per request as the caller sees it; throughput is requests per second 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import statistics
 import time
@@ -30,6 +31,8 @@ from agent.llm.engine import Engine, Message
 from agent.llm.hardware import resolve_dtype
 from agent.llm.model_files import model_path
 from agent.pipeline.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
+
+logger = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "data"
 
@@ -95,7 +98,7 @@ def bench_engine(
     return [run_level(engine, conversations[k * n : (k + 1) * n], c, batched, adapter) for k, c in enumerate(levels)]
 
 
-def run_rank_bench(settings, n: int = 200, levels: Sequence[int] = (1, 8), say=print) -> dict:
+def run_rank_bench(settings, n: int = 200, levels: Sequence[int] = (1, 8)) -> dict:
     from agent.llm.session import open_engine
     from agent.pipeline.ranker import prompt_config_of
 
@@ -110,7 +113,7 @@ def run_rank_bench(settings, n: int = 200, levels: Sequence[int] = (1, 8), say=p
         "dtype": resolve_dtype(settings.llm_dtype),
     }
     for name in ("transformers", "merged", "vllm"):
-        say(f"benchmarking {name} ...")
+        logger.info(f"benchmarking {name} ...")
         if name == "merged":
             if adapter is None:
                 continue
@@ -126,11 +129,11 @@ def run_rank_bench(settings, n: int = 200, levels: Sequence[int] = (1, 8), say=p
                 adapter=None,
             )
         else:
-            with open_engine(settings, say, engine=name, with_adapters=True) as engine:
+            with open_engine(settings, engine=name, with_adapters=True) as engine:
                 report[name] = bench_engine(
                     engine, conversations, levels, batched=name == "transformers", adapter=adapter
                 )
-        say(json.dumps(report[name]))
+        logger.info(json.dumps(report[name]))
     report["throughput_over_transformers"] = {
         name: {
             str(v["concurrency"]): round(v["throughput_rps"] / t["throughput_rps"], 2)

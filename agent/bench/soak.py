@@ -16,17 +16,19 @@ against it.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
 
 from agent.bench.agent import ASKS, read_sse
 from agent.bench.rank import percentile
 from agent.config import Settings
 from agent.store import SQLiteStore
+
+logger = logging.getLogger(__name__)
 
 MIX = (("recommendations", 0.4), ("chat", 0.3), ("feedback", 0.2), ("history", 0.1))
 
@@ -60,7 +62,6 @@ def run_soak(
     warmup_s: float = 60.0,
     sample_s: float = 5.0,
     k: int = 5,
-    say: Callable[[str], None] = print,
 ) -> dict:
     """Load ``url`` for ``minutes`` with ``concurrency`` clients; returns the report (see the
     module docstring). Raises ``ValueError`` when the store holds no users or items."""
@@ -147,7 +148,7 @@ def run_soak(
         if pid is not None:
             samples.append((round(time.monotonic() - t0, 1), tree_rss_mb(pid)))
         done = sum(len(v) for v in latencies.values())
-        say(
+        logger.info(
             f"{time.monotonic() - t0:.0f} s: {done} requests, {len(errors)} errors"
             + (f", RSS {samples[-1][1]['total']} MiB" if samples else "")
         )

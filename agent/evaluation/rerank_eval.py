@@ -18,8 +18,9 @@ train + validation exactly as in the retrieval stage.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ from agent.llm.engine import Engine
 from agent.pipeline.ranker import PromptConfig, Ranker, RankRequest, fuse, order
 from retrieval.metrics import ndcg_at, summarize
 from retrieval.split import Split
+
+logger = logging.getLogger(__name__)
 
 WEIGHT_GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
 Z_GAIN = 1.645  # one-sided 95%: the rule `muse finetune promote` applies to a new adapter
@@ -144,9 +147,7 @@ def write_json(path: Path, data, indent: int = 1) -> None:
     tmp.replace(path)
 
 
-def protocol_candidates(
-    data: Path, workdir: Path, seed: int = 0, say: Callable[[str], None] = print
-) -> dict[str, list[UserCandidates]]:
+def protocol_candidates(data: Path, workdir: Path, seed: int = 0) -> dict[str, list[UserCandidates]]:
     """The protocol's validation and test users with their 20 Chroma candidates (the retriever
     fitted as in ``muse eval``), cached in ``workdir/eval-candidates.json``: adapters compared
     later (rounds of the loop, a promotion) see exactly the same candidates."""
@@ -157,9 +158,9 @@ def protocol_candidates(
 
     file = Path(workdir) / "eval-candidates.json"
     if not file.exists():
-        fitted = fit_for_validation(data, Path(workdir) / "eval", seed, say=say)
+        fitted = fit_for_validation(data, Path(workdir) / "eval", seed)
         out = {"validation": retrieve_all(fitted.retriever(), fitted.proto, "validation")}
-        refit_for_test(fitted, seed, say)
+        refit_for_test(fitted, seed)
         out["test"] = retrieve_all(fitted.retriever(), fitted.proto, "test")
         write_json(file, {split: [asdict(u) for u in users] for split, users in out.items()})
     raw = json.loads(file.read_text())
@@ -181,28 +182,27 @@ def run_rerank_eval(
     seed: int = 0,
     chroma_url: str | None = None,
     prompt: PromptConfig | None = None,
-    say: Callable[[str], None] = print,
 ) -> dict:
     started = time.perf_counter()
-    fitted = fit_for_validation(data, workdir, seed, chroma_url=chroma_url, say=say)
+    fitted = fit_for_validation(data, workdir, seed, chroma_url=chroma_url)
     proto = fitted.proto
     items = {item.id: item for item in proto.items}
     prompt = prompt or PromptConfig()
 
     val_users = retrieve_all(fitted.retriever(), proto, "validation")
-    say(f"ranking validation candidates with {adapter or 'the base model'}")
+    logger.info(f"ranking validation candidates with {adapter or 'the base model'}")
     val_scores = score_split(engine, prompt, val_users, items, adapter)
     weight, evidence = validated_weight(val_users, val_scores.get("tuned", val_scores["zero_shot"]))
     evidence |= {"data": str(data), "seed": seed, "retrieval_users": len(val_users)}
-    say(
+    logger.info(
         f"fusion weight validated: {weight} (best {evidence['best_weight']}, gain {evidence['gain_mean']:+.4f} "
         f"± {evidence['gain_se']:.4f})"
     )
     report = {"validation": split_report(val_users, val_scores, weight)}
     if split == "test":
-        refit_for_test(fitted, seed, say)
+        refit_for_test(fitted, seed)
         test_users = retrieve_all(fitted.retriever(), proto, "test")
-        say("ranking test candidates")
+        logger.info("ranking test candidates")
         report["test"] = split_report(test_users, score_split(engine, prompt, test_users, items, adapter), weight)
     return {
         "stage": "rerank",

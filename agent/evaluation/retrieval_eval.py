@@ -12,8 +12,8 @@ item-kNN) are fitted on the same data and scored by the same metric functions.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from agent.catalog import Item, load_dataset
 from agent.indexing import embed_catalog
+from agent.pipeline.ranker import CANDIDATES
 from retrieval import baselines
 from retrieval.behavior import BehaviorConfig, HybridModel
 from retrieval.index import ItemIndex, chroma_client
@@ -29,7 +30,7 @@ from retrieval.metrics import rank_of, summarize
 from retrieval.retriever import Candidate, Retriever
 from retrieval.split import LeaveOneOut, Split, k_core
 
-RETRIEVE_K = 20
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -111,20 +112,17 @@ def fit_for_validation(
     seed: int = 0,
     config: BehaviorConfig | None = None,
     chroma_url: str | None = None,
-    say: Callable[[str], None] = print,
 ) -> Fitted:
     proto = prepare(data)
-    say(f"{len(proto.loo.users)} users, {len(proto.items)} items, {proto.n_interactions} interactions")
+    logger.info(f"{len(proto.loo.users)} users, {len(proto.items)} items, {proto.n_interactions} interactions")
 
-    index, content = content_index(proto, workdir, chroma_url, say)
+    index, content = content_index(proto, workdir, chroma_url)
     ids = [item.id for item in proto.items]
-    model = fit_hybrid(ids, content, list(model_history(proto, "test")), seed, config, say)
+    model = fit_hybrid(ids, content, list(model_history(proto, "test")), seed, config)
     return Fitted(proto, index, model)
 
 
-def content_index(
-    proto: Protocol, workdir: Path, chroma_url: str | None = None, say: Callable[[str], None] = print
-) -> tuple[ItemIndex, np.ndarray]:
+def content_index(proto: Protocol, workdir: Path, chroma_url: str | None = None) -> tuple[ItemIndex, np.ndarray]:
     """The Chroma content collection of the protocol's items (embedding only what changed)
     and their content vectors, in item order."""
     from retrieval.embeddings import MiniLMEmbedding
@@ -133,7 +131,7 @@ def content_index(
     tag = hashlib.sha1(str(Path(proto.source).resolve()).encode()).hexdigest()[:10]
     index = ItemIndex(chroma_client(workdir / f"chroma-{tag}", chroma_url), MiniLMEmbedding())
     embedded = embed_catalog(index, proto.items)
-    say(f"content index: {embedded} items embedded, {len(proto.items) - embedded} unchanged")
+    logger.info(f"content index: {embedded} items embedded, {len(proto.items) - embedded} unchanged")
     return index, index.content_vectors([item.id for item in proto.items])
 
 
@@ -143,7 +141,6 @@ def fit_hybrid(
     sequences: list[list[str]],
     seed: int = 0,
     config: BehaviorConfig | None = None,
-    say: Callable[[str], None] = print,
 ) -> HybridModel:
     """Fit on every sequence but its last item; the last items choose SASRec's epoch and the
     fusion weights."""
@@ -154,18 +151,18 @@ def fit_hybrid(
         content,
         validation=([s[:-1] for s in usable], [s[-1] for s in usable]),
         seed=seed,
-        progress=say,
+        progress=logger.info,
     )
-    say(f"fusion weights chosen on validation: {model.weights}")
+    logger.info(f"fusion weights chosen on validation: {model.weights}")
     return model
 
 
-def refit_for_test(fitted: Fitted, seed: int = 0, say: Callable[[str], None] = print) -> None:
-    say("refitting on train + validation with the epochs and weights validation chose")
-    fitted.model.refit(model_history(fitted.proto, "test"), seed=seed, progress=say)
+def refit_for_test(fitted: Fitted, seed: int = 0) -> None:
+    logger.info("refitting on train + validation with the epochs and weights validation chose")
+    fitted.model.refit(model_history(fitted.proto, "test"), seed=seed, progress=logger.info)
 
 
-def retrieve_all(retriever: Retriever, proto: Protocol, split: Split, k: int = RETRIEVE_K) -> list[UserCandidates]:
+def retrieve_all(retriever: Retriever, proto: Protocol, split: Split, k: int = CANDIDATES) -> list[UserCandidates]:
     out = []
     for user in tqdm(proto.loo.users, desc=f"retrieve ({split})", unit="user", leave=False):
         history, target = proto.loo.history_and_target(user, split)
@@ -180,12 +177,11 @@ def run_retrieval_eval(
     seed: int = 0,
     config: BehaviorConfig | None = None,
     chroma_url: str | None = None,
-    say: Callable[[str], None] = print,
 ) -> dict:
     started = time.perf_counter()
-    fitted = fit_for_validation(data, workdir, seed, config, chroma_url, say)
+    fitted = fit_for_validation(data, workdir, seed, config, chroma_url)
     if split == "test":
-        refit_for_test(fitted, seed, say)
+        refit_for_test(fitted, seed)
     proto, model = fitted.proto, fitted.model
     ranks = [u.rank for u in retrieve_all(fitted.retriever(), proto, split)]
     return {

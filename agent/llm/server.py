@@ -8,6 +8,7 @@ on a GPU machine pass ``--gpu-memory-utilization 0.9`` or any vLLM flag (tensor 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -23,6 +24,8 @@ from typing import Self
 from agent.llm.engine import EngineError, lora_rank
 from agent.llm.hardware import resolve_dtype, resolve_threads
 from agent.llm.vllm_engine import BASE_MODEL_NAME
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -200,9 +203,8 @@ class Supervisor:
         server: VLLMServer,
         adapters: Callable[[], dict[str, Path]],
         every: float = 5.0,
-        say: Callable[[str], None] = print,
     ):
-        self.server, self.adapters, self.every, self.say = server, adapters, every, say
+        self.server, self.adapters, self.every = server, adapters, every
         self.restarts = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="vllm-supervisor", daemon=True)
@@ -220,14 +222,14 @@ class Supervisor:
             try:
                 self.check()
             except EngineError as e:  # it did not come back this time: try again at the next tick
-                self.say(f"vLLM restart failed: {e}")
+                logger.warning("vLLM restart failed: %s", e)
 
     def check(self) -> bool:
         """Restart the server if its process has exited; True if it did."""
         process = self.server.process
         if process is None or process.poll() is None or self._stop.is_set():
             return False
-        self.say(f"vLLM exited with code {process.returncode}; restarting it")
+        logger.warning("vLLM exited with code %s; restarting it", process.returncode)
         self.server.stop()  # reaps the leader and whatever is left of its process group
         self.server.config = replace(self.server.config, adapters=dict(self.adapters()))
         self.server.start()

@@ -3,6 +3,7 @@ start one (and stop it afterwards), or load the model in-process."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -12,10 +13,12 @@ from agent.llm.engine import Engine
 from agent.llm.hardware import resolve_dtype
 from agent.llm.model_files import model_path
 
+logger = logging.getLogger(__name__)
+
 
 @contextmanager
 def open_engine(
-    settings: Settings, say=print, engine: str | None = None, supervise: bool = False, with_adapters: bool = False
+    settings: Settings, engine: str | None = None, supervise: bool = False, with_adapters: bool = False
 ) -> Iterator[Engine]:
     """``supervise``: restart the vLLM server Muse started if it dies (long-running serving);
     ``with_adapters``: serve every registered adapter by name (evaluation and benchmarks)."""
@@ -44,7 +47,7 @@ def open_engine(
                     threads=settings.llm_threads,
                     log_file=settings.data_dir / "vllm.log",
                 )
-                say(
+                logger.info(
                     f"starting vLLM on {config.url} (log: {config.log_file}), adapters: "
                     f"{', '.join(adapters) or 'none'}"
                 )
@@ -52,6 +55,6 @@ def open_engine(
                 url = server.url
             llm = VLLMEngine(url, adapters)
             if server is not None and supervise:
-                stack.enter_context(Supervisor(server, lambda: llm.adapters, say=say))
+                stack.enter_context(Supervisor(server, lambda: llm.adapters))
         stack.callback(llm.close)
         yield llm

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from agent.catalog import Item
+from agent.catalog import InvalidRequestError, Item
 from agent.pipeline.intent import Intent
 from agent.pipeline.service import Answer, Ask
 from retrieval.index import Filters
@@ -71,7 +71,7 @@ def _resolve(which: str, last: list[str]) -> str | None:
 def read_turns(messages: Sequence[dict]) -> Turns:
     user = [m["content"] for m in messages if m["role"] == "user"]
     if not user:
-        raise ValueError("the conversation has no user message")
+        raise InvalidRequestError("the conversation has no user message")
     shown = [_SHOWN.findall(m["content"]) for m in messages if m["role"] == "assistant"]
     shown = [s for s in shown if s]
     last = shown[-1] if shown else []

@@ -1,4 +1,8 @@
-"""MMR re-ranking: trade a little relevance for items that differ from those already picked."""
+"""MMR re-ranking: trade a little relevance for items that differ from those already picked.
+
+Maximal Marginal Relevance: Carbonell and Goldstein, "The use of MMR, diversity-based reranking
+for reordering documents and producing summaries", SIGIR 1998.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,10 @@ token; a softmax over the labels alone gives the LLM's distribution over the can
 score is fused with the retrieval score (both standardised per request), with the fusion
 weight chosen on validation: weight 0 is exactly retrieval order, so a ranking chosen this way
 is never worse than retrieval order on the data that chose it.
+
+The verbalizer (one label token per candidate, scored in one forward pass) follows LlamaRec:
+Yue et al., "LlamaRec: Two-Stage Recommendation using Large Language Models for Ranking",
+PGAI@CIKM 2023.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from agent.llm.engine import Engine, Message
 from agent.llm.registry import read_manifest
 from agent.pipeline.prompts import render
 
-LABELS = tuple(string.ascii_uppercase[:20])  # LlamaRec ranks 20 candidates
+CANDIDATES = 20  # what retrieval hands the ranker, one label letter each (LlamaRec's 20)
+LABELS = tuple(string.ascii_uppercase[:CANDIDATES])
 
 
 @dataclass(frozen=True)

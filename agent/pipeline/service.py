@@ -44,12 +44,19 @@ from agent.pipeline.diversity import mmr
 from agent.pipeline.generation import KINDS, Evidence, TextPlan, choose_evidence
 from agent.pipeline.grounding import GroundingCheck
 from agent.pipeline.intent import Intent, parse_intent, rule_intent
-from agent.pipeline.ranker import PromptConfig, Ranker, RankRequest, fuse, prompt_config_of, standardize
+from agent.pipeline.ranker import (
+    CANDIDATES,
+    PromptConfig,
+    Ranker,
+    RankRequest,
+    fuse,
+    prompt_config_of,
+    standardize,
+)
 from agent.store import EventStore
 from retrieval.index import Filters
 from retrieval.retriever import Retriever
 
-CANDIDATES = 20  # what the ranker orders (LlamaRec's 20)
 HISTORY_SCANNED = 50  # recent history items searched for evidence
 INTENT_CACHE = 1024  # LLM intent readings kept
 INTENT_TOKENS = 96  # a reading is ~40 tokens of JSON
@@ -279,7 +286,13 @@ class MuseAgent:
     # ------------------------------------------------------------ recommendations
 
     def recommend(self, ask: Ask) -> Answer:
-        """The whole answer: plan, every text (or its template), impression logged."""
+        """The whole answer to ``ask``: ``plan`` (candidates, ranking, diversity), every text
+        (the LLM's, or its template when the LLM fails or the deadline passes), then ``finish``
+        (the impression logged). ``Answer.picks`` holds at most ``ask.k`` items, none from the
+        user's history or turned down; an empty list comes with ``Answer.reason``. Raises
+        ``UnknownAdapterError`` for an adapter outside the registry and ``ValueError`` for
+        ``k`` < 1. The HTTP routes call ``plan``, ``texts`` and ``finish`` themselves so they
+        can stream and cancel; this is the same flow in one call (CLI, tests)."""
         plan = self.plan(ask)
         for _ in self.texts(plan):
             pass

@@ -1,5 +1,5 @@
 """The agent's pure parts on hand-worked cases: intent rules and validation, multi-turn
-references, the grounding check, MMR diversity (texts: tests/test_generation.py)."""
+references, the grounding check, MMR diversity (texts: tests/pipeline/test_generation.py)."""
 
 from __future__ import annotations
 

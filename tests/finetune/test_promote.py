@@ -99,7 +99,6 @@ def test_refuses_a_candidate_that_is_not_better_then_promotes_a_better_one(
             warmup_steps=0,
             dtype="float32",
         ),
-        say=lambda _: None,
     )
     assert main(["finetune", "promote", "--candidate", "rank-fitted", "--feedback", str(tmp_path / "feedback")]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -242,3 +242,36 @@ def test_a_disliked_or_low_rated_item_never_comes_back(url):
     chat = {"model": "muse", "user": user, "messages": [{"role": "user", "content": "more please"}]}
     shown = httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=60).json()["muse"]
     assert not {top, low} & set(shown["candidate_ids"])
+
+
+def test_a_bug_is_a_logged_500_and_a_client_mistake_a_400(demo_data, tmp_path, caplog):
+    """Typed errors at the edge: ``InvalidRequestError`` (the client's mistake) is a 400 naming
+    it; any other exception, a ValueError included, is a bug: a 500 in OpenAI's shape, logged."""
+    from agent.api.app import create_app
+    from agent.api.background_server import BackgroundServer
+    from agent.config import Settings
+
+    folder = tmp_path / "data"
+    shutil.copytree(demo_data, folder)
+    app = create_app(Settings(data_dir=folder), engine=None)
+    with BackgroundServer(app) as server:
+        r = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            timeout=60,
+            json={"model": "muse", "user": USER, "messages": [{"role": "system", "content": "hi"}]},
+        )
+        assert r.status_code == 400 and r.json()["error"]["message"] == "the conversation has no user message"
+
+        def broken(ask):
+            raise ValueError("an internal check failed")
+
+        app.state.agent.plan = broken
+        r = httpx.post(f"{server.url}/v1/recommendations", json={"user_id": USER}, timeout=60)
+    assert r.status_code == 500
+    assert r.json()["error"] == {
+        "message": "internal error (ValueError); it is logged on the server",
+        "type": "server_error",
+        "code": 500,
+    }
+    logged = [rec for rec in caplog.records if rec.name == "agent.api.app" and rec.exc_info]
+    assert logged and "POST /v1/recommendations failed" in logged[0].getMessage()

@@ -26,7 +26,6 @@ def test_soak_reports_each_route_errors_and_memory(demo_data, tmp_path):
             concurrency=4,
             warmup_s=1.0,
             sample_s=1.0,
-            say=lambda _: None,
         )
     assert report["errors"] == 0 and report["requests"] == report["http_status"]["200"] > 4
     assert set(report["latency_s"]) == {"all", "recommendations", "chat", "feedback", "history"}

@@ -33,7 +33,7 @@ class StandInServer:
 def test_a_dead_server_is_restarted_with_the_adapters_served_now():
     server = StandInServer().start()
     served = {"rank-a": Path("a")}
-    supervisor = Supervisor(server, lambda: served, say=lambda _: None)
+    supervisor = Supervisor(server, lambda: served)
     try:
         assert supervisor.check() is False  # alive: left alone
         served["rank-b"] = Path("b")  # loaded at runtime after the start

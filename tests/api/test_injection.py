@@ -1,7 +1,7 @@
 """Prompt injection (OWASP LLM01): hostile item descriptions (a catalog is often scraped or
 user-supplied) and hostile chat messages. None may move a pick outside the candidates, put a
 link or words addressed to a model into a text, or bring the system prompt out. The real vLLM
-server's side of this is `tests/test_vllm_engine.py::test_hostile_descriptions_reach_no_text`."""
+server's side of this is `tests/llm/test_vllm_engine.py::test_hostile_descriptions_reach_no_text`."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 client, real SQLite and Chroma stores. The LLM is the tiny random model in-process (its text is
 gibberish, so the checks refuse it and the templates are shown), wrapped to fail on demand;
 the ranker adapter runs on that engine (MUSE_RANK_ENGINE=lora) so its failures reach the ranker
-too. tests/test_api_vllm.py runs the service against a real vLLM server."""
+too. tests/api/test_api_vllm.py runs the service against a real vLLM server."""
 
 from __future__ import annotations
 
@@ -52,9 +52,15 @@ def service(demo_data, tiny_model, tiny_registry, tmp_path_factory):
 
 
 def wait_ready(url: str, within: float = 120) -> None:
-    """Until /readyz says ready (the LLM warm-up has run)."""
+    """Until /readyz says ready (the LLM warm-up has run) and the LLM up: a test before may have
+    left the service in its cool-down after an engine failure, when requests skip the LLM."""
     deadline = time.monotonic() + within
-    while httpx.get(f"{url}/readyz").status_code != 200:
+
+    def ready() -> bool:
+        r = httpx.get(f"{url}/readyz")
+        return r.status_code == 200 and r.json()["llm"] == "up"
+
+    while not ready():
         assert time.monotonic() < deadline, httpx.get(f"{url}/readyz").text
         time.sleep(0.05)
 
@@ -260,7 +266,7 @@ def test_llm_down_then_back(service):
 
 
 def test_a_request_the_llm_refuses_does_not_mark_it_down(service):
-    """A 4xx from the engine (this request's prompt is too long, say) fails this request's LLM
+    """A 4xx from the engine (this request's prompt is too long) fails this request's LLM
     steps alone: the next user is served by the LLM at once, with no cool-down."""
     body = {"user_id": USER, "k": 2}
     time.sleep(RETRY_AFTER_S + 0.1)  # no cool-down left from another test
@@ -404,7 +410,7 @@ def test_new_item_is_reachable_and_users_can_be_forgotten(service):
     rec = httpx.post(f"{service.url}/v1/recommendations", json={"user_id": "leaver", "k": 2}, timeout=60).json()
     gone = httpx.delete(f"{service.url}/v1/users/leaver").json()
     assert gone["deleted"] == {"events": 1, "impressions": 1, "users": 1, "api_key_bindings": 0}
-    assert gone["exported_rows"] == {}  # nothing was exported (tests/test_forget.py covers exports)
+    assert gone["exported_rows"] == {}  # nothing was exported (tests/api/test_forget.py covers exports)
     assert httpx.get(f"{service.url}/v1/users/leaver/history").status_code == 404
 
 

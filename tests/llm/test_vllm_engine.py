@@ -142,7 +142,7 @@ def test_texts_follow_the_grammar_and_name_no_title_outside_the_evidence(served)
 
 def test_hostile_descriptions_reach_no_text(served):
     """The real model writes texts for items whose descriptions carry injected instructions and
-    links (tests/test_injection.py's corpus): every text shown is free of links, of words
+    links (tests/api/test_injection.py's corpus): every text shown is free of links, of words
     addressed to a model and of the system prompt, and most are still the model's."""
     import time
 
@@ -150,7 +150,7 @@ def test_hostile_descriptions_reach_no_text(served):
     from agent.pipeline.generation import Evidence, TextPlan, system_prompt
     from agent.pipeline.grounding import GroundingCheck
     from agent.pipeline.text_quality import copied_phrases, has_link, instruction_like
-    from tests.test_injection import HOSTILE_DESCRIPTIONS
+    from tests.api.test_injection import HOSTILE_DESCRIPTIONS
 
     server, _ = served
     engine = VLLMEngine(server.url)

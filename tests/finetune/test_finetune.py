@@ -182,9 +182,7 @@ def test_held_out_metrics_report_each_model_alone_and_fused(tiny_model, tiny_reg
         )
         for t in rng.integers(0, 20, 6)
     ]
-    report = held_out_metrics(
-        tiny_model, {"tuned": tiny_registry / "rank-test"}, examples, items, PromptConfig(), say=lambda _: None
-    )
+    report = held_out_metrics(tiny_model, {"tuned": tiny_registry / "rank-test"}, examples, items, PromptConfig())
     assert report["positions"] == 6
     # Retrieval order: the answer sits at its own position.
     expected = np.mean([ndcg_at(e.target + 1, 10) for e in examples])

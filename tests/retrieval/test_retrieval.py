@@ -76,7 +76,7 @@ def demo(request, tmp_path_factory):
     store = SQLiteStore(settings.db_path)
     store.upsert_items(load_items(DEMO / "demo_items.jsonl"))
     store.add_events(load_interactions(DEMO / "demo_interactions.jsonl"))
-    report = build_index(store, settings, say=lambda _: None)
+    report = build_index(store, settings)
     assert report["fitted"] and report["embedded"] == 200
     return settings, store, load_retriever(settings)
 
@@ -209,14 +209,14 @@ def test_a_new_item_in_a_new_category_is_served_on_every_path(demo):
 
 def test_reindexing_with_a_model_of_another_width_rebuilds_the_hybrid_collection(demo):
     settings, store, _ = demo
-    narrow = build_index(store, settings, BehaviorConfig(transition=False), say=lambda _: None)
+    narrow = build_index(store, settings, BehaviorConfig(transition=False))
     assert "transition" not in narrow["weights"]
     retriever = load_retriever(settings)
     width = retriever.model.item_vectors().shape[1]
     history = history_of(store, demo_users(store)[0])
     assert len(retriever.retrieve(history, k=5)) == 5
     # Back to the default model, whose vectors are wider: Chroma would refuse to mix widths.
-    build_index(store, settings, say=lambda _: None)
+    build_index(store, settings)
     retriever = load_retriever(settings)
     assert retriever.model.item_vectors().shape[1] > width
     assert retriever.index.hybrid.count() == len(store.items())

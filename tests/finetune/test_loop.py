@@ -114,7 +114,7 @@ def test_a_replay_cut_short_is_resumed_without_showing_twice(demo_dataset, tmp_p
     from agent.pipeline.ranker import PromptConfig
     from finetune.loop import Loop
 
-    loop = Loop(LoopConfig(data=demo_dataset, work_dir=tmp_path, rounds=2, unseen=6), say=lambda _: None)
+    loop = Loop(LoopConfig(data=demo_dataset, work_dir=tmp_path, rounds=2, unseen=6))
     model, store = loop.serving_retriever(), loop.store()
     first = loop.replay(store, 1, None, 0.0, None, model, PromptConfig())  # retrieval order: no engine needed
     again = loop.replay(store, 1, None, 0.0, None, model, PromptConfig())
