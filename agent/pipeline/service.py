@@ -515,13 +515,14 @@ class MuseAgent:
         impressions, the user row, client keys' bindings), and name the trained weights that
         may still reflect them. Exports go first: a crash in between leaves the user in the
         store, so the retried request finds them and finishes."""
-        from agent.llm.registry import read_manifest
         from agent.store import remove_user_rows
 
         exported: dict[str, int] = {}
+        scrubbed: set[Path] = set()  # the export folders that held rows of this user
         for folder in self.store.exports():
-            if folder.is_dir():
-                exported |= {str(folder / name): n for name, n in remove_user_rows(folder, user_id).items()}
+            removed = remove_user_rows(folder, user_id) if folder.is_dir() else {}
+            exported |= {str(folder / name): n for name, n in removed.items()}
+            scrubbed |= {folder} if removed else set()
         deleted = self.store.forget_user(user_id)
         weights = []
         if deleted["events"] and (self.settings.model_dir / "model.json").exists():
@@ -529,10 +530,9 @@ class MuseAgent:
                 f"the retrieval model in {self.settings.model_dir} (fitted on every user's history "
                 "by the last `muse index`; the next one refits it without this user)"
             )
-        folders = {str(Path(f).parent) for f in exported}
         for name, path in sorted(registry.adapters(self.settings).items()):  # the registry now, not at start
-            data = read_manifest(path).get("data")
-            if data and str(Path(data).resolve()) in folders:
+            data = registry.read_manifest(path).get("data")
+            if data and Path(data).resolve() in scrubbed:
                 weights.append(
                     f"ranker adapter {name!r} (trained on {data}; an adapter trained on the "
                     "scrubbed data and promoted replaces it)"
