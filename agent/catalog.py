@@ -98,6 +98,34 @@ class Interaction:
         return f"{self.user_id}|{self.item_id}|{self.timestamp!r}|{self.kind}|{self.value!r}"
 
 
+@dataclass(frozen=True)
+class Impression:
+    """What Muse showed one user once, as the event store logged it.
+
+    - ``item_ids``: the items shown, in display order; ``scores``: their scores, same order;
+    - ``model``: what ranked them (an adapter name, or "retrieval"): the A/B arm;
+    - ``created_at``: seconds since the epoch, UTC;
+    - ``candidates``: everything the ranker chose from, in retrieval order (empty for
+      impressions logged before candidates were kept);
+    - ``texts``: per shown item id, ``{"explanation" | "draft": {"prompt": [...], "text": ...}}``,
+      so a rating of a text can become training data.
+    """
+
+    id: str
+    user_id: str
+    item_ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    model: str
+    created_at: float
+    candidates: tuple[str, ...] = ()
+    texts: dict[str, dict] = field(default_factory=dict)
+
+    def shown_text(self, item_id: str, kind: str) -> dict | None:
+        """The ``{"prompt", "text"}`` of the ``kind`` ("explanation" or "draft") shown with
+        ``item_id``, or None when none was logged."""
+        return self.texts.get(item_id, {}).get(kind)
+
+
 POSITIVE_RATING, NEGATIVE_RATING, ENGAGED_DWELL_S = 4.0, 2.0, 30.0
 # Kinds that never put an item in a user's history: no opinion of it, or one against it, or an
 # opinion of Muse's text about it (a liked pitch is not a watched film).

@@ -482,10 +482,8 @@ def cmd_setup_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="muse", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_data_commands(sub) -> None:
+    """Ingest, index, recommend, serve, chat, eval, llm serve, demo, setup-model: running Muse."""
     p = sub.add_parser("ingest", help="load items and interactions into the event store")
     p.add_argument("path", type=Path, help="dataset folder, items.{jsonl,csv} or interactions file")
     p.set_defaults(func=cmd_ingest)
@@ -547,6 +545,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("vllm_args", nargs=argparse.REMAINDER, help="extra vLLM flags after --")
     p.set_defaults(func=cmd_llm_serve)
 
+    p = sub.add_parser("demo", help="ingest + index the shipped demo catalog, show recommendations")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("setup-model", help="convert the packaged LLM into a cached HF checkpoint")
+    p.add_argument("--cache", type=Path, default=None, help="cache folder (default ~/.cache/muse)")
+    p.set_defaults(func=cmd_setup_model)
+
+
+def _add_bench_commands(sub) -> None:
+    """Muse bench rank|agent|soak."""
     p = sub.add_parser("bench", help="benchmarks that print figures")
     bench = p.add_subparsers(dest="bench_command", required=True)
     p = bench.add_parser("rank", help="ranking latency and throughput, vLLM vs transformers")
@@ -569,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench_soak)
 
+
+def _add_finetune_commands(sub) -> None:
+    """Muse finetune build-data|train|promote|ab-report."""
     p = sub.add_parser("finetune", help="feedback -> training data -> adapters")
     ft = p.add_subparsers(dest="finetune_command", required=True)
     p = ft.add_parser("build-data", help="SFT/DPO/KTO JSONL from logged impressions and feedback")
@@ -595,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = ft.add_parser("ab-report", help="engagement per ranker adapter (A/B arm) from the event store")
     p.set_defaults(func=cmd_finetune_ab_report)
 
+
+def _add_loop_commands(sub) -> None:
+    """Muse loop simulate."""
     p = sub.add_parser("loop", help="the feedback loop, measured")
     loop = p.add_subparsers(dest="loop_command", required=True)
     p = loop.add_parser("simulate", help="replay dataset users through recommend -> feedback -> train -> eval")
@@ -612,6 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_loop_simulate)
 
+
+def _add_keys_commands(sub) -> None:
+    """Muse keys create|list|revoke."""
     p = sub.add_parser("keys", help="API keys for MUSE_AUTH=keys (stored hashed)")
     keys = p.add_subparsers(dest="keys_command", required=True)
     p = keys.add_parser("create", help="make a key; it is printed once")
@@ -631,12 +648,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key_id", help="the id `muse keys list` shows (the part after 'muse_')")
     p.set_defaults(func=cmd_keys_revoke)
 
-    p = sub.add_parser("demo", help="ingest + index the shipped demo catalog, show recommendations")
-    p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("setup-model", help="convert the packaged LLM into a cached HF checkpoint")
-    p.add_argument("--cache", type=Path, default=None, help="cache folder (default ~/.cache/muse)")
-    p.set_defaults(func=cmd_setup_model)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="muse", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_data_commands(sub)
+    _add_bench_commands(sub)
+    _add_finetune_commands(sub)
+    _add_loop_commands(sub)
+    _add_keys_commands(sub)
     return parser
 
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from agent.catalog import NOT_ENGAGED_KINDS, Interaction, Item, in_history
 from agent.config import Settings
 from agent.store import EventStore
-from retrieval.behavior import BehaviorConfig, HybridModel
+from retrieval.behavior import MIN_SEQUENCE, BehaviorConfig, HybridModel, fit_hybrid
 from retrieval.index import ItemIndex, chroma_client
 from retrieval.retriever import Retriever, recent_popularity
 
@@ -68,23 +68,18 @@ def build_index(
     embedded = embed_catalog(index, items)
     events = store.events()
     sequences = user_sequences(events)
-    usable = {u: s for u, s in sequences.items() if len(s) >= 3}
+    usable = [s for s in sequences.values() if len(s) >= MIN_SEQUENCE]
     model = None
     if len(usable) >= MIN_USERS_TO_FIT:
         ids = [it.id for it in items]
-        content = index.content_vectors(ids)
-        hist = [s[:-1] for s in usable.values()]
-        model = HybridModel(ids, config or BehaviorConfig()).fit(
-            hist,
-            content,
-            validation=(hist, [s[-1] for s in usable.values()]),
-            seed=settings.seed,
-            progress=logger.info,
-        )
+        model = fit_hybrid(ids, index.content_vectors(ids), usable, settings.seed, config, progress=logger.info)
         model.refit(list(sequences.values()), seed=settings.seed, progress=logger.info)
         model.save(settings.model_dir)
     else:
-        logger.info(f"only {len(usable)} users with 3+ items: serving content and popularity only")
+        logger.info(
+            f"only {len(usable)} users with {MIN_SEQUENCE}+ items (need {MIN_USERS_TO_FIT}): "
+            "serving content and popularity only"
+        )
     popular = recent_popularity([(e.item_id, e.timestamp) for e in events if e.kind not in NOT_ENGAGED_KINDS])
     settings.model_dir.mkdir(parents=True, exist_ok=True)
     (settings.model_dir / "popular.json").write_text(json.dumps(popular))

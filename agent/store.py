@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from agent.catalog import TEXT_RATING_KINDS, Interaction, InvalidRequestError, Item
+from agent.catalog import TEXT_RATING_KINDS, Impression, Interaction, InvalidRequestError, Item
 
 # The events table and its indexes, apart so that a migration can rebuild them.
 EVENTS_SCHEMA = (
@@ -122,8 +122,8 @@ class EventStore(Protocol):
         created_at: float | None = None,
         texts: dict | None = None,
     ) -> str: ...
-    def impression(self, impression_id: str) -> dict | None: ...
-    def impressions(self) -> list[dict]: ...
+    def impression(self, impression_id: str) -> Impression | None: ...
+    def impressions(self) -> list[Impression]: ...
     def forget_user(self, user_id: str) -> dict[str, int]: ...
     def add_api_key(self, row: dict, users: Sequence[str]) -> None: ...
     def api_key(self, key_id: str) -> dict | None: ...
@@ -170,17 +170,17 @@ def _row_event(row: sqlite3.Row) -> Interaction:
     )
 
 
-def _row_impression(r: sqlite3.Row) -> dict:
-    return {
-        "id": r["id"],
-        "user_id": r["user_id"],
-        "item_ids": json.loads(r["item_ids"]),
-        "scores": json.loads(r["scores"]),
-        "model": r["model"],
-        "created_at": r["created_at"],
-        "candidates": json.loads(r["candidates"]),
-        "texts": json.loads(r["texts"]),
-    }
+def _row_impression(r: sqlite3.Row) -> Impression:
+    return Impression(
+        id=r["id"],
+        user_id=r["user_id"],
+        item_ids=tuple(json.loads(r["item_ids"])),
+        scores=tuple(json.loads(r["scores"])),
+        model=r["model"],
+        created_at=r["created_at"],
+        candidates=tuple(json.loads(r["candidates"])),
+        texts=json.loads(r["texts"]),
+    )
 
 
 class SQLiteStore:
@@ -284,12 +284,12 @@ class SQLiteStore:
                 raise InvalidRequestError(f"a {e.kind} event rates a text Muse showed: it needs the impression_id")
             if e.impression_id is not None:
                 shown = named[e.impression_id]
-                if shown is None or shown["user_id"] != e.user_id:
+                if shown is None or shown.user_id != e.user_id:
                     raise UnknownImpressionError(
                         f"event of user {e.user_id!r} names impression {e.impression_id!r}, "
                         "which was not shown to that user"
                     )
-                if e.kind in TEXT_RATING_KINDS and e.item_id not in shown["item_ids"]:
+                if e.kind in TEXT_RATING_KINDS and e.item_id not in shown.item_ids:
                     raise UnknownImpressionError(
                         f"{e.kind} event names item {e.item_id!r}, which impression {e.impression_id!r} did not show"
                     )
@@ -354,11 +354,11 @@ class SQLiteStore:
         )
         return impression_id
 
-    def impression(self, impression_id: str) -> dict | None:
+    def impression(self, impression_id: str) -> Impression | None:
         rows = self._read("SELECT * FROM impressions WHERE id = ?", (impression_id,))
         return _row_impression(rows[0]) if rows else None
 
-    def impressions(self) -> list[dict]:
+    def impressions(self) -> list[Impression]:
         return [_row_impression(r) for r in self._read("SELECT * FROM impressions ORDER BY created_at, id")]
 
     def forget_user(self, user_id: str) -> dict[str, int]:

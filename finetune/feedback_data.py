@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from agent.catalog import TEXT_RATING_KINDS, Interaction, Item, reaction
+from agent.catalog import TEXT_RATING_KINDS, Impression, Interaction, Item, reaction
 from agent.indexing import user_sequences
 from agent.pipeline.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
 
@@ -69,15 +69,15 @@ class BuildConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
 
 
-def time_cutoff(impressions: Sequence[dict], eval_fraction: float) -> float:
-    times = sorted(i["created_at"] for i in impressions)
+def time_cutoff(impressions: Sequence[Impression], eval_fraction: float) -> float:
+    times = sorted(i.created_at for i in impressions)
     if not times:
         return float("inf")
     return times[min(len(times) - 1, int(len(times) * (1 - eval_fraction)))]
 
 
 def build_rows(
-    impressions: Sequence[dict],
+    impressions: Sequence[Impression],
     events: Sequence[Interaction],
     items: dict[str, Item],
     held_out: set[tuple[str, str]],
@@ -93,22 +93,22 @@ def build_rows(
         by_user.setdefault(e.user_id, []).append(e)
     rows, skipped = [], Counter()
     for imp in impressions:
-        user, reacted = imp["user_id"], answers.get(imp["id"], [])
+        user, reacted = imp.user_id, answers.get(imp.id, [])
         if not reacted:
             continue
-        split = "train" if imp["created_at"] < cutoff and all(e.timestamp < cutoff for e in reacted) else "eval"
+        split = "train" if imp.created_at < cutoff and all(e.timestamp < cutoff for e in reacted) else "eval"
         for item, data in text_thumbs(imp, reacted):
             if split == "train" and (user, item) in held_out:
                 skipped["held_out_item"] += 1
             else:
-                rows.append(Row("text_kto", split, user, item, imp["created_at"], data))
+                rows.append(Row("text_kto", split, user, item, imp.created_at, data))
         history = user_sequences(
-            [e for e in by_user.get(user, []) if e.timestamp < imp["created_at"] and e.impression_id != imp["id"]]
+            [e for e in by_user.get(user, []) if e.timestamp < imp.created_at and e.impression_id != imp.id]
         ).get(user, [])
         if len(history) < config.min_history:
             skipped["too_little_history"] += 1
             continue
-        candidates = [i for i in (imp["candidates"] or imp["item_ids"]) if i in items][: len(LABELS)]
+        candidates = [i for i in (imp.candidates or imp.item_ids) if i in items][: len(LABELS)]
         request = RankRequest.of(history, candidates, [0.0] * len(candidates), items, config.prompt)
         prompt = rank_conversation(request.history, request.candidates, config.prompt)
         label = {item: LABELS[n] for n, item in enumerate(candidates)}
@@ -132,18 +132,18 @@ def build_rows(
             if split == "train" and (user, item) in held_out:
                 skipped["held_out_item"] += 1
             else:
-                rows.append(Row(kind, split, user, item, imp["created_at"], data))
+                rows.append(Row(kind, split, user, item, imp.created_at, data))
     return dedupe(rows + text_pairs(rows), skipped), skipped
 
 
-def text_thumbs(impression: dict, reacted: Sequence[Interaction]) -> list[tuple[str, dict]]:
+def text_thumbs(impression: Impression, reacted: Sequence[Interaction]) -> list[tuple[str, dict]]:
     """KTO rows from thumbs on an explanation or a draft: the prompt that asked for the text,
     the text as shown, and whether the user liked it."""
     out = []
     for e in reacted:
         if e.kind not in TEXT_RATING_KINDS:
             continue
-        shown = impression.get("texts", {}).get(e.item_id, {}).get(e.kind.split("_")[0])
+        shown = impression.shown_text(e.item_id, e.kind.split("_")[0])
         if shown:  # impressions logged before texts were stored have none
             out.append(
                 (
@@ -250,7 +250,7 @@ def build_data(
     items = {it.id: it for it in store.items()}
     events, impressions = store.events(), store.impressions()
     if impression_ids is not None:
-        impressions = [i for i in impressions if i["id"] in impression_ids]
+        impressions = [i for i in impressions if i.id in impression_ids]
     held_out = protocol_held_out(events) if held_out is None else held_out
     cutoff = config.cutoff if config.cutoff is not None else time_cutoff(impressions, config.eval_fraction)
     rows, skipped = build_rows(impressions, events, items, held_out, cutoff, config)

@@ -105,15 +105,15 @@ class Loop:
     # ------------------------------------------------------------ fitted once, cached on disk
 
     def serving_retriever(self):
-        from agent.evaluation.retrieval_eval import content_index, fit_hybrid
-        from retrieval.behavior import HybridModel
+        from agent.evaluation.retrieval_eval import content_index
+        from retrieval.behavior import HybridModel, fit_hybrid
 
         folder = self.work / "serving-retriever"
         if (folder / "model.json").exists():
             return HybridModel.load(folder)
         _, content = content_index(self.proto, self.work / "eval")
         cut = [s[: max(MIN_HISTORY, len(s) - self.cfg.unseen)] for s in self.proto.loo.train().values()]
-        model = fit_hybrid([i.id for i in self.proto.items], content, cut, self.cfg.seed)
+        model = fit_hybrid([i.id for i in self.proto.items], content, cut, self.cfg.seed, progress=logger.info)
         model.save(folder)
         return model
 
@@ -152,13 +152,13 @@ class Loop:
         # they are reused, not shown twice; their clicks and skips are keyed, so logging them again is a no-op.
         # (A short sequence can put two rounds at one position: the ranking adapter tells them apart.)
         ranked_by = adapter or "retrieval"
-        logged = {(i["user_id"], i["created_at"]): i for i in store.impressions() if i["model"] == ranked_by}
+        logged = {(i.user_id, i.created_at): i for i in store.impressions() if i.model == ranked_by}
         for (user, p), (ids, scores), order in zip(plans, tops, orders):
             if not ids:
                 continue
             at = T0 + p * HOUR - HOUR / 2  # after the past, before the future
             if (user, at) in logged:
-                imp, shown = logged[user, at]["id"], logged[user, at]["item_ids"]
+                imp, shown = logged[user, at].id, list(logged[user, at].item_ids)
             else:
                 shown = [ids[i] for i in order[: self.cfg.shown]]
                 imp = store.add_impression(

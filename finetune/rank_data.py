@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
+from agent.pipeline.ranker import CANDIDATES
 from retrieval.behavior import HybridModel
+from retrieval.exact import top_k_unseen
 
 MIN_HISTORY = 3  # a position needs this many earlier items to be a training example
 
@@ -31,7 +31,7 @@ class RankExample:
 
 
 def top_candidates(
-    model: HybridModel, histories: Sequence[Sequence[str]], k: int = 20, batch: int = 512
+    model: HybridModel, histories: Sequence[Sequence[str]], k: int = CANDIDATES, batch: int = 512
 ) -> list[tuple[list[str], list[float]]]:
     """Exact top-k of the fused retrieval score per history, seen items excluded."""
     items = model.item_vectors()
@@ -40,11 +40,7 @@ def top_candidates(
         chunk = histories[start : start + batch]
         scores = model.query_vectors(chunk) @ items.T
         for row, history in zip(scores, chunk):
-            seen = [model.index[i] for i in history if i in model.index]
-            row[seen] = -np.inf
-            top = np.argpartition(-row, min(k, len(row) - 1))[:k]
-            top = top[np.argsort(-row[top], kind="stable")]
-            top = top[np.isfinite(row[top])]  # fewer than k unseen items: never pad with seen ones
+            top = top_k_unseen(row, [model.index[i] for i in history if i in model.index], k)
             out.append(([model.item_ids[i] for i in top], [float(row[i]) for i in top]))
     return out
 
@@ -54,7 +50,7 @@ def build_examples(
     sequences: dict[str, Sequence[str]],
     positions_per_user: int = 16,
     min_history: int = MIN_HISTORY,
-    k: int = 20,
+    k: int = CANDIDATES,
 ) -> list[RankExample]:
     """Examples at the last ``positions_per_user`` positions of every sequence whose answer is
     among the retriever's top ``k``."""

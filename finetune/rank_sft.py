@@ -229,11 +229,11 @@ def train(cfg: RankSFTConfig) -> Path:
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig
 
-    from agent.evaluation.retrieval_eval import content_index, fit_for_validation, fit_hybrid, prepare
+    from agent.evaluation.retrieval_eval import content_index, fit_for_validation, prepare
     from agent.llm.engine import single_token_ids
     from agent.llm.model_files import ensure_checkpoint
     from finetune.rank_data import build_examples
-    from retrieval.behavior import HybridModel
+    from retrieval.behavior import HybridModel, fit_hybrid
 
     started = time.perf_counter()
     out = Path(cfg.output_dir)
@@ -249,7 +249,7 @@ def train(cfg: RankSFTConfig) -> Path:
         # The retriever stops where the training positions (build_examples' last N) begin.
         _, content = content_index(proto, out / "work")
         cut = [s[: max(MIN_HISTORY, len(s) - cfg.unseen_positions)] for s in train_seqs.values()]
-        retriever = fit_hybrid([i.id for i in proto.items], content, cut, cfg.seed)
+        retriever = fit_hybrid([i.id for i in proto.items], content, cut, cfg.seed, progress=logger.info)
         retriever.save(retriever_dir)
     else:
         retriever = fit_for_validation(cfg.data, out / "work", cfg.seed).model

@@ -36,10 +36,3 @@ def item_knn_similarity(sequences: Sequence[Sequence[int]], n_items: int) -> np.
 def item_knn_scores(sim: np.ndarray, history: Sequence[int], window: int = 20, decay: float = 0.9) -> np.ndarray:
     idx, w = recency_weights(history, window, decay)
     return w @ sim[idx] if len(idx) else np.zeros(sim.shape[0])
-
-
-def rank_of_target(scores: np.ndarray, seen: Sequence[int], target: int) -> int:
-    """1-based rank of ``target`` among all items not in ``seen`` (ties count against it)."""
-    s = np.asarray(scores, dtype=np.float64).copy()
-    s[list(seen)] = -np.inf
-    return int((s >= s[target]).sum())

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.ease import LinearFactors, fit_ease, svd_factors
+from retrieval.exact import rank_among_unseen
 from retrieval.history import recency_weights
 from retrieval.metrics import ndcg_at
 from retrieval.sasrec import SASRecConfig, SASRecModel
@@ -218,10 +219,7 @@ class HybridModel:
     def _ndcg10(self, scores: np.ndarray, histories, targets) -> list[float]:
         out = []
         for row, (hist, target) in enumerate(zip(histories, targets)):
-            s = scores[row]
-            seen = sorted(set(self._indices(hist)))  # an item seen twice must not count twice
-            t = s[self.index[target]]
-            rank = int((s > t).sum() - (s[seen] > t).sum()) + 1
+            rank = rank_among_unseen(scores[row], self._indices(hist), self.index[target])
             out.append(ndcg_at(rank, 10))
         return out
 
@@ -283,3 +281,30 @@ class HybridModel:
             model.sasrec.net.load_state_dict(torch.load(folder / "sasrec.pt"))
             model.sasrec.net.eval()
         return model
+
+
+# A sequence needs this many items to be used in fitting: the last one validates, the rest train.
+MIN_SEQUENCE = 2
+
+
+def fit_hybrid(
+    item_ids: Sequence[str],
+    content: np.ndarray,
+    sequences: Sequence[Sequence[str]],
+    seed: int = 0,
+    config: BehaviorConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> HybridModel:
+    """The one fit recipe of the retriever, used by ``muse index``, ``muse eval``, the ranker's
+    training data and the loop: every space is fitted on each sequence but its last item, and
+    the last items (one per sequence of at least ``MIN_SEQUENCE`` items) choose SASRec's epoch
+    and the fusion weights. ``content``: ``len(item_ids) x d`` content vectors in item order.
+    Raises ``ValueError`` when no sequence is long enough to validate on."""
+    np.random.seed(seed)  # for anything that draws from numpy's global generator
+    usable = [list(s) for s in sequences if len(s) >= MIN_SEQUENCE]
+    if not usable:
+        raise ValueError(f"no sequence has {MIN_SEQUENCE} or more items: nothing to fit the retriever on")
+    train = [s[:-1] for s in usable]
+    return HybridModel(item_ids, config or BehaviorConfig()).fit(
+        train, content, validation=(train, [s[-1] for s in usable]), seed=seed, progress=progress
+    )

@@ -223,7 +223,7 @@ def logged(store):
     candidates = [f"c{n}" for n in range(20)]
     imp = store.add_impression("u1", candidates[:5], [1.0] * 5, "rank-v2", candidates=candidates)
     imp2 = store.add_impression("u2", candidates[:5], [1.0] * 5, "rank-v2", candidates=candidates)
-    t = store.impression(imp)["created_at"] + 1
+    t = store.impression(imp).created_at + 1
     store.add_events(
         [
             Interaction("u1", "c1", t, "click", impression_id=imp),

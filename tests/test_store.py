@@ -56,7 +56,8 @@ def test_impressions_are_recorded(stocked):
     impression = stocked.add_impression("u", ["a", "b"], [0.9, 0.1], "retrieval", candidates=["b", "a"])
     assert len(impression) == 32 and stocked.counts()["impressions"] == 1
     shown = stocked.impression(impression)
-    assert shown["item_ids"] == ["a", "b"] and shown["candidates"] == ["b", "a"] and shown["model"] == "retrieval"
+    assert shown.item_ids == ("a", "b") and shown.candidates == ("b", "a") and shown.model == "retrieval"
+    assert shown.scores == (0.9, 0.1) and shown.user_id == "u" and shown.id == impression
     assert stocked.impression("nope") is None
 
 

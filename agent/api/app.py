@@ -120,8 +120,36 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI:
-    settings = settings or Settings()
+# Each domain error -> (HTTP status, OpenAI error type): the one place they become HTTP errors.
+# Anything else is a bug: logged, and a 500.
+DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    InvalidRequestError: (400, "invalid_request_error"),
+    UnknownAdapterError: (400, "invalid_request_error"),
+    AuthenticationError: (401, "authentication_error"),
+    PermissionDeniedError: (403, "permission_error"),
+    UnknownItemError: (422, "invalid_request_error"),
+    UnknownImpressionError: (422, "invalid_request_error"),
+    RateLimitedError: (429, "rate_limit_error"),
+    RequestCancelled: (499, "cancelled"),  # nobody reads it: the client has gone
+    EngineError: (502, "llm_error"),
+    LLMUnavailable: (502, "llm_error"),
+}
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    status, kind = next(DOMAIN_ERRORS[t] for t in type(exc).__mro__ if t in DOMAIN_ERRORS)
+    headers = None
+    if isinstance(exc, AuthenticationError):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, RateLimitedError):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return error(status, str(exc), kind, headers)
+
+
+def _lifespan(settings: Settings, engine: Any):
+    """The app's lifespan: open the store, the engine (unless the caller gave one), the agent
+    and its LLM warm-up; close them in reverse order at shutdown. Raises ``RuntimeError`` when
+    the catalog is empty."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -161,7 +189,16 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
             yield
             app.state.agent = None
 
-    app = FastAPI(title="Muse", version="0.1.0", lifespan=lifespan)
+    return lifespan
+
+
+def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI:
+    """The Muse ASGI app: the routes of ``agent.api.routes``, errors in OpenAI's shape
+    (``DOMAIN_ERRORS``), a request-body limit. ``engine``: an engine to use instead of the one
+    the settings name (tests pass one; ``None`` serves without an LLM)."""
+    settings = settings or Settings()
+
+    app = FastAPI(title="Muse", version="0.1.0", lifespan=_lifespan(settings, engine))
     app.state.agent = None
 
     from agent.api.routes import router
@@ -176,39 +213,8 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
     async def http_error(_: Request, exc: StarletteHTTPException):
         return error(exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "error")
 
-    @app.exception_handler(AuthenticationError)
-    async def unauthenticated(_: Request, exc: AuthenticationError):
-        return error(401, str(exc), "authentication_error", {"WWW-Authenticate": "Bearer"})
-
-    @app.exception_handler(PermissionDeniedError)
-    async def forbidden(_: Request, exc: PermissionDeniedError):
-        return error(403, str(exc), "permission_error")
-
-    @app.exception_handler(RateLimitedError)
-    async def rate_limited(_: Request, exc: RateLimitedError):
-        return error(429, str(exc), "rate_limit_error", {"Retry-After": str(exc.retry_after)})
-
-    @app.exception_handler(UnknownAdapterError)
-    async def unknown_adapter(_: Request, exc: UnknownAdapterError):
-        return error(400, str(exc))
-
-    @app.exception_handler(UnknownItemError)
-    @app.exception_handler(UnknownImpressionError)
-    async def unknown_reference(_: Request, exc: KeyError):
-        return error(422, str(exc))
-
-    @app.exception_handler(RequestCancelled)
-    async def cancelled(_: Request, exc: RequestCancelled):
-        return error(499, str(exc), "cancelled")  # nobody reads it: the client has gone
-
-    @app.exception_handler(EngineError)
-    @app.exception_handler(LLMUnavailable)
-    async def llm_failed(_: Request, exc: RuntimeError):
-        return error(502, str(exc), "llm_error")
-
-    @app.exception_handler(InvalidRequestError)
-    async def bad_request(_: Request, exc: InvalidRequestError):
-        return error(400, str(exc))
+    for kind in DOMAIN_ERRORS:
+        app.add_exception_handler(kind, _domain_error)
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception):

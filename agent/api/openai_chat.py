@@ -12,13 +12,24 @@ only for those before it). If the client goes away, the LLM's unfinished work is
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
-from agent.api.protocol import ChatRequest, RecommendationResponse
+from agent.api.protocol import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    Choice,
+    ChunkChoice,
+    ChunkDelta,
+    IntentOut,
+    MuseChatData,
+    RecommendationResponse,
+    Usage,
+)
 from agent.llm.engine import UnknownAdapterError
 from agent.pipeline.chat import DEGRADED_NOTE, build_ask, picks_text, read_turns, reply_text, text_part
 from agent.pipeline.generation import KINDS
@@ -42,20 +53,14 @@ def adapter_of(model: str, agent: MuseAgent) -> str | None:
     raise UnknownAdapterError(model, model_names(agent))
 
 
-def structured(answer: Answer, intent: Intent, ignored: Sequence[str] = ()) -> dict:
+def structured(answer: Answer, intent: Intent, ignored: Sequence[str] = ()) -> MuseChatData:
     """What ``/v1/recommendations`` returns, plus how the request was read and which of the
     request's fields had no effect (``ChatRequest.ignored_fields``)."""
-    return {
+    return MuseChatData(
         **RecommendationResponse.of(answer).model_dump(),
-        "intent": {
-            "query": intent.query,
-            "categories": intent.categories,
-            "year_min": intent.year_min,
-            "year_max": intent.year_max,
-            "source": intent.source,
-        },
-        "ignored_fields": list(ignored),
-    }
+        intent=IntentOut.of(intent),
+        ignored_fields=list(ignored),
+    )
 
 
 def plan_chat(agent: MuseAgent, request: ChatRequest) -> tuple[Plan, Intent]:
@@ -78,34 +83,35 @@ def plan_chat(agent: MuseAgent, request: ChatRequest) -> tuple[Plan, Intent]:
     return plan, intent
 
 
-def completion(answer: Answer, intent: Intent, model: str, ignored: Sequence[str] = ()) -> dict:
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": reply_text(answer)}, "finish_reason": "stop"}
-        ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        "muse": structured(answer, intent, ignored),
-    }
+def completion(answer: Answer, intent: Intent, model: str, ignored: Sequence[str] = ()) -> ChatCompletion:
+    """The whole answer as an OpenAI ``chat.completion``."""
+    return ChatCompletion(
+        id=f"chatcmpl-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        model=model,
+        choices=[Choice(message=AssistantMessage(content=reply_text(answer)))],
+        usage=Usage.of(answer),
+        muse=structured(answer, intent, ignored),
+    )
 
 
 class _Chunks:
     """OpenAI ``chat.completion.chunk`` events of one stream, as SSE lines."""
 
     def __init__(self, model: str):
-        self.base = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-        }
+        self.id, self.created, self.model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model
 
-    def event(self, delta: dict, finish: str | None = None, **extra) -> str:
-        chunk = {**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
-        return f"data: {json.dumps(chunk)}\n\n"
+    def event(self, delta: ChunkDelta, finish: str | None = None, **last) -> str:
+        """One SSE line; ``last``: ``usage`` and ``muse``, on the final chunk only."""
+        chunk = ChatCompletionChunk(
+            id=self.id,
+            object="chat.completion.chunk",
+            created=self.created,
+            model=self.model,
+            choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)],
+            **last,
+        )
+        return f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
 
 
 async def stream(
@@ -122,9 +128,9 @@ async def stream(
     ready: dict[tuple[int, str], str] = {}
     sent = 0
     try:
-        yield chunks.event({"role": "assistant", "content": ""})
+        yield chunks.event(ChunkDelta(role="assistant", content=""))
         started = time.monotonic()
-        yield chunks.event({"content": picks_text(plan.items, plan.reason)})
+        yield chunks.event(ChunkDelta(content=picks_text(plan.items, plan.reason)))
         agent.metrics.first_content.observe(time.monotonic() - plan.started)
         while True:
             # Off the event loop: the engine blocks; a client that leaves cancels this await at
@@ -135,15 +141,15 @@ async def stream(
             ready[(event.pick, event.kind)] = event.text
             while sent < len(order) and order[sent] in ready:
                 n, kind = order[sent]
-                yield chunks.event({"content": text_part(n, kind, ready[order[sent]])})
+                yield chunks.event(ChunkDelta(content=text_part(n, kind, ready[order[sent]])))
                 sent += 1
         if cancel.is_set():
             return
         answer = await anyio.to_thread.run_sync(agent.finish, plan)
         if answer.degraded and answer.picks:
-            yield chunks.event({"content": DEGRADED_NOTE})
+            yield chunks.event(ChunkDelta(content=DEGRADED_NOTE))
         agent.metrics.latency.labels("chat_stream").observe(time.monotonic() - started)
-        yield chunks.event({}, "stop", muse=structured(answer, intent, ignored))
+        yield chunks.event(ChunkDelta(), "stop", usage=Usage.of(answer), muse=structured(answer, intent, ignored))
         yield "data: [DONE]\n\n"
     finally:
         cancel.set()

@@ -344,3 +344,104 @@ class ChatRequest(BaseModel):
         if "diversity" in value and not (isinstance(value["diversity"], int | float) and 0 <= value["diversity"] <= 1):
             raise ValueError("muse.diversity must lie in [0, 1]")
         return value
+
+
+# ------------------------------------------------------------ OpenAI chat completions (responses)
+# The subset of OpenAI's chat-completion objects Muse sends, plus Muse's structured data under
+# `muse`. Field names and values follow OpenAI's API reference for `chat.completion` and
+# `chat.completion.chunk`.
+
+
+class IntentOut(BaseModel):
+    """How the newest user turn was read: ``source`` "llm" or "rules"."""
+
+    query: str
+    categories: list[str]
+    year_min: int | None
+    year_max: int | None
+    source: str
+
+    @classmethod
+    def of(cls, intent) -> IntentOut:
+        """From an ``agent.pipeline.intent.Intent``."""
+        return cls(
+            query=intent.query,
+            categories=list(intent.categories),
+            year_min=intent.year_min,
+            year_max=intent.year_max,
+            source=intent.source,
+        )
+
+
+class MuseChatData(RecommendationResponse):
+    """What ``/v1/recommendations`` returns, plus how the request was read and which of the
+    request's fields had no effect (``ChatRequest.ignored_fields``)."""
+
+    intent: IntentOut
+    ignored_fields: list[str]
+
+
+class Usage(BaseModel):
+    """Tokens the engine read (``prompt_tokens``) and wrote (``completion_tokens``) for the
+    answer's texts; the ranking pass and the intent reading are not counted."""
+
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    total_tokens: int = Field(ge=0)
+
+    @classmethod
+    def of(cls, answer) -> Usage:
+        """From an ``agent.pipeline.service.Answer``."""
+        return cls(
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            total_tokens=answer.prompt_tokens + answer.completion_tokens,
+        )
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop"] = "stop"
+
+
+class ChatCompletion(BaseModel):
+    """A whole answer (``stream: false``)."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int  # seconds since the epoch
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    muse: MuseChatData
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: Literal["stop"] | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One server-sent event of a stream; the last one carries ``finish_reason`` "stop",
+    ``usage`` and ``muse``. Serialised with ``exclude_unset``, so a delta holds only what it
+    sets and ``usage``/``muse`` appear on the last chunk only."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    muse: MuseChatData | None = None

@@ -136,7 +136,7 @@ async def chat_completions(body: ChatRequest, request: Request, agent: AgentDep,
         )
     with agent.metrics.latency.labels("chat").time():
         answer = await _answer(request, agent, plan)
-    return JSONResponse(openai_chat.completion(answer, intent, body.model, ignored), headers=headers)
+    return JSONResponse(openai_chat.completion(answer, intent, body.model, ignored).model_dump(), headers=headers)
 
 
 @router.get("/v1/models")

@@ -23,13 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import random
-import statistics
 import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from agent.bench.rank import percentile
+from agent.bench.latency import summary
 from agent.catalog import Item
 from agent.config import Settings
 from agent.indexing import history_of
@@ -149,12 +148,6 @@ def _intent_counts(client) -> Counter:
     return out
 
 
-def _stats(values: Sequence[float]) -> dict | None:
-    if not values:
-        return None
-    return {"p50": round(statistics.median(values), 3), "p95": round(percentile(values, 0.95), 3)}
-
-
 def run_agent_bench(
     settings: Settings, url: str, n: int = 100, k: int = 5, concurrency: int = 1, seed: int = 0
 ) -> dict:
@@ -239,9 +232,9 @@ def run_agent_bench(
         "degraded_answers": degraded,
         "degraded_rate": round(degraded / max(1, len(latencies)), 4),
         "latency_s": {
-            "answer": _stats(latencies),
-            "first_content": _stats(first),
-            "explanations_done": _stats(explained),
+            "answer": summary(latencies),
+            "first_content": summary(first),
+            "explanations_done": summary(explained),
         },
         "text_outcomes": dict(outcomes),
         "template_share": round((outcomes["fallback"] + outcomes["template"]) / texts, 4) if texts else None,

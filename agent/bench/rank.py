@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import logging
 import random
-import statistics
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from agent.bench.latency import percentile
 from agent.llm import registry
 from agent.llm.engine import Engine, Message
 from agent.llm.hardware import resolve_dtype
@@ -59,11 +59,6 @@ def demo_conversations(n: int = 200, seed: int = 0, prompt: PromptConfig | None 
     return out
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def run_level(engine: Engine, conversations, concurrency: int, batched: bool, adapter: str | None) -> dict:
     latencies: list[float] = []
 
@@ -83,7 +78,7 @@ def run_level(engine: Engine, conversations, concurrency: int, batched: bool, ad
     return {
         "concurrency": concurrency,
         "requests": len(conversations),
-        "p50_s": round(statistics.median(latencies), 4),
+        "p50_s": round(percentile(latencies, 0.5), 4),
         "p95_s": round(percentile(latencies, 0.95), 4),
         "throughput_rps": round(len(conversations) / wall, 2),
         "wall_s": round(wall, 1),

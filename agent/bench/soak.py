@@ -24,7 +24,7 @@ import uuid
 from collections import Counter, defaultdict
 
 from agent.bench.agent import ASKS, read_sse
-from agent.bench.rank import percentile
+from agent.bench.latency import summary
 from agent.config import Settings
 from agent.store import SQLiteStore
 
@@ -49,6 +49,60 @@ def tree_rss_mb(pid: int) -> dict[str, float]:
         "muse": round(own / 2**20, 1),
         "children": round(children / 2**20, 1),
         "total": round((own + children) / 2**20, 1),
+    }
+
+
+def send(client, route: str, user: str, rng: random.Random, items: list[str], k: int) -> tuple[bool, bool, str]:
+    """One request of the mix on ``route``: ``(ok, degraded, HTTP status)``; ok means a 200
+    with a usable body (picks for recommendations and chat). Raises ``httpx.HTTPError`` when
+    no response came."""
+    if route == "recommendations":
+        r = client.post("/v1/recommendations", json={"user_id": user, "k": k})
+        ok = r.status_code == 200 and bool(r.json()["items"])
+        return ok, ok and r.json()["degraded"], str(r.status_code)
+    if route == "chat":
+        body = {
+            "model": "muse",
+            "user": user,
+            "stream": True,
+            "muse": {"k": k},
+            "messages": [{"role": "user", "content": rng.choice(ASKS)}],
+        }
+        with client.stream("POST", "/v1/chat/completions", json=body) as r:
+            muse = None
+            if r.status_code == 200:
+                muse = read_sse(r, time.monotonic())[1]  # None when the stream ended without its final chunk
+            else:
+                r.read()
+        ok = muse is not None and bool(muse["items"])
+        return ok, ok and muse["degraded"], str(r.status_code)
+    if route == "feedback":
+        event = {
+            "user_id": user,
+            "item_id": rng.choice(items),
+            "kind": rng.choice(["click", "like"]),
+            "idempotency_key": uuid.UUID(int=rng.getrandbits(128)).hex,
+        }
+        r = client.post("/v1/feedback", json={"events": [event]})
+        return r.status_code == 200 and r.json()["accepted"] == 1, False, str(r.status_code)
+    r = client.get(f"/v1/users/{user}/history")
+    return r.status_code == 200, False, str(r.status_code)
+
+
+def memory_change(samples: list[tuple[float, dict]], warmup_s: float) -> dict | None:
+    """The RSS change from the first sample at or after ``warmup_s`` seconds to the last, in
+    MiB and per cent of the total; None without samples."""
+    if not samples:
+        return None
+    baseline = next((s for t, s in samples if t >= warmup_s), samples[-1])
+    last = samples[-1][1]
+    return {
+        "baseline_mb": baseline,
+        "last_mb": last,
+        "max_total_mb": max(s["total"] for _, s in samples),
+        "change_pct": round(100 * (last["total"] - baseline["total"]) / baseline["total"], 2),
+        "samples": len(samples),
+        "warmup_s": warmup_s,
     }
 
 
@@ -91,39 +145,7 @@ def run_soak(
         user = rng.choice(users)
         started = time.monotonic()
         try:
-            if route == "recommendations":
-                r = client.post("/v1/recommendations", json={"user_id": user, "k": k})
-                ok = r.status_code == 200 and bool(r.json()["items"])
-                was_degraded = ok and r.json()["degraded"]
-            elif route == "chat":
-                body = {
-                    "model": "muse",
-                    "user": user,
-                    "stream": True,
-                    "muse": {"k": k},
-                    "messages": [{"role": "user", "content": rng.choice(ASKS)}],
-                }
-                with client.stream("POST", "/v1/chat/completions", json=body) as r:
-                    muse = None
-                    if r.status_code == 200:
-                        muse = read_sse(r, started)[1]  # None when the stream ended without its final chunk
-                    else:
-                        r.read()
-                ok = muse is not None and bool(muse["items"])
-                was_degraded = ok and muse["degraded"]
-            elif route == "feedback":
-                event = {
-                    "user_id": user,
-                    "item_id": rng.choice(items),
-                    "kind": rng.choice(["click", "like"]),
-                    "idempotency_key": uuid.UUID(int=rng.getrandbits(128)).hex,
-                }
-                r = client.post("/v1/feedback", json={"events": [event]})
-                ok, was_degraded = r.status_code == 200 and r.json()["accepted"] == 1, False
-            else:
-                r = client.get(f"/v1/users/{user}/history")
-                ok, was_degraded = r.status_code == 200, False
-            status = str(r.status_code)
+            ok, was_degraded, status = send(client, route, user, rng, items, k)
         except httpx.HTTPError as exc:
             ok, was_degraded, status = False, False, type(exc).__name__
         seconds = time.monotonic() - started
@@ -158,18 +180,7 @@ def run_soak(
     every = [s for v in latencies.values() for s in v]
     requests = len(every)
     failed = requests - statuses["200"]
-    memory = None
-    if samples:
-        baseline = next((s for t, s in samples if t >= warmup_s), samples[-1])
-        last = samples[-1][1]
-        memory = {
-            "baseline_mb": baseline,
-            "last_mb": last,
-            "max_total_mb": max(s["total"] for _, s in samples),
-            "change_pct": round(100 * (last["total"] - baseline["total"]) / baseline["total"], 2),
-            "samples": len(samples),
-            "warmup_s": warmup_s,
-        }
+    memory = memory_change(samples, warmup_s)
     return {
         "url": url,
         "minutes": minutes,
@@ -179,18 +190,7 @@ def run_soak(
         "errors": failed,
         "http_status": dict(statuses),
         "first_errors": errors,
-        "latency_s": {"all": _stats(every), **{r: _stats(v) for r, v in sorted(latencies.items())}},
+        "latency_s": {"all": summary(every), **{r: summary(v) for r, v in sorted(latencies.items())}},
         "degraded": {r: f"{degraded[r]}/{len(latencies[r])}" for r in ("recommendations", "chat")},
         "memory": memory,
-    }
-
-
-def _stats(values: list[float]) -> dict | None:
-    if not values:
-        return None
-    return {
-        "n": len(values),
-        "p50": round(percentile(values, 0.5), 3),
-        "p95": round(percentile(values, 0.95), 3),
-        "max": round(max(values), 3),
     }

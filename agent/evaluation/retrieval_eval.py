@@ -24,7 +24,8 @@ from agent.catalog import Item, load_dataset
 from agent.indexing import embed_catalog
 from agent.pipeline.ranker import CANDIDATES
 from retrieval import baselines
-from retrieval.behavior import BehaviorConfig, HybridModel
+from retrieval.behavior import BehaviorConfig, HybridModel, fit_hybrid
+from retrieval.exact import rank_among_unseen
 from retrieval.index import ItemIndex, chroma_client
 from retrieval.metrics import rank_of, summarize
 from retrieval.retriever import Candidate, Retriever
@@ -73,9 +74,9 @@ def baseline_metrics(proto: Protocol, split: Split) -> dict[str, dict[str, float
     for user in proto.loo.users:
         history, target = proto.loo.history_and_target(user, split)
         hist = [index[i] for i in history]
-        ranks["popularity"].append(baselines.rank_of_target(pop, hist, index[target]))
+        ranks["popularity"].append(rank_among_unseen(pop, hist, index[target]))
         knn = baselines.item_knn_scores(sim, hist)
-        ranks["item_knn"].append(baselines.rank_of_target(knn, hist, index[target]))
+        ranks["item_knn"].append(rank_among_unseen(knn, hist, index[target]))
     return {name: summarize(r) for name, r in ranks.items()}
 
 
@@ -118,7 +119,8 @@ def fit_for_validation(
 
     index, content = content_index(proto, workdir, chroma_url)
     ids = [item.id for item in proto.items]
-    model = fit_hybrid(ids, content, list(model_history(proto, "test")), seed, config)
+    model = fit_hybrid(ids, content, list(model_history(proto, "test")), seed, config, progress=logger.info)
+    logger.info(f"fusion weights chosen on validation: {model.weights}")
     return Fitted(proto, index, model)
 
 
@@ -133,28 +135,6 @@ def content_index(proto: Protocol, workdir: Path, chroma_url: str | None = None)
     embedded = embed_catalog(index, proto.items)
     logger.info(f"content index: {embedded} items embedded, {len(proto.items) - embedded} unchanged")
     return index, index.content_vectors([item.id for item in proto.items])
-
-
-def fit_hybrid(
-    item_ids: list[str],
-    content: np.ndarray,
-    sequences: list[list[str]],
-    seed: int = 0,
-    config: BehaviorConfig | None = None,
-) -> HybridModel:
-    """Fit on every sequence but its last item; the last items choose SASRec's epoch and the
-    fusion weights."""
-    np.random.seed(seed)  # for anything that draws from numpy's global generator
-    usable = [s for s in sequences if len(s) >= 2]
-    model = HybridModel(item_ids, config or BehaviorConfig()).fit(
-        [s[:-1] for s in usable],
-        content,
-        validation=([s[:-1] for s in usable], [s[-1] for s in usable]),
-        seed=seed,
-        progress=logger.info,
-    )
-    logger.info(f"fusion weights chosen on validation: {model.weights}")
-    return model
 
 
 def refit_for_test(fitted: Fitted, seed: int = 0) -> None:

@@ -108,17 +108,20 @@ class TextJob:
 @dataclass(frozen=True)
 class TextResult:
     """A continuation (without the prefix), trimmed to whole sentences; ``complete`` is False
-    when no sentence ended before the token bound."""
+    when no sentence ended before the token bound. ``prompt_tokens`` and ``completion_tokens``
+    are what the engine read and wrote for it (before trimming), as the engine counts them."""
 
     text: str
     complete: bool
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
-def text_result(content: str) -> TextResult:
+def text_result(content: str, prompt_tokens: int = 0, completion_tokens: int = 0) -> TextResult:
     """A continuation as the engine returned it -> trimmed to whole sentences (a tail cut by
     the token bound is dropped)."""
     text, sentences = complete_sentences(content)
-    return TextResult(text, sentences > 0)
+    return TextResult(text, sentences > 0, prompt_tokens, completion_tokens)
 
 
 class UnknownAdapterError(ValueError):

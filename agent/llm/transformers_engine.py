@@ -226,8 +226,11 @@ class TransformersEngine:
                     )
                 if halted():
                     return
-                for r, text in zip(batch, tokenizer.batch_decode(ids[:, width:], skip_special_tokens=True)):
-                    yield r, text_result(text)
+                written = ids[:, width:]
+                read = enc["attention_mask"].sum(dim=1).tolist()
+                wrote = (written != tokenizer.pad_token_id).sum(dim=1).tolist()
+                for row, (r, text) in enumerate(zip(batch, tokenizer.batch_decode(written, skip_special_tokens=True))):
+                    yield r, text_result(text, int(read[row]), int(wrote[row]))
 
     def _adapter(self, name: str | None):
         from contextlib import nullcontext

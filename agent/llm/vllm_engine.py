@@ -188,7 +188,10 @@ class VLLMEngine:
                 raise EngineError(f"vLLM server at {self.url} gave no answer within {self.timeout:.0f} s") from e
             except httpx.HTTPError as e:
                 raise EngineError(f"vLLM server at {self.url} unreachable: {e}") from e
-            out.put((n, text_result(_check(response, "texts")["choices"][0]["message"]["content"] or "")))
+            body = _check(response, "texts")
+            usage = body.get("usage") or {}
+            content = body["choices"][0]["message"]["content"] or ""
+            out.put((n, text_result(content, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))))
 
         tasks = [asyncio.ensure_future(one(n, job)) for n, job in enumerate(jobs)]
         try:

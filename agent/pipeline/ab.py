@@ -12,7 +12,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Sequence
 
-from agent.catalog import Interaction, reaction
+from agent.catalog import Impression, Interaction, reaction
 
 BUCKETS = 10_000
 
@@ -29,7 +29,7 @@ def arm_of(user_id: str, arms: Sequence[str], salt: str = "muse-ab") -> str:
     return arms[bucket(user_id, salt) * len(arms) // BUCKETS]
 
 
-def ab_report(impressions: Sequence[dict], events: Sequence[Interaction]) -> dict[str, dict]:
+def ab_report(impressions: Sequence[Impression], events: Sequence[Interaction]) -> dict[str, dict]:
     """Per arm (the adapter recorded with each impression): impressions, items shown, engaged
     events answering them, and the share of impressions with at least one engagement."""
     engaged: Counter = Counter()
@@ -41,12 +41,12 @@ def ab_report(impressions: Sequence[dict], events: Sequence[Interaction]) -> dic
     arms: dict[str, dict] = {}
     for imp in impressions:
         arm = arms.setdefault(
-            imp["model"], {"impressions": 0, "items_shown": 0, "engagements": 0, "engaged_impressions": 0}
+            imp.model, {"impressions": 0, "items_shown": 0, "engagements": 0, "engaged_impressions": 0}
         )
         arm["impressions"] += 1
-        arm["items_shown"] += len(imp["item_ids"])
-        arm["engagements"] += engaged[imp["id"]]
-        arm["engaged_impressions"] += imp["id"] in engaged_impressions
+        arm["items_shown"] += len(imp.item_ids)
+        arm["engagements"] += engaged[imp.id]
+        arm["engaged_impressions"] += imp.id in engaged_impressions
     for arm in arms.values():
         arm["engagement_rate"] = round(arm["engaged_impressions"] / arm["impressions"], 4)
     return arms

@@ -332,11 +332,14 @@ class TextPlan:
                 if safe_description(ev.item.text) and (kind == "draft" or ev.history):
                     self.keys.append((n, kind))
         self.jobs = [text_job(self.evidence[n], kind, self.categories) for n, kind in self.keys]
+        self.prompt_tokens = self.completion_tokens = 0  # what the engine read and wrote, summed
 
     def accept(self, job: int, result: TextResult) -> tuple[int, str]:
         """Take the engine's result for job ``job``; returns its (pick, kind)."""
         n, kind = self.keys[job]
         ev, texts = self.evidence[n], self.texts[n]
+        self.prompt_tokens += result.prompt_tokens
+        self.completion_tokens += result.completion_tokens
         why = rejection(ev, kind, result, self.check, self.categories)
         if why:
             texts.outcomes[kind], texts.rejected[kind] = "fallback", why

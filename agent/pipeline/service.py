@@ -123,6 +123,10 @@ class Answer:
     degraded: bool
     seconds: float
     reason: str | None = None  # why there are no picks (None when there are)
+    # Tokens the engine read and wrote for this answer's texts (the ranking pass and the
+    # intent reading are not counted: the engine interface reports usage for texts only).
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass
@@ -430,6 +434,8 @@ class MuseAgent:
             plan.degraded,
             round(time.monotonic() - plan.started, 3),
             plan.reason,
+            plan.texts.prompt_tokens,
+            plan.texts.completion_tokens,
         )
 
     def _llm_rank(

@@ -95,6 +95,9 @@ def test_openai_client_chat_plain_and_streamed(service):
     assert muse["adapter"] == "rank-test" and muse["degraded"] is False
     text = reply.choices[0].message.content
     assert all(f"[#{it['id']}]" in text for it in muse["items"])
+    # usage: the tokens the engine read and wrote for the texts it was asked for
+    assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
     follow = ask + [{"role": "assistant", "content": text}, {"role": "user", "content": "more like the second one"}]
     chunks = list(client.chat.completions.create(model="muse", messages=follow, user=USER, stream=True))
@@ -102,6 +105,7 @@ def test_openai_client_chat_plain_and_streamed(service):
     last = chunks[-1].model_extra["muse"]
     check_items(last["items"], service.url, USER, last["candidate_ids"])
     assert all(f"[#{it['id']}]" in streamed for it in last["items"])
+    assert chunks[-1].usage.completion_tokens > 0 and all(c.usage is None for c in chunks[:-1])
     shown_before = {it["id"] for it in muse["items"]}
     assert not shown_before & {it["id"] for it in last["items"]}, "items shown earlier came back"
 
@@ -147,7 +151,7 @@ def test_recommendations_feedback_idempotent(service):
     assert r.status_code == 400 and "needs the impression_id" in r.json()["error"]["message"]
     from agent.store import SQLiteStore
 
-    texts = SQLiteStore(service.db_path).impression(rec["impression_id"])["texts"]
+    texts = SQLiteStore(service.db_path).impression(rec["impression_id"]).texts
     assert set(texts) == set(shown) and texts[shown[0]]["draft"]["text"] == rec["items"][0]["draft"]
     assert texts[shown[0]]["draft"]["prompt"][-1]["role"] == "user"
 
@@ -301,6 +305,8 @@ def test_streamed_sse_follows_openai_and_matches_the_final_payload(service):
     finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]]
     assert finishes == ["stop"] and chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert "muse" in chunks[-1] and all("muse" not in c for c in chunks[:-1])
+    assert "usage" in chunks[-1] and all("usage" not in c for c in chunks[:-1])
+    assert all(set(c["choices"][0]["delta"]) <= {"role", "content"} for c in chunks)
     streamed = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     muse = chunks[-1]["muse"]
     assert chunks[1]["choices"][0]["delta"]["content"].startswith("Here are 3 picks")  # the picks come first

@@ -79,15 +79,19 @@ def test_service_on_a_real_vllm_server(demo_data, packaged_model, tmp_path):
                 )
                 content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
                 messages.append({"role": "assistant", "content": content})
+                usage.append(chunks[-1].usage)
                 return content, chunks[-1].model_extra["muse"]
 
+            usage: list = []
             started = time.monotonic()
             content, first = turn()
+            first_usage = usage[-1]
             print(f"first turn, LLM up: {time.monotonic() - started:.1f} s")
             assert first["degraded"] is False and first["adapter"] == "rank-test"  # the merged ranker
             assert len(first["items"]) == 3
             assert {s for it in first["items"] for s in it["text_sources"].values()} <= {"llm", "fallback"}
             assert any(s == "llm" for it in first["items"] for s in it["text_sources"].values())
+            assert first_usage.completion_tokens > 0 and first_usage.prompt_tokens > 0  # as vLLM counted them
             assert all(it["explanation"] in content and it["draft"] in content for it in first["items"])
 
             llm.stop()  # the LLM server dies mid-conversation
@@ -152,7 +156,7 @@ def test_service_on_a_real_vllm_server(demo_data, packaged_model, tmp_path):
             print(f"first answer through the adapter loaded at runtime: {time.monotonic() - started:.1f} s")
             assert rec["degraded"] is False and rec["adapter"] == "rank-new"
             shown = SQLiteStore(settings.db_path).impression(rec["impression_id"])
-            assert shown["model"] == "rank-new"  # the impression carries the new version
-            assert json.dumps(shown["texts"]) and llm.process.pid == pid  # the same vLLM process: no restart
+            assert shown.model == "rank-new"  # the impression carries the new version
+            assert json.dumps(shown.texts) and llm.process.pid == pid  # the same vLLM process: no restart
     finally:
         llm.stop()

@@ -122,7 +122,7 @@ def test_thumbs_on_texts_become_kto_rows_and_pairs(store, tmp_path):
 
     first = store.add_impression("u1", ["c1"], [1.0], "rank-v2", candidates=["c1", "c2"], texts=shown("Watch it."))
     second = store.add_impression("u1", ["c1"], [1.0], "rank-v2", candidates=["c1", "c2"], texts=shown("Meh."))
-    t = store.impression(second)["created_at"] + 1
+    t = store.impression(second).created_at + 1
     store.add_events(
         [
             Interaction("u1", "c1", t, "draft_like", impression_id=first),

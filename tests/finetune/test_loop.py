@@ -70,7 +70,7 @@ def test_one_round_end_to_end(demo_dataset, tmp_path, tiny_model, tiny_registry,
 
     store = SQLiteStore(work / "muse.db")
     impressions = store.impressions()
-    assert len(impressions) == feedback["impressions"] and {i["model"] for i in impressions} == {"rank-test"}
+    assert len(impressions) == feedback["impressions"] and {i.model for i in impressions} == {"rank-test"}
     answers = [e for e in store.events() if e.impression_id]
     assert len(answers) == feedback["shown"]  # one click or skip per shown item
     # No click on a protocol validation/test item, and no training row answers with one.

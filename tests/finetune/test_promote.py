@@ -51,7 +51,7 @@ def more_clicks(store, n: int) -> None:
         candidates = [f"c{(j + k) % 20}" for j in range(20)]
         imp = store.add_impression("u1", candidates[:5], [1.0] * 5, "rank-v2", candidates=candidates)
         store.add_events(
-            [Interaction("u1", candidates[k % 5], store.impression(imp)["created_at"] + 1, "click", impression_id=imp)]
+            [Interaction("u1", candidates[k % 5], store.impression(imp).created_at + 1, "click", impression_id=imp)]
         )
 
 

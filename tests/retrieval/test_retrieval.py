@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.catalog import Item, load_interactions, load_items, turned_down
+from agent.catalog import Interaction, Item, load_interactions, load_items, turned_down
 from agent.config import Settings
 from agent.indexing import build_index, history_of, load_retriever
 from agent.store import SQLiteStore
@@ -222,3 +222,27 @@ def test_reindexing_with_a_model_of_another_width_rebuilds_the_hybrid_collection
     assert retriever.index.hybrid.count() == len(store.items())
     got = retriever.retrieve(history, k=5)
     assert len(got) == 5 and not set(history) & {c.item_id for c in got}
+
+
+def test_index_and_eval_fit_the_retriever_by_one_recipe(tmp_path):
+    """`muse index` once needed 3 items per user where `muse eval` needed 2: both now call
+    `fit_hybrid`, so users with two items count and the fusion weights agree."""
+    from retrieval.behavior import fit_hybrid
+
+    settings = Settings(data_dir=tmp_path)
+    store = SQLiteStore(settings.db_path)
+    items = load_items(DEMO / "demo_items.jsonl")[:40]
+    store.upsert_items(items)
+    rng = np.random.default_rng(0)
+    # 4 users with 3 items (fewer than MIN_USERS_TO_FIT) and 8 with 2.
+    sizes = [3] * 4 + [2] * 8
+    sequences = {f"u{n}": [items[i].id for i in rng.choice(len(items), m, replace=False)] for n, m in enumerate(sizes)}
+    store.add_events(
+        [Interaction(u, item, 1000.0 + t, "view") for u, seq in sequences.items() for t, item in enumerate(seq)]
+    )
+    config = BehaviorConfig(sasrec=False, ease_rank=8, transition_rank=8)
+    report = build_index(store, settings, config)
+    assert report["fitted"], "users with two items count towards fitting"
+    ids = [it.id for it in items]
+    content = load_retriever(settings).index.content_vectors(ids)
+    assert report["weights"] == fit_hybrid(ids, content, list(sequences.values()), settings.seed, config).weights
