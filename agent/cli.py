@@ -244,6 +244,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = run_retrieval_eval(
         args.data, settings.data_dir / "eval", args.split, args.seed, chroma_url=settings.chroma_url
     )
+    _write_report(args, report)
     if args.json:
         print(json.dumps(report))
     else:
@@ -254,6 +255,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         _table(rows)
     return 0
+
+
+def _write_report(args: argparse.Namespace, result: dict) -> None:
+    """``--report DIR``: the HTML report of this run (``agent.evaluation.report``)."""
+    if args.report is None:
+        return
+    from agent.evaluation.report import write_eval_report
+
+    say(f"report: {write_eval_report(result, args.report)}")
 
 
 def _table(rows) -> None:
@@ -293,6 +303,7 @@ def _eval_rerank(args: argparse.Namespace, settings) -> int:
         say(
             f"recorded fusion_weight {report['fusion_weight']} in {registry.adapters(settings)[adapter]}/manifest.json"
         )
+    _write_report(args, report)
     if args.json:
         print(json.dumps(report))
         return 0
@@ -450,7 +461,12 @@ def cmd_finetune_ab_report(args: argparse.Namespace) -> int:
     from agent.store import SQLiteStore
 
     store = SQLiteStore(_settings().db_path)
-    print(json.dumps(ab_report(store.impressions(), store.events())))
+    arms = ab_report(store.impressions(), store.events())
+    if args.report is not None:
+        from agent.evaluation.report import write_ab_report
+
+        say(f"report: {write_ab_report(arms, args.report)}")
+    print(json.dumps(arms))
     return 0
 
 
@@ -535,6 +551,9 @@ def _add_data_commands(sub) -> None:
         "adapter's manifest (serving uses it; 0 = no ranking call)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--report", type=Path, default=None, help="folder for a self-contained HTML report with plots (index.html)"
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("llm", help="the LLM server")
@@ -604,6 +623,7 @@ def _add_finetune_commands(sub) -> None:
     p.add_argument("--split", action="store_true", help="with --url: A/B split users between old and new")
     p.set_defaults(func=cmd_finetune_promote)
     p = ft.add_parser("ab-report", help="engagement per ranker adapter (A/B arm) from the event store")
+    p.add_argument("--report", type=Path, default=None, help="folder for an HTML report with a plot (index.html)")
     p.set_defaults(func=cmd_finetune_ab_report)
 
 

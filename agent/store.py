@@ -132,6 +132,7 @@ class EventStore(Protocol):
     def add_export(self, path: Path) -> None: ...
     def exports(self) -> list[Path]: ...
     def has_user(self, user_id: str) -> bool: ...
+    def user_event_counts(self, limit: int = 1000) -> list[tuple[str, int]]: ...
     def counts(self) -> dict[str, int]: ...
 
 
@@ -420,6 +421,13 @@ class SQLiteStore:
 
     def has_user(self, user_id: str) -> bool:
         return bool(self._read("SELECT 1 FROM users WHERE id = ?", (user_id,)))
+
+    def user_event_counts(self, limit: int = 1000) -> list[tuple[str, int]]:
+        """``(user id, number of events)`` of up to ``limit`` users, in id order."""
+        rows = self._read(
+            "SELECT user_id, COUNT(*) AS n FROM events GROUP BY user_id ORDER BY user_id LIMIT ?", (limit,)
+        )
+        return [(r["user_id"], r["n"]) for r in rows]
 
     def counts(self) -> dict[str, int]:
         tables = ("items", "users", "events", "impressions")

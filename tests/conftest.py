@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +235,41 @@ def logged(store):
         ]
     )
     return store
+
+
+@contextmanager
+def serve_demo(
+    demo_data, tiny_model, tiny_registry, folder: Path, deadline_s: float = 12.0, retry_after_s: float = 3.0
+):
+    """A real Muse service on a copy of the demo data, the tiny model behind a
+    ``SwitchableEngine`` and a copy of the tiny adapter registry, over real HTTP on a free port.
+    Yields the ``BackgroundServer`` with ``engine``, ``registry``, ``db_path`` and
+    ``retry_after`` attached. The deadline leaves a wide margin: a request takes ~1.5 s here with
+    the tiny model, and shared CI machines are slower at times."""
+    import shutil
+
+    from agent.api.app import create_app
+    from agent.api.background_server import BackgroundServer
+    from agent.config import Settings
+    from agent.llm.registry import discover_adapters
+    from agent.llm.transformers_engine import TransformersEngine
+
+    data = folder / "data"
+    shutil.copytree(demo_data, data)
+    registry = shutil.copytree(tiny_registry, folder / "adapters")  # tests add adapters to it
+    settings = Settings(
+        data_dir=data,
+        llm_model=tiny_model,
+        adapters_dir=registry,
+        rank_adapter="rank-test",
+        llm_deadline_s=deadline_s,
+        llm_retry_after_s=retry_after_s,
+        rank_weight=0.5,
+        rank_engine="lora",
+        max_body_bytes=50_000,
+    )
+    engine = SwitchableEngine(TransformersEngine(tiny_model, discover_adapters(tiny_registry), dtype="float32"))
+    with BackgroundServer(create_app(settings, engine=engine)) as server:
+        server.engine, server.registry, server.db_path = engine, registry, settings.db_path
+        server.retry_after = retry_after_s
+        yield server

@@ -11,11 +11,13 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.api.auth import AuthenticationError, PermissionDeniedError, RateLimitedError
@@ -28,6 +30,7 @@ from agent.pipeline.service import LLMUnavailable, RequestCancelled
 from agent.store import UnknownImpressionError, UnknownItemError
 
 logger = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
 _KEEP = object()  # "open the engine the settings name"
 
 
@@ -204,6 +207,12 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
     from agent.api.routes import router
 
     app.include_router(router)
+    # The page: plain HTML and one ES module, served from the package (nothing from a network).
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError):

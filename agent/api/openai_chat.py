@@ -15,7 +15,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from agent.api.protocol import (
     AssistantMessage,
@@ -26,15 +27,18 @@ from agent.api.protocol import (
     ChunkChoice,
     ChunkDelta,
     IntentOut,
+    ItemBrief,
     MuseChatData,
     RecommendationResponse,
     Usage,
 )
+from agent.catalog import Item, in_history
 from agent.llm.engine import UnknownAdapterError
 from agent.pipeline.chat import DEGRADED_NOTE, build_ask, picks_text, read_turns, reply_text, text_part
 from agent.pipeline.generation import KINDS
 from agent.pipeline.intent import Intent, rule_intent
 from agent.pipeline.service import Answer, MuseAgent, Plan
+from retrieval.index import Filters
 
 MODEL = "muse"
 
@@ -53,45 +57,68 @@ def adapter_of(model: str, agent: MuseAgent) -> str | None:
     raise UnknownAdapterError(model, model_names(agent))
 
 
-def structured(answer: Answer, intent: Intent, ignored: Sequence[str] = ()) -> MuseChatData:
-    """What ``/v1/recommendations`` returns, plus how the request was read and which of the
-    request's fields had no effect (``ChatRequest.ignored_fields``)."""
+@dataclass
+class ChatTurn:
+    """One chat request, planned: the picks (texts to come), how its newest message was read,
+    the model name it asked for, its fields that had no effect, and, for a user with no history,
+    the items to ask them about."""
+
+    plan: Plan
+    intent: Intent
+    model: str
+    ignored: list[str] = field(default_factory=list)
+    onboarding: list[Item] = field(default_factory=list)
+
+
+def structured(answer: Answer, turn: ChatTurn) -> MuseChatData:
+    """What ``/v1/recommendations`` returns, plus how the request was read, which of the
+    request's fields had no effect (``ChatRequest.ignored_fields``) and the onboarding items."""
     return MuseChatData(
         **RecommendationResponse.of(answer).model_dump(),
-        intent=IntentOut.of(intent),
-        ignored_fields=list(ignored),
+        intent=IntentOut.of(turn.intent),
+        ignored_fields=list(turn.ignored),
+        onboarding=[ItemBrief.of(it) for it in turn.onboarding],
     )
 
 
-def plan_chat(agent: MuseAgent, request: ChatRequest) -> tuple[Plan, Intent]:
-    """The picks for a chat request (no texts yet), and how its newest turn was read. Raises
-    the agent's domain errors (bad adapter, no user message), before anything is streamed."""
+def plan_chat(agent: MuseAgent, request: ChatRequest) -> ChatTurn:
+    """The picks for a chat request (no texts yet), how its newest turn was read, and for a user
+    with no history the items to ask them about. Items in ``muse.liked`` are stored as likes
+    first. Raises the agent's domain errors (bad adapter, no user message, an unknown liked
+    item) before anything is streamed."""
     adapter = adapter_of(request.model, agent)
     turns = read_turns([{"role": m.role, "content": m.content or ""} for m in request.messages])
     deadline = time.monotonic() + agent.settings.llm_deadline_s
-    k, diversity = int(request.muse.get("k", 5)), float(request.muse.get("diversity", 0.0))
-    ask, intent = build_ask(turns, request.user, k, lambda text: agent.interpret(text, deadline), adapter, diversity)
+    options = request.options
+    if options.liked:  # a new user's answer to muse.onboarding: their history from now on
+        agent.record_likes(request.user, options.liked)
+    chosen = Filters(options.categories, options.year_min, options.year_max)
+    k, diversity = options.k, options.diversity
+    ask, intent = build_ask(
+        turns, request.user, k, lambda text: agent.interpret(text, deadline), adapter, diversity, chosen
+    )
     plan = agent.plan(ask)
     if not plan.candidate_ids and intent.source == "llm":
         # The LLM's reading filtered out the whole catalog (a 135M model can misread "the 80s"
         # as 1980-1980): read the request by the rules instead, once.
         agent.metrics.intents.labels("rules_after_empty_llm_reading").inc()
         ask, intent = build_ask(
-            turns, request.user, k, lambda text: rule_intent(text, agent.categories), adapter, diversity
+            turns, request.user, k, lambda text: rule_intent(text, agent.categories), adapter, diversity, chosen
         )
         plan = agent.plan(ask)
-    return plan, intent
+    fresh = not any(in_history(e) for e in agent.history(request.user))
+    return ChatTurn(plan, intent, request.model, request.ignored_fields, agent.onboarding() if fresh else [])
 
 
-def completion(answer: Answer, intent: Intent, model: str, ignored: Sequence[str] = ()) -> ChatCompletion:
+def completion(answer: Answer, turn: ChatTurn) -> ChatCompletion:
     """The whole answer as an OpenAI ``chat.completion``."""
     return ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
-        model=model,
+        model=turn.model,
         choices=[Choice(message=AssistantMessage(content=reply_text(answer)))],
         usage=Usage.of(answer),
-        muse=structured(answer, intent, ignored),
+        muse=structured(answer, turn),
     )
 
 
@@ -114,15 +141,14 @@ class _Chunks:
         return f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
 
 
-async def stream(
-    agent: MuseAgent, plan: Plan, intent: Intent, model: str, ignored: Sequence[str] = ()
-) -> AsyncIterator[str]:
+async def stream(agent: MuseAgent, turn: ChatTurn) -> AsyncIterator[str]:
     """Server-sent events: the role, the picks, each text in pick order as soon as it and the
     texts before it are written, a final chunk with ``finish_reason`` "stop" and ``muse``, then
     ``data: [DONE]``. Closing the stream early (the client left) cancels the LLM's work."""
     import anyio
 
-    chunks, cancel = _Chunks(model), threading.Event()
+    plan = turn.plan
+    chunks, cancel = _Chunks(turn.model), threading.Event()
     texts = agent.texts(plan, cancel)
     order = [(n, kind) for kind in KINDS for n in range(len(plan.items))]
     ready: dict[tuple[int, str], str] = {}
@@ -149,7 +175,7 @@ async def stream(
         if answer.degraded and answer.picks:
             yield chunks.event(ChunkDelta(content=DEGRADED_NOTE))
         agent.metrics.latency.labels("chat_stream").observe(time.monotonic() - started)
-        yield chunks.event(ChunkDelta(), "stop", usage=Usage.of(answer), muse=structured(answer, intent, ignored))
+        yield chunks.event(ChunkDelta(), "stop", usage=Usage.of(answer), muse=structured(answer, turn))
         yield "data: [DONE]\n\n"
     finally:
         cancel.set()

@@ -122,6 +122,20 @@ class RecommendationRequest(Strict):
     adapter: str | None = Field(None, max_length=128, description="ranker adapter name (allow-listed)")
 
 
+class ItemBrief(BaseModel):
+    """An item as a list shows it."""
+
+    id: str
+    title: str
+    year: int | None
+    categories: list[str]
+
+    @classmethod
+    def of(cls, item) -> ItemBrief:
+        """From an ``agent.catalog.Item``."""
+        return cls(id=item.id, title=item.title, year=item.year, categories=list(item.categories))
+
+
 class ItemOut(BaseModel):
     id: str
     title: str
@@ -131,6 +145,7 @@ class ItemOut(BaseModel):
     explanation: str
     draft: str
     text_sources: dict[str, str]  # explanation/draft -> llm, regenerated, fallback or template
+    cited: list[ItemBrief] = Field(description="the user's history items the explanation draws on")
 
     @classmethod
     def of(cls, pick) -> ItemOut:
@@ -145,6 +160,7 @@ class ItemOut(BaseModel):
             explanation=pick.explanation,
             draft=pick.draft,
             text_sources=pick.text_outcomes,
+            cited=[ItemBrief.of(h) for h in pick.cited],
         )
 
 
@@ -246,6 +262,7 @@ class ItemsRequest(Strict):
 
 class EventOut(BaseModel):
     item_id: str
+    title: str | None = Field(None, description="the item's title (null if it left the catalog)")
     kind: str
     value: float | None
     timestamp: float
@@ -255,6 +272,33 @@ class EventOut(BaseModel):
 class HistoryResponse(BaseModel):
     user_id: str
     events: list[EventOut]
+
+
+class UserOut(BaseModel):
+    user_id: str
+    events: int
+
+
+class UsersResponse(BaseModel):
+    """The users the caller may act for (all of them for an admin key), with event counts."""
+
+    users: list[UserOut]
+
+
+class CatalogResponse(BaseModel):
+    """What the catalog holds, for filters: its size, categories and year range."""
+
+    items: int
+    categories: list[str]
+    year_min: int | None
+    year_max: int | None
+
+
+class OnboardingResponse(BaseModel):
+    """Items to ask a new user about (spread over categories and popularity); the ones they
+    like go back as ``like`` events (``POST /v1/feedback``, or ``muse.liked`` in a chat)."""
+
+    items: list[ItemBrief]
 
 
 class ForgetResponse(BaseModel):
@@ -314,7 +358,13 @@ class ChatRequest(BaseModel):
     user: str = ID
     stream: bool = False
     n: int = Field(1, ge=1, le=1)
-    muse: dict[str, Any] = Field(default_factory=dict, description='{"k": 5, "diversity": 0.3}')
+    muse: dict[str, Any] = Field(
+        default_factory=dict,
+        description='{"k": 5, "diversity": 0.3, "categories": ["Comedy"], "year_min": 1990, "year_max": 1999, '
+        '"liked": ["item-id", ...]}: filters override what the message says; liked items become the '
+        "user's history before the answer (a new user's first answer lists items to ask about under "
+        "muse.onboarding)",
+    )
 
     @model_validator(mode="after")
     def _known_fields(self) -> ChatRequest:
@@ -336,14 +386,29 @@ class ChatRequest(BaseModel):
     @field_validator("muse")
     @classmethod
     def _options(cls, value: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(value) - {"k", "diversity"}
-        if unknown:
-            raise ValueError(f"unknown muse options {sorted(unknown)}; allowed: k, diversity")
-        if "k" in value and not (isinstance(value["k"], int) and 1 <= value["k"] <= MAX_K):
-            raise ValueError(f"muse.k must be an integer from 1 to {MAX_K}")
-        if "diversity" in value and not (isinstance(value["diversity"], int | float) and 0 <= value["diversity"] <= 1):
-            raise ValueError("muse.diversity must lie in [0, 1]")
-        return value
+        return MuseOptions.model_validate(value).model_dump(exclude_unset=True)
+
+    @property
+    def options(self) -> MuseOptions:
+        """The ``muse`` options, typed (validated already)."""
+        return MuseOptions.model_validate(self.muse)
+
+
+class MuseOptions(Strict):
+    """The ``muse`` object of a chat request: Muse's own options."""
+
+    k: int = Field(5, ge=1, le=MAX_K, strict=True)
+    diversity: float = Field(0.0, ge=0.0, le=1.0)
+    categories: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=50)
+    year_min: int | None = Field(None, ge=0, le=3000, strict=True)
+    year_max: int | None = Field(None, ge=0, le=3000, strict=True)
+    liked: list[Annotated[str, ID]] = Field(default_factory=list, max_length=50)
+
+    @model_validator(mode="after")
+    def _years(self) -> MuseOptions:
+        if self.year_min is not None and self.year_max is not None and self.year_min > self.year_max:
+            raise ValueError(f"muse.year_min {self.year_min} is after muse.year_max {self.year_max}")
+        return self
 
 
 # ------------------------------------------------------------ OpenAI chat completions (responses)
@@ -379,6 +444,9 @@ class MuseChatData(RecommendationResponse):
 
     intent: IntentOut
     ignored_fields: list[str]
+    onboarding: list[ItemBrief] = Field(
+        default_factory=list, description="for a user with no history: items to ask them about (send back as liked)"
+    )
 
 
 class Usage(BaseModel):

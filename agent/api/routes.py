@@ -14,26 +14,32 @@ import time
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agent.api import openai_chat
 from agent.api.auth import Caller
 from agent.api.protocol import (
+    CatalogResponse,
     ChatRequest,
     EventOut,
     FeedbackRequest,
     FeedbackResponse,
     ForgetResponse,
     HistoryResponse,
+    ItemBrief,
     ItemsRequest,
+    OnboardingResponse,
     RecommendationRequest,
     RecommendationResponse,
     ServeAdapterRequest,
     ServeAdapterResponse,
+    UserOut,
+    UsersResponse,
 )
 from agent.catalog import Interaction, Item
+from agent.pipeline.onboarding import ONBOARDING_ITEMS
 from agent.pipeline.service import Answer, Ask, MuseAgent, Plan, RequestCancelled
 from retrieval.index import Filters
 
@@ -125,18 +131,14 @@ async def recommend(
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatRequest, request: Request, agent: AgentDep, caller: CallerDep):
     caller.check_users([body.user])
-    plan, intent = await anyio.to_thread.run_sync(openai_chat.plan_chat, agent, body)
-    ignored = body.ignored_fields  # sampling settings Muse's fixed decoding does not use: named back
-    headers = {"X-Muse-Ignored-Fields": ", ".join(ignored)} if ignored else None
+    turn = await anyio.to_thread.run_sync(openai_chat.plan_chat, agent, body)
+    # sampling settings Muse's fixed decoding does not use: named back
+    headers = {"X-Muse-Ignored-Fields": ", ".join(turn.ignored)} if turn.ignored else None
     if body.stream:
-        return StreamingResponse(
-            openai_chat.stream(agent, plan, intent, body.model, ignored),
-            media_type="text/event-stream",
-            headers=headers,
-        )
+        return StreamingResponse(openai_chat.stream(agent, turn), media_type="text/event-stream", headers=headers)
     with agent.metrics.latency.labels("chat").time():
-        answer = await _answer(request, agent, plan)
-    return JSONResponse(openai_chat.completion(answer, intent, body.model, ignored).model_dump(), headers=headers)
+        answer = await _answer(request, agent, turn.plan)
+    return JSONResponse(openai_chat.completion(answer, turn).model_dump(), headers=headers)
 
 
 @router.get("/v1/models")
@@ -178,11 +180,50 @@ def history(user_id: str, agent: AgentDep, caller: CallerDep) -> HistoryResponse
     caller.check_users([user_id])
     if not agent.store.has_user(user_id):
         raise HTTPException(404, f"unknown user {user_id!r}")
+    history = agent.history(user_id)
+    titles = {it.id: it.title for it in agent.store.get_items(sorted({e.item_id for e in history}))}
     events = [
-        EventOut(item_id=e.item_id, kind=e.kind, value=e.value, timestamp=e.timestamp, impression_id=e.impression_id)
-        for e in agent.history(user_id)
+        EventOut(
+            item_id=e.item_id,
+            title=titles.get(e.item_id),
+            kind=e.kind,
+            value=e.value,
+            timestamp=e.timestamp,
+            impression_id=e.impression_id,
+        )
+        for e in history
     ]
     return HistoryResponse(user_id=user_id, events=events)
+
+
+@router.get("/v1/users", response_model=UsersResponse)
+def users(agent: AgentDep, caller: CallerDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> UsersResponse:
+    """The users with events, in id order: every one for an admin key, a client key's own."""
+    counts = agent.store.user_event_counts(limit)
+    if not caller.is_admin:
+        counts = [(u, n) for u, n in counts if u in caller.users]
+    return UsersResponse(users=[UserOut(user_id=u, events=n) for u, n in counts])
+
+
+@router.get("/v1/catalog", response_model=CatalogResponse)
+def catalog(agent: AgentDep, _: CallerDep) -> CatalogResponse:
+    """The catalog's size, categories and year range (what a page's filters offer)."""
+    items = agent.store.items()
+    years = [it.year for it in items if it.year is not None]
+    return CatalogResponse(
+        items=len(items),
+        categories=sorted({c for it in items for c in it.categories}),
+        year_min=min(years, default=None),
+        year_max=max(years, default=None),
+    )
+
+
+@router.get("/v1/onboarding", response_model=OnboardingResponse)
+def onboarding(
+    agent: AgentDep, _: CallerDep, k: Annotated[int, Query(ge=1, le=50)] = ONBOARDING_ITEMS
+) -> OnboardingResponse:
+    """Items to ask a new user about, spread over categories and popularity (chosen by code)."""
+    return OnboardingResponse(items=[ItemBrief.of(it) for it in agent.onboarding(k)])
 
 
 @router.delete("/v1/users/{user_id}", response_model=ForgetResponse)

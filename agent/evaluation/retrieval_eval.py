@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +22,19 @@ import numpy as np
 from tqdm import tqdm
 
 from agent.catalog import Item, load_dataset
+from agent.evaluation.breakdown import (
+    POPULARITY_SHARES,
+    history_bucket,
+    history_labels,
+    ndcg_by_group,
+    popularity_tiers,
+)
 from agent.indexing import embed_catalog
 from agent.pipeline.ranker import CANDIDATES
 from retrieval import baselines
 from retrieval.behavior import BehaviorConfig, HybridModel, fit_hybrid
-from retrieval.exact import rank_among_unseen
+from retrieval.beyond_accuracy import summarize_lists
+from retrieval.exact import rank_among_unseen, top_k_unseen
 from retrieval.index import ItemIndex, chroma_client
 from retrieval.metrics import rank_of, summarize
 from retrieval.retriever import Candidate, Retriever
@@ -64,20 +73,54 @@ def model_history(proto: Protocol, split: Split) -> list[list[str]]:
     return [seq[:-1] for seq in proto.loo.sequences.values()]
 
 
-def baseline_metrics(proto: Protocol, split: Split) -> dict[str, dict[str, float]]:
+@dataclass
+class Run:
+    """One model's result on a split: each user's rank of the held-out item and top-10 list."""
+
+    ranks: list[int | None]
+    lists: list[list[str]]
+
+
+def baseline_runs(proto: Protocol, split: Split) -> dict[str, Run]:
+    """Popularity and item-kNN over every item (exact, seen items excluded), users in
+    ``proto.loo.users`` order."""
     index = proto.item_index
+    ids = [item.id for item in proto.items]
     fit_on = [[index[i] for i in seq] for seq in model_history(proto, split)]
     n = len(proto.items)
     pop = baselines.popularity_scores(fit_on, n)
     sim = baselines.item_knn_similarity(fit_on, n)
-    ranks: dict[str, list[int]] = {"popularity": [], "item_knn": []}
+    runs = {"popularity": Run([], []), "item_knn": Run([], [])}
     for user in proto.loo.users:
         history, target = proto.loo.history_and_target(user, split)
         hist = [index[i] for i in history]
-        ranks["popularity"].append(rank_among_unseen(pop, hist, index[target]))
-        knn = baselines.item_knn_scores(sim, hist)
-        ranks["item_knn"].append(rank_among_unseen(knn, hist, index[target]))
-    return {name: summarize(r) for name, r in ranks.items()}
+        for name, scores in (("popularity", pop), ("item_knn", baselines.item_knn_scores(sim, hist))):
+            runs[name].ranks.append(rank_among_unseen(scores, hist, index[target]))
+            runs[name].lists.append([ids[i] for i in top_k_unseen(scores, hist, 10)])
+    return runs
+
+
+def beyond_and_buckets(proto: Protocol, split: Split, runs: dict[str, Run]) -> tuple[dict, dict]:
+    """Beyond-accuracy measures of each run's top-10 lists (``retrieval.beyond_accuracy``) and
+    N@10 per history-length and held-out-item-popularity bucket (``evaluation.breakdown``)."""
+    fitted_on = model_history(proto, split)
+    counts = Counter(i for seq in fitted_on for i in set(seq))
+    categories = {item.id: item.categories for item in proto.items}
+    pairs = [proto.loo.history_and_target(u, split) for u in proto.loo.users]
+    histories = [list(h) for h, _ in pairs]
+    beyond = {
+        name: summarize_lists(run.lists, histories, categories, counts, len(fitted_on), len(proto.items))
+        for name, run in runs.items()
+    }
+    tiers = popularity_tiers(counts, [item.id for item in proto.items])
+    ranks = {name: run.ranks for name, run in runs.items()}
+    buckets = {
+        "history_length": ndcg_by_group([history_bucket(len(h)) for h in histories], ranks, history_labels()),
+        "item_popularity": ndcg_by_group(
+            [tiers[t] for _, t in pairs], ranks, [label for label, _ in POPULARITY_SHARES]
+        ),
+    }
+    return beyond, buckets
 
 
 @dataclass
@@ -163,7 +206,10 @@ def run_retrieval_eval(
     if split == "test":
         refit_for_test(fitted, seed)
     proto, model = fitted.proto, fitted.model
-    ranks = [u.rank for u in retrieve_all(fitted.retriever(), proto, split)]
+    found = retrieve_all(fitted.retriever(), proto, split)
+    runs = {"muse": Run([u.rank for u in found], [[c.item_id for c in u.candidates[:10]] for u in found])}
+    runs.update(baseline_runs(proto, split))
+    beyond, buckets = beyond_and_buckets(proto, split, runs)
     return {
         "stage": "retrieval",
         "split": split,
@@ -171,8 +217,10 @@ def run_retrieval_eval(
         "users": len(proto.loo.users),
         "items": len(proto.items),
         "interactions": proto.n_interactions,
-        "metrics": summarize(ranks),
-        "baselines": baseline_metrics(proto, split),
+        "metrics": summarize(runs["muse"].ranks),
+        "baselines": {name: summarize(run.ranks) for name, run in runs.items() if name != "muse"},
+        "beyond_accuracy": beyond,
+        "buckets": buckets,
         "fusion_weights": model.weights,
         "sasrec_best_epoch": model.sasrec.best_epoch if model.sasrec else None,
         "seconds": round(time.perf_counter() - started, 1),

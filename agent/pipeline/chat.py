@@ -95,8 +95,11 @@ def build_ask(
     interpret: Callable[[str], Intent],
     adapter: str | None = None,
     diversity: float = 0.0,
+    chosen: Filters | None = None,
 ) -> tuple[Ask, Intent]:
-    """The newest turn's intent; filters fall back to earlier turns' when it states none."""
+    """The newest turn's intent; filters fall back to earlier turns' when it states none.
+    ``chosen``: filters the client set explicitly (a page's controls); each one it sets wins
+    over what the messages say."""
     intents = [interpret(q) for q in turns.queries] or [Intent()]
     newest = intents[-1]
     categories = next((i.categories for i in reversed(intents) if i.categories), [])
@@ -104,6 +107,12 @@ def build_ask(
     year_max = next((i.year_max for i in reversed(intents) if i.year_max is not None), None)
     if year_min is not None and year_max is not None and year_min > year_max:  # turns disagree: newest wins
         year_min, year_max = newest.year_min, newest.year_max
+    if chosen is not None:
+        categories = chosen.categories or categories
+        year_min = chosen.year_min if chosen.year_min is not None else year_min
+        year_max = chosen.year_max if chosen.year_max is not None else year_max
+        if year_min is not None and year_max is not None and year_min > year_max:  # the client's bound wins
+            year_min, year_max = chosen.year_min, chosen.year_max
     seen = [i for ids in turns.shown for i in ids]
     filters = Filters(
         categories=categories,

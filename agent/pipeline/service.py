@@ -44,6 +44,7 @@ from agent.pipeline.diversity import mmr
 from agent.pipeline.generation import KINDS, Evidence, TextPlan, choose_evidence
 from agent.pipeline.grounding import GroundingCheck
 from agent.pipeline.intent import Intent, parse_intent, rule_intent
+from agent.pipeline.onboarding import ONBOARDING_ITEMS, onboarding_items, popularity
 from agent.pipeline.ranker import (
     CANDIDATES,
     PromptConfig,
@@ -111,6 +112,7 @@ class Pick:
     explanation: str
     draft: str
     text_outcomes: dict[str, str]
+    cited: list[Item] = field(default_factory=list)  # the history items its explanation draws on
 
 
 @dataclass
@@ -157,7 +159,9 @@ class Plan:
 
     def pick(self, n: int) -> Pick:
         t = self.texts.texts[n]
-        return Pick(self.items[n], self.scores[n], t.explanation, t.draft, dict(t.outcomes))
+        return Pick(
+            self.items[n], self.scores[n], t.explanation, t.draft, dict(t.outcomes), self.texts.evidence[n].history
+        )
 
 
 @dataclass
@@ -515,6 +519,21 @@ class MuseAgent:
 
     def history(self, user_id: str) -> list[Interaction]:
         return self.store.history(user_id)
+
+    def onboarding(self, k: int = ONBOARDING_ITEMS) -> list[Item]:
+        """The items a new user is asked to mark as liked (``pipeline.onboarding``), computed
+        from the store as it is now."""
+        return onboarding_items(self.store.items(), popularity(self.store.events()), k)
+
+    def record_likes(self, user_id: str, item_ids: Sequence[str]) -> int:
+        """Store a ``like`` of each item by ``user_id`` (what a new user marked): they become
+        history at once. Idempotent per (user, item): marking again adds nothing. Returns the
+        events added. Raises ``UnknownItemError`` for an id outside the catalog."""
+        now = time.time()
+        events = [
+            Interaction(user_id, i, now, "like", key=f"onboarding|{user_id}|{i}") for i in dict.fromkeys(item_ids)
+        ]
+        return self.store.add_events(events) if events else 0
 
     def forget(self, user_id: str) -> Forgotten:
         """Remove ``user_id`` from the exported training data, then from the store (events,

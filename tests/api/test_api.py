@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from agent.catalog import load_file
-from tests.conftest import DEMO, SwitchableEngine, random_adapter
+from tests.conftest import DEMO, SwitchableEngine, random_adapter, serve_demo
 
 USER = "demo-user-01"
 # A request takes ~1.5 s here with the tiny model; CI machines are shared and slower at times (a 3 s
@@ -25,29 +25,9 @@ RETRY_AFTER_S = 3.0  # long enough that a check right after a failure still sees
 
 @pytest.fixture(scope="module")
 def service(demo_data, tiny_model, tiny_registry, tmp_path_factory):
-    from agent.api.app import create_app
-    from agent.api.background_server import BackgroundServer
-    from agent.config import Settings
-    from agent.llm.registry import discover_adapters
-    from agent.llm.transformers_engine import TransformersEngine
-
-    folder = tmp_path_factory.mktemp("api") / "data"
-    shutil.copytree(demo_data, folder)
-    registry = shutil.copytree(tiny_registry, folder.parent / "adapters")  # tests add adapters to it
-    settings = Settings(
-        data_dir=folder,
-        llm_model=tiny_model,
-        adapters_dir=registry,
-        rank_adapter="rank-test",
-        llm_deadline_s=DEADLINE_S,
-        llm_retry_after_s=RETRY_AFTER_S,
-        rank_weight=0.5,
-        rank_engine="lora",
-        max_body_bytes=50_000,
-    )
-    engine = SwitchableEngine(TransformersEngine(tiny_model, discover_adapters(tiny_registry), dtype="float32"))
-    with BackgroundServer(create_app(settings, engine=engine)) as server:
-        server.engine, server.registry, server.db_path = engine, registry, settings.db_path
+    with serve_demo(
+        demo_data, tiny_model, tiny_registry, tmp_path_factory.mktemp("api"), DEADLINE_S, RETRY_AFTER_S
+    ) as server:
         yield server
 
 
@@ -470,3 +450,58 @@ def test_an_adapter_registered_while_serving_is_loaded_then_split(service, tiny_
         assert arms == {"rank-next", "rank-test"}
     finally:
         httpx.post(serve, json={"name": "rank-test"})  # the other tests expect rank-test
+
+
+def test_users_catalog_and_onboarding_for_the_page(service):
+    users = httpx.get(f"{service.url}/v1/users").json()["users"]
+    assert len(users) == 40 and all(u["events"] > 0 for u in users)
+    assert [u["user_id"] for u in users] == sorted(u["user_id"] for u in users)
+    catalog = httpx.get(f"{service.url}/v1/catalog").json()
+    assert catalog["items"] == 200 and "Comedy" in catalog["categories"] and catalog["year_min"] < catalog["year_max"]
+    offered = httpx.get(f"{service.url}/v1/onboarding").json()["items"]
+    assert len(offered) == 12 == len({it["id"] for it in offered})
+    # spread: far more categories than any single pick has
+    assert len({c for it in offered for c in it["categories"]}) >= 10
+    assert httpx.get(f"{service.url}/v1/onboarding", params={"k": 0}).status_code == 422
+    events = httpx.get(f"{service.url}/v1/users/{USER}/history").json()["events"]
+    assert all(e["title"] for e in events)
+
+
+def test_a_new_user_through_the_chat_endpoint(service):
+    """Cold start for API users: the first answer lists items to ask about under
+    muse.onboarding; the ones liked come back as muse.liked and become the history."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{service.url}/v1", api_key="unused")
+    user = "api-newcomer"
+    ask = [{"role": "user", "content": "what should I watch?"}]
+    first = client.chat.completions.create(model="muse", messages=ask, user=user).model_extra["muse"]
+    offered = [it["id"] for it in first["onboarding"]]
+    assert len(offered) == 12 and not first["items"][0]["cited"]  # nothing to cite yet
+    liked = offered[:3]
+    body = {"muse": {"liked": liked, "categories": ["Comedy"], "k": 3}}
+    second = client.chat.completions.create(model="muse", messages=ask, user=user, extra_body=body)
+    muse = second.model_extra["muse"]
+    assert muse["onboarding"] == []  # the user has a history now
+    assert {e["item_id"] for e in httpx.get(f"{service.url}/v1/users/{user}/history").json()["events"]} == set(liked)
+    assert muse["items"] and all("Comedy" in it["categories"] for it in muse["items"])  # the explicit filter
+    assert not set(liked) & {it["id"] for it in muse["items"]}
+    assert any(c["id"] in liked for it in muse["items"] for c in it["cited"])  # explained by what they liked
+    again = client.chat.completions.create(model="muse", messages=ask, user=user, extra_body=body)
+    assert len(httpx.get(f"{service.url}/v1/users/{user}/history").json()["events"]) == 3  # liking again adds nothing
+    assert again.model_extra["muse"]["items"]
+
+
+@pytest.mark.parametrize(
+    ("muse", "message"),
+    [
+        ({"year_min": 2000, "year_max": 1990}, "is after"),
+        ({"liked": ["no-such-item"]}, "no-such-item"),
+        ({"categories": [""]}, "categories"),
+        ({"k": "3"}, "muse.k"),
+    ],
+)
+def test_bad_chat_options_are_named(service, muse, message):
+    body = {"model": "muse", "user": USER, "messages": [{"role": "user", "content": "x"}], "muse": muse}
+    r = httpx.post(f"{service.url}/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code in (400, 422) and message in r.json()["error"]["message"], r.text

@@ -79,6 +79,8 @@ def test_a_client_key_acts_for_its_users_only(server):
     r = call(url, "POST", "/v1/recommendations", alice, json={"user_id": BOB, "k": 2})
     assert r.status_code == 403 and f"not for user '{BOB}'" in message(r)
     assert call(url, "GET", f"/v1/users/{BOB}/history", alice).status_code == 403
+    # the page's user list: a client key sees its own users only
+    assert [u["user_id"] for u in call(url, "GET", "/v1/users", alice).json()["users"]] == [ALICE]
 
     before = call(url, "GET", f"/v1/users/{ALICE}/history", keys["admin"]).json()["events"]
     mixed = {
@@ -111,6 +113,7 @@ def test_an_admin_key_may_do_everything(server):
     assert call(url, "POST", "/v1/items", admin, json={"items": [item]}).json()["upserted"] == 1
     assert call(url, "POST", "/v1/recommendations", admin, json={"user_id": BOB, "k": 2}).status_code == 200
     assert call(url, "GET", "/metrics", admin).status_code == 200
+    assert {ALICE, BOB} <= {u["user_id"] for u in call(url, "GET", "/v1/users", admin).json()["users"]}
 
 
 def test_the_openai_client_sends_its_api_key(server):

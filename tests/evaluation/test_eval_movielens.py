@@ -8,13 +8,15 @@ import json
 import pytest
 
 from agent.cli import main
+from tests.evaluation.test_report import check_self_contained_and_equal, eval_expectations
 
 pytestmark = [pytest.mark.slow, pytest.mark.movielens]
 
 
 def test_protocol_counts_and_retrieval_beats_baselines(movielens, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MUSE_DATA_DIR", str(tmp_path))
-    assert main(["eval", "--data", str(movielens), "--stage", "retrieval", "--json"]) == 0
+    folder = tmp_path / "report"
+    assert main(["eval", "--data", str(movielens), "--stage", "retrieval", "--json", "--report", str(folder)]) == 0
     report = json.loads(capsys.readouterr().out)
     # The 5-core filter of design.md, exactly.
     assert (report["users"], report["items"], report["interactions"]) == (610, 3650, 90274)
@@ -26,3 +28,13 @@ def test_protocol_counts_and_retrieval_beats_baselines(movielens, tmp_path, monk
     # One standard error of N@10 on 610 users is about 0.007: demand several.
     assert muse["N@10"] > knn["N@10"] + 0.02
     assert muse["R@20"] > knn["R@20"] + 0.03
+
+    # The HTML report of the same run: offline, and its numbers are the printed ones.
+    assert json.loads((folder / "result.json").read_text()) == report
+    check_self_contained_and_equal(folder / "index.html", eval_expectations(report))
+    beyond = report["beyond_accuracy"]
+    assert set(beyond) == {"muse", "popularity", "item_knn"}
+    # Popularity recommends the same few items to everyone: Muse covers far more of the catalog.
+    assert beyond["muse"]["coverage"] > 3 * beyond["popularity"]["coverage"]
+    assert beyond["muse"]["novelty"] > beyond["popularity"]["novelty"]
+    assert sum(r["users"] for r in report["buckets"]["history_length"]) == report["users"]

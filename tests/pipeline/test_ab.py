@@ -35,6 +35,11 @@ def test_arm_is_stable_balanced_and_salted():
 
 
 def test_ab_report_counts_engagement_per_arm(store):
+    log_two_arms(store)
+
+
+def log_two_arms(store) -> dict:
+    """Impressions and answers of two arms; asserts and returns their hand-counted report."""
     store.upsert_items([Item(i, i.upper()) for i in "abcd"])
     a1 = store.add_impression("u1", ["a", "b"], [1.0, 0.5], "rank-v2")
     a2 = store.add_impression("u2", ["a", "c"], [1.0, 0.5], "rank-v2")
@@ -64,6 +69,26 @@ def test_ab_report_counts_engagement_per_arm(store):
             "engagement_rate": 1.0,
         },
     }
+    return report
+
+
+def test_muse_finetune_ab_report_writes_its_html_report(tmp_path, monkeypatch, capsys):
+    import json
+
+    from agent.cli import main
+    from agent.store import SQLiteStore
+    from tests.evaluation.test_report import check_self_contained_and_equal
+
+    monkeypatch.setenv("MUSE_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
+    store = SQLiteStore(tmp_path / "data" / "muse.db")
+    expected = log_two_arms(store)
+    store.close()
+    assert main(["finetune", "ab-report", "--report", str(tmp_path / "ab")]) == 0
+    assert json.loads(capsys.readouterr().out) == expected
+    rows = json.loads((tmp_path / "ab" / "result.json").read_text())
+    assert {arm: {k: rows[arm][k] for k in expected[arm]} for arm in rows} == expected
+    check_self_contained_and_equal(tmp_path / "ab" / "index.html", {"arms": rows})
 
 
 def test_ab_arms_must_be_registered(tiny_registry):
