@@ -111,9 +111,18 @@ def test_page_serves_itself_with_nothing_from_a_network(service):
 def test_chat_streams_cards_and_thumbs_up_lands_in_the_history(service, browser):
     d = browser
     open_page(d, service.url, USER)
-    ask(d, "something light from the 90s")
-    # The picks arrive first, as cards whose texts are still coming ("…"), then the texts.
-    wait_for(d, lambda: by_css(d, ".msg.assistant .card"), "the first cards")
+    service.engine.mode = "texts_hung"  # the texts wait until released: the stream is caught midway
+    try:
+        ask(d, "something light from the 90s")
+        # The picks arrive first, as cards whose texts are still coming ("…").
+        wait_for(d, lambda: by_css(d, ".msg.assistant[aria-busy] .card"), "the first cards")
+        streaming = by_css(d, ".msg.assistant .card")
+        assert len(streaming) == 5 and {c.find_element("css selector", ".explanation").text for c in streaming} == {
+            "…"
+        }
+        shot(d, "streaming", by_css(d, ".msg.user")[-1])
+    finally:
+        service.engine.mode = "up"  # then the texts
     cards = wait_for(d, lambda: answered_cards(d), "the answer's texts")
     assert len(cards) == 5
     for card in cards:

@@ -88,7 +88,8 @@ async function loadHistory() {
     const li = document.createElement("li");
     li.dataset.kind = e.kind;
     li.dataset.item = e.item_id;
-    li.textContent = `${e.kind}: ${e.title || e.item_id}`;
+    const value = ["rating", "dwell"].includes(e.kind) && e.value !== null ? ` ${e.value}` : "";
+    li.textContent = `${e.kind}${value}: ${e.title || e.item_id}`;
     list.append(li);
   }
   return events;
