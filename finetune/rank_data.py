@@ -64,3 +64,16 @@ def build_examples(
         for (user, history, target), (ids, scores) in zip(queries, tops)
         if target in ids
     ]
+
+
+def guard_examples(examples: Sequence[RankExample], held_out: set[tuple[str, str]]) -> None:
+    """Raise ``finetune.feedback_data.LeakError`` if any example's answer is a ``(user, item)``
+    pair of ``held_out`` (the protocol's validation and test items,
+    ``feedback_data.held_out_pairs``): training must never see them."""
+    from finetune.feedback_data import LeakError
+
+    for e in examples:
+        if (e.user, e.candidates[e.target]) in held_out:
+            raise LeakError(
+                f"a ranker example of user {e.user!r} answers with validation or test item {e.candidates[e.target]!r}"
+            )

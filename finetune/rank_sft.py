@@ -232,7 +232,8 @@ def train(cfg: RankSFTConfig) -> Path:
     from agent.evaluation.retrieval_eval import content_index, fit_for_validation, prepare
     from agent.llm.engine import single_token_ids
     from agent.llm.model_files import ensure_checkpoint
-    from finetune.rank_data import build_examples
+    from finetune.feedback_data import held_out_pairs
+    from finetune.rank_data import build_examples, guard_examples
     from retrieval.behavior import HybridModel, fit_hybrid
 
     started = time.perf_counter()
@@ -266,6 +267,7 @@ def train(cfg: RankSFTConfig) -> Path:
         held_out = build_examples(retriever, train_seqs, positions_per_user=1)
     random.Random(cfg.seed).shuffle(examples)
     examples = examples[: cfg.examples]
+    guard_examples(examples, held_out_pairs(proto.loo.sequences))
     logger.info(f"{len(examples)} training examples, {len(held_out)} held-out positions")
     save_examples(held_out, out / "held_out.jsonl")  # so other adapters can be judged on them
 

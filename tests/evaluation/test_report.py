@@ -116,3 +116,13 @@ def test_wilson_interval_by_hand():
     assert low == pytest.approx(0.1334, abs=1e-4) and high == pytest.approx(0.2888, abs=1e-4)
     assert wilson_interval(0, 0) == (0.0, 0.0)
     assert wilson_interval(0, 10)[0] == 0.0
+
+
+def test_rerank_report_puts_the_ranker_beside_retrieval_order(tmp_path):
+    rows = {
+        name: {"all_users": {k: v * f for k, v in METRICS.items()}} for name, f in (("retrieval", 1.0), ("fused", 1.1))
+    }
+    result = {"stage": "rerank", "split": "test", "seed": 0, "metrics": rows["fused"]["all_users"],
+              "splits": {"test": {"rows": rows}}}  # fmt: skip
+    html_file = write_eval_report(result, tmp_path / "rerank")
+    check_self_contained_and_equal(html_file, {"accuracy": {n: r["all_users"] for n, r in rows.items()}})
