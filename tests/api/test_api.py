@@ -458,7 +458,8 @@ def test_users_catalog_and_onboarding_for_the_page(service):
     assert demo <= {u["user_id"] for u in users} and all(u["events"] > 0 for u in users)  # other tests add users
     assert [u["user_id"] for u in users] == sorted(u["user_id"] for u in users)
     catalog = httpx.get(f"{service.url}/v1/catalog").json()
-    assert catalog["items"] == 200 and "Comedy" in catalog["categories"] and catalog["year_min"] < catalog["year_max"]
+    assert catalog["items"] >= 200  # the demo catalog, and what other tests add
+    assert "Comedy" in catalog["categories"] and catalog["year_min"] < catalog["year_max"]
     offered = httpx.get(f"{service.url}/v1/onboarding").json()["items"]
     assert len(offered) == 12 == len({it["id"] for it in offered})
     # spread: far more categories than any single pick has
