@@ -302,29 +302,34 @@ def test_a_stream_the_client_abandons_stops_the_llm(service):
     within a second (it would otherwise run to the deadline), and no impression is logged."""
     from agent.store import SQLiteStore
 
-    wait_ready(service.url)
-    before = len(SQLiteStore(service.db_path).impressions())
     body = {"model": "muse", "user": USER, "stream": True, "messages": [{"role": "user", "content": "surprise me"}]}
-    service.engine.mode = "texts_hung"
-    try:
-        with httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=60) as r:
-            for line in r.iter_lines():
-                if "Here are" in line:  # the picks arrived; the texts are being written
-                    break
-            started = time.monotonic()
-            while service.engine.busy == 0 and time.monotonic() - started < 10:
-                time.sleep(0.01)
-            assert service.engine.busy == 1, (
-                service.engine.ended,
-                httpx.get(f"{service.url}/readyz").text,
-                r.status_code,
-            )
-            left = time.monotonic()
-        while service.engine.busy and time.monotonic() - left < 5:
-            time.sleep(0.02)
-        idle_after = time.monotonic() - left
-    finally:
-        service.engine.mode = "up"
+    tries = []
+    for _ in range(3):  # the texts must reach the engine; a request the LLM was skipped for is tried again
+        wait_ready(service.url)
+        before = len(SQLiteStore(service.db_path).impressions())
+        service.engine.mode = "texts_hung"
+        try:
+            with httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=60) as r:
+                seen = []
+                for line in r.iter_lines():
+                    seen.append(line[:120])
+                    if "Here are" in line:  # the picks arrived; the texts are being written
+                        break
+                started = time.monotonic()
+                while service.engine.busy == 0 and time.monotonic() - started < 10:
+                    time.sleep(0.01)
+                reached = service.engine.busy == 1
+                left = time.monotonic()
+            while service.engine.busy and time.monotonic() - left < 5:
+                time.sleep(0.02)
+            idle_after = time.monotonic() - left
+        finally:
+            service.engine.mode = "up"
+        if reached:
+            break
+        metrics = [m for m in httpx.get(f"{service.url}/metrics").text.splitlines() if "failures_total{" in m]
+        tries.append((r.status_code, seen[-3:], service.engine.ended[-3:], metrics))
+    assert reached, tries
     assert idle_after < 1.0 and service.engine.ended[-1] == "cancelled", (idle_after, service.engine.ended[-3:])
     assert len(SQLiteStore(service.db_path).impressions()) == before
 
