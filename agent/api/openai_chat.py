@@ -32,7 +32,7 @@ from agent.api.protocol import (
     RecommendationResponse,
     Usage,
 )
-from agent.catalog import Item, in_history
+from agent.catalog import Item
 from agent.llm.engine import UnknownAdapterError
 from agent.pipeline.chat import DEGRADED_NOTE, build_ask, picks_text, read_turns, reply_text, text_part
 from agent.pipeline.generation import KINDS
@@ -106,8 +106,8 @@ def plan_chat(agent: MuseAgent, request: ChatRequest) -> ChatTurn:
             turns, request.user, k, lambda text: rule_intent(text, agent.categories), adapter, diversity, chosen
         )
         plan = agent.plan(ask)
-    fresh = not any(in_history(e) for e in agent.history(request.user))
-    return ChatTurn(plan, intent, request.model, request.ignored_fields, agent.onboarding() if fresh else [])
+    onboarding = [] if plan.history else agent.onboarding()  # a user with no history yet
+    return ChatTurn(plan, intent, request.model, request.ignored_fields, onboarding)
 
 
 def completion(answer: Answer, turn: ChatTurn) -> ChatCompletion:

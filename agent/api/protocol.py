@@ -63,6 +63,13 @@ ID = Field(min_length=1, max_length=128, pattern=_ID.pattern)
 FUTURE_SLACK_S = 86_400.0  # a timestamp may lie at most a day ahead of the server's clock
 
 
+def _check_year_range(year_min: int | None, year_max: int | None, prefix: str = "") -> None:
+    """Raises ``ValueError`` when both bounds are set and ``year_min`` is after ``year_max``;
+    ``prefix`` names where the fields sit (``"muse."``)."""
+    if year_min is not None and year_max is not None and year_min > year_max:
+        raise ValueError(f"{prefix}year_min {year_min} is after {prefix}year_max {year_max}")
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -108,8 +115,7 @@ class FiltersIn(Strict):
 
     @model_validator(mode="after")
     def _years(self) -> FiltersIn:
-        if self.year_min is not None and self.year_max is not None and self.year_min > self.year_max:
-            raise ValueError(f"year_min {self.year_min} is after year_max {self.year_max}")
+        _check_year_range(self.year_min, self.year_max)
         return self
 
 
@@ -406,8 +412,7 @@ class MuseOptions(Strict):
 
     @model_validator(mode="after")
     def _years(self) -> MuseOptions:
-        if self.year_min is not None and self.year_max is not None and self.year_min > self.year_max:
-            raise ValueError(f"muse.year_min {self.year_min} is after muse.year_max {self.year_max}")
+        _check_year_range(self.year_min, self.year_max, "muse.")
         return self
 
 

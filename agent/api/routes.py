@@ -212,7 +212,7 @@ def catalog(agent: AgentDep, _: CallerDep) -> CatalogResponse:
     years = [it.year for it in items if it.year is not None]
     return CatalogResponse(
         items=len(items),
-        categories=sorted({c for it in items for c in it.categories}),
+        categories=agent.categories,  # kept current as items are added
         year_min=min(years, default=None),
         year_max=max(years, default=None),
     )

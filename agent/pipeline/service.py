@@ -156,6 +156,7 @@ class Plan:
     degraded: bool = False  # an LLM step failed or ran past the deadline
     texts_done: bool = False
     reason: str | None = None  # why there are no picks (None when there are)
+    history: list[str] = field(default_factory=list)  # the user's history (item ids, oldest first)
 
     def pick(self, n: int) -> Pick:
         t = self.texts.texts[n]
@@ -363,6 +364,7 @@ class MuseAgent:
             deadline,
             degraded,
             reason=None if ids else self.nothing_matches(ask.filters),
+            history=history,
         )
 
     def nothing_matches(self, filters: Filters) -> str:
