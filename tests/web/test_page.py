@@ -93,10 +93,14 @@ def ask(d, text: str) -> None:
 
 
 def answered_cards(d) -> list:
-    """The cards of the newest answer once its final chunk arrived (texts filled in)."""
-    cards = by_css(d, ".msg.assistant:last-child .card")
-    done = cards and not by_css(d, ".msg.assistant[aria-busy]")
-    return cards if done else []
+    """The cards of the newest answer once its final chunk arrived (texts filled in).
+
+    The busy mark is read before the cards: the final chunk replaces the streamed cards just
+    before the mark goes, so cards read first could be the replaced ones (stale in the DOM).
+    """
+    if by_css(d, ".msg.assistant[aria-busy]"):
+        return []
+    return by_css(d, ".msg.assistant:last-child .card")
 
 
 def test_page_serves_itself_with_nothing_from_a_network(service):
