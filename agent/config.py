@@ -19,14 +19,22 @@ class Settings(BaseSettings):
         None, description="http(s)://host:port of a Chroma server; unset = local store in data_dir"
     )
     database_url: str | None = Field(
-        None, description="event store; unset = SQLite file in data_dir (the only backend today)"
+        None,
+        description="event store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (several Muse "
+        "processes share one PostgreSQL); unset = SQLite file muse.db in data_dir",
     )
     seed: int = Field(0, description="seed for model training")
     llm_engine: Literal["vllm", "transformers"] = Field(
         "vllm", description="vllm: an OpenAI-compatible vLLM server; transformers: in-process"
     )
     llm_url: str | None = Field(
-        None, description="URL of a running vLLM server; unset = Muse starts one (`muse llm serve`)"
+        None,
+        description="URL of a running vLLM server, or several, comma-separated (requests spread "
+        "across them; one that fails its health check is skipped until it passes); unset = Muse "
+        "starts one (`muse llm serve`)",
+    )
+    llm_health_interval_s: float = Field(
+        2.0, gt=0, le=60, description="seconds between health checks of the vLLM servers in MUSE_LLM_URL"
     )
     llm_model: Path | None = Field(
         None, description="Hugging Face causal LM folder; unset = the packaged SmolLM2-135M-Instruct"
@@ -116,25 +124,42 @@ class Settings(BaseSettings):
     @field_validator("chroma_url", "llm_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError(f"URL must start with http:// or https://, got {value!r}")
+        for url in (value or "").split(","):
+            if value and not url.strip().startswith(("http://", "https://")):
+                raise ValueError(f"URL must start with http:// or https://, got {url.strip()!r}")
         return value or None
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _one_chroma(cls, value: str | None) -> str | None:
+        if value and "," in value:
+            raise ValueError("MUSE_CHROMA_URL takes one Chroma server (its own replication serves more)")
+        return value
+
+    @property
+    def llm_urls(self) -> list[str]:
+        """The vLLM servers of ``llm_url``, in order (empty: Muse starts its own)."""
+        return [u.strip().rstrip("/") for u in (self.llm_url or "").split(",") if u.strip()]
 
     @field_validator("database_url")
     @classmethod
     def _check_db(cls, value: str | None) -> str | None:
-        if value and not value.startswith("sqlite:///"):
+        if value and not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
             raise ValueError(
-                f"MUSE_DATABASE_URL {value!r}: only sqlite:///PATH is implemented; a server "
-                "database plugs in behind agent.store.EventStore"
+                f"MUSE_DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB, got {value!r}"
             )
         return value or None
 
     @property
-    def db_path(self) -> Path:
-        if self.database_url:
-            return Path(self.database_url.removeprefix("sqlite:///"))
-        return self.data_dir / "muse.db"
+    def store_url(self) -> str:
+        """The event store's database URL: ``database_url``, else the SQLite file in ``data_dir``."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'muse.db'}"
+
+    @property
+    def db_path(self) -> Path | None:
+        """The SQLite file of the event store; None when it is a server database."""
+        url = self.store_url
+        return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
     @property
     def chroma_path(self) -> Path:

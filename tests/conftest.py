@@ -40,6 +40,19 @@ def store(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def postgres() -> str:
+    """The admin URL of a throw-away PostgreSQL server for this test session (skips, with the
+    reason, where none can start)."""
+    from tests.postgres_server import PostgresUnavailable, postgres_server
+
+    try:
+        with postgres_server() as url:
+            yield url
+    except PostgresUnavailable as e:
+        pytest.skip(f"PostgreSQL cannot start here: {e}")
+
+
+@pytest.fixture(scope="session")
 def encoder():
     from retrieval.embeddings import MiniLMEmbedding
 

@@ -159,14 +159,14 @@ def _lifespan(settings: Settings, engine: Any):
         from agent.api.auth import KeyChecker
         from agent.indexing import load_retriever
         from agent.pipeline.service import MuseAgent
-        from agent.store import SQLiteStore
+        from agent.store import open_store
 
         with ExitStack() as stack:
-            store = SQLiteStore(settings.db_path)
+            store = open_store(settings.store_url)
             stack.callback(store.close)
             if not store.counts()["items"]:
                 raise RuntimeError(
-                    f"the catalog in {settings.db_path} is empty: run `muse ingest PATH` "
+                    f"the catalog in {store} is empty: run `muse ingest PATH` "
                     "and `muse index` first (or `muse serve --demo`)"
                 )
             (

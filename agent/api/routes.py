@@ -268,6 +268,9 @@ def readyz(request: Request) -> Response:
         "ranker_adapter": agent.default_adapter,
         "rankers_in_use": agent.rankers_in_use(),
     }
+    replicas = getattr(agent.gate.engine, "status", None)  # several vLLM servers (MUSE_LLM_URL list)
+    if replicas is not None:
+        body["llm_replicas"] = replicas()
     return Response(json.dumps(body), 200, media_type="application/json")
 
 

@@ -44,7 +44,7 @@ from agent.pipeline.text_quality import (
     repeats_citation,
     unique_sentence_ratio,
 )
-from agent.store import SQLiteStore
+from agent.store import open_store
 
 logger = logging.getLogger(__name__)
 
@@ -153,11 +153,11 @@ def run_agent_bench(
 ) -> dict:
     import httpx
 
-    store = SQLiteStore(settings.db_path)
+    store = open_store(settings.store_url)
     catalog = {it.id: it for it in store.items()}
     users = sorted({e.user_id for e in store.events()})
     if not users:
-        raise ValueError(f"no users in {settings.db_path}")
+        raise ValueError("no users in the event store")
     rng = random.Random(seed)
     plan = [(rng.choice(users), n % 2 == 1, ASKS[n % len(ASKS)]) for n in range(n)]
     histories = {u: history_of(store, u) for u, _, _ in plan}

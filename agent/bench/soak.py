@@ -26,7 +26,7 @@ from collections import Counter, defaultdict
 from agent.bench.agent import ASKS, read_sse
 from agent.bench.latency import summary
 from agent.config import Settings
-from agent.store import SQLiteStore
+from agent.store import open_store
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +121,12 @@ def run_soak(
     module docstring). Raises ``ValueError`` when the store holds no users or items."""
     import httpx
 
-    store = SQLiteStore(settings.db_path)
+    store = open_store(settings.store_url)
     users = sorted({e.user_id for e in store.events()})
     items = [it.id for it in store.items()]
     store.close()
     if not users or not items:
-        raise ValueError(f"no users or no items in {settings.db_path}")
+        raise ValueError("no users or no items in the event store")
     client = httpx.Client(
         base_url=url.rstrip("/"),
         timeout=120,

@@ -38,6 +38,11 @@ class EngineError(RuntimeError):
     """The engine could not answer (server down, 5xx, timeout, a malformed response)."""
 
 
+class EngineUnavailable(EngineError):
+    """The server could not be reached or dropped the connection (not a timeout): another
+    replica may answer the same request (``agent.llm.replicas``)."""
+
+
 class EngineRequestError(ValueError):
     """The engine refused this one request (HTTP 4xx: too long for the context, a bad
     grammar, ...). Other requests are unaffected, so the engine is not marked down."""

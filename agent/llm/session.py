@@ -36,8 +36,8 @@ def open_engine(
             from agent.llm.server import ServerConfig, Supervisor, VLLMServer
             from agent.llm.vllm_engine import VLLMEngine
 
-            url, server = settings.llm_url, None
-            if url is None:
+            urls, server = settings.llm_urls, None
+            if not urls:
                 settings.data_dir.mkdir(parents=True, exist_ok=True)
                 config = ServerConfig(
                     model_path(settings),
@@ -52,8 +52,13 @@ def open_engine(
                     f"{', '.join(adapters) or 'none'}"
                 )
                 server = stack.enter_context(VLLMServer(config))
-                url = server.url
-            llm = VLLMEngine(url, adapters)
+                urls = [server.url]
+            if len(urls) > 1:
+                from agent.llm.replicas import VLLMReplicas
+
+                llm = VLLMReplicas(urls, adapters, interval=settings.llm_health_interval_s)
+            else:
+                llm = VLLMEngine(urls[0], adapters)
             if server is not None and supervise:
                 stack.enter_context(Supervisor(server, lambda: llm.adapters))
         stack.callback(llm.close)

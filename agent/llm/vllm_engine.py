@@ -12,8 +12,9 @@
   vLLM aborts a request whose client disconnected (measured: the server was idle 0.1 s after
   the close, tests/test_vllm_engine.py).
 
-A 4xx answer is ``EngineRequestError`` (this request only); a connection error, a timeout or a
-5xx is ``EngineError`` (the engine).
+A 4xx answer is ``EngineRequestError`` (this request only); a timeout or a 5xx is
+``EngineError`` (the engine); a refused or dropped connection, or 502/503/504, is
+``EngineUnavailable``, an ``EngineError`` that another replica may answer instead.
 """
 
 from __future__ import annotations
@@ -30,17 +31,21 @@ from agent.llm.engine import (
     FREQUENCY_PENALTY,
     EngineError,
     EngineRequestError,
+    EngineUnavailable,
     Message,
     TextJob,
     TextResult,
     continuation_pattern,
     text_result,
 )
+from agent.llm.registry import check_adapter
 
 BASE_MODEL_NAME = "base"  # --served-model-name of the base checkpoint; adapters go by their own names
 # Statuses that say the server, not the request, is in trouble (not found = a model it lacks).
 _ENGINE_STATUSES = {404, 408, 429}
-from agent.llm.registry import check_adapter
+
+
+_UNAVAILABLE_STATUSES = {502, 503, 504}
 
 
 def _check(response, what: str) -> dict:
@@ -50,6 +55,8 @@ def _check(response, what: str) -> dict:
     message = f"vLLM {what} answered {response.status_code}: {response.text[:300]}"
     if 400 <= response.status_code < 500 and response.status_code not in _ENGINE_STATUSES:
         raise EngineRequestError(message)
+    if response.status_code in _UNAVAILABLE_STATUSES:
+        raise EngineUnavailable(message)
     raise EngineError(message)
 
 
@@ -95,7 +102,7 @@ class VLLMEngine:
                 f"vLLM server at {self.url} gave no answer within {timeout or self.timeout:.1f} s"
             ) from e
         except httpx.HTTPError as e:
-            raise EngineError(f"vLLM server at {self.url} unreachable: {e}") from e
+            raise EngineUnavailable(f"vLLM server at {self.url} unreachable: {e!r}") from e
         return _check(response, path)
 
     def label_ids(self, labels: Sequence[str]) -> list[int]:
@@ -187,7 +194,7 @@ class VLLMEngine:
             except httpx.TimeoutException as e:
                 raise EngineError(f"vLLM server at {self.url} gave no answer within {self.timeout:.0f} s") from e
             except httpx.HTTPError as e:
-                raise EngineError(f"vLLM server at {self.url} unreachable: {e}") from e
+                raise EngineUnavailable(f"vLLM server at {self.url} unreachable: {e!r}") from e
             body = _check(response, "texts")
             usage = body.get("usage") or {}
             content = body["choices"][0]["message"]["content"] or ""

@@ -243,6 +243,57 @@ def test_an_adapter_is_loaded_while_serving(served, packaged_model, tmp_path):
     engine.close()
 
 
+def test_replicas_spread_calls_and_skip_a_dead_one_until_it_is_back(served):
+    """Two replicas: the server itself and the same server through a proxy that the test cuts.
+    Calls spread over both; once the proxy is cut, the health check marks that replica down
+    (within a few intervals) and every call is answered by the other; a call that reaches the
+    dead one first is answered too (failover). Restored, the replica takes calls again."""
+    import time
+
+    from agent.llm.engine import TextJob
+    from agent.llm.replicas import VLLMReplicas
+    from tests.tcp_proxy import TcpProxy
+
+    server, _ = served
+    proxy = TcpProxy(server.config.port)
+    engine = VLLMReplicas([server.url, proxy.url], interval=0.2)
+    convs = conversations()[:1]
+
+    def wait_until(up: bool) -> float:
+        start = time.monotonic()
+        while engine.status()[1]["up"] != up:
+            assert time.monotonic() - start < 10, engine.status()
+            time.sleep(0.02)
+        return time.monotonic() - start
+
+    want = engine.label_logprobs(convs, LABELS)
+    for _ in range(3):
+        assert np.allclose(engine.label_logprobs(convs, LABELS), want, atol=1e-4)
+    assert proxy.accepted > 0  # the second replica took calls
+    proxy.stop()
+    assert wait_until(up=False) < 2.0
+    assert engine.status()[0]["up"]
+    assert np.allclose(engine.label_logprobs(convs, LABELS), want, atol=1e-4)
+    proxy.start()
+    wait_until(up=True)
+    taken = proxy.accepted
+    for _ in range(3):
+        engine.label_logprobs(convs, LABELS)
+    assert proxy.accepted > taken  # used again
+    engine.close()
+
+    # No health thread: the call that finds the dead replica is answered by the other.
+    proxy.stop()
+    first_dead = VLLMReplicas([proxy.url, server.url], interval=0)
+    assert np.allclose(first_dead.label_logprobs(convs, LABELS), want, atol=1e-4)
+    assert [r["up"] for r in first_dead.status()] == [False, True]
+    first_dead.replicas[0].up = True  # as if the health check had not noticed yet
+    jobs = [TextJob([{"role": "user", "content": "Say hello."}], "Hello", max_tokens=8)] * 2
+    assert sorted(n for n, _ in first_dead.complete(jobs, time.monotonic() + 120)) == [0, 1]
+    assert not first_dead.status()[0]["up"]  # it was tried first, and found dead again
+    first_dead.close()
+
+
 def test_stop_takes_the_whole_server_down(served):
     """Runs last in this module: it stops the shared server (the fixture's own stop is then a
     no-op) and checks that the API server and its engine processes are all gone."""
