@@ -9,6 +9,7 @@
     muse llm serve              run the vLLM server with the base model and every adapter
     muse bench rank             ranking latency/throughput, vLLM vs transformers
     muse bench agent            N requests to a running service: invariants, grounding, latency
+    muse bench retrieval        a synthetic catalog of N items in a Chroma server: build, p95, recall
     muse finetune build-data    logged impressions + feedback -> SFT/DPO/KTO JSONL (leak-guarded)
     muse finetune train         a new ranker adapter (SFT, DPO or KTO) from those files, into the registry
     muse finetune promote       candidate vs current adapter on held-out data; promote only if better
@@ -371,6 +372,24 @@ def cmd_bench_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_retrieval(args: argparse.Namespace) -> int:
+    from agent.bench.retrieval import run_retrieval_bench
+
+    report = run_retrieval_bench(
+        args.items,
+        dim=args.dim,
+        queries=args.queries,
+        concurrency=args.concurrency,
+        k=args.k,
+        seed=args.seed,
+        url=args.url,
+        work_dir=args.work_dir,
+        pid=args.pid,
+    )
+    print(json.dumps(report))
+    return 0
+
+
 def cmd_bench_soak(args: argparse.Namespace) -> int:
     from agent.bench.soak import run_soak
 
@@ -573,7 +592,7 @@ def _add_data_commands(sub) -> None:
 
 
 def _add_bench_commands(sub) -> None:
-    """Muse bench rank|agent|soak."""
+    """Muse bench rank|agent|retrieval|soak."""
     p = sub.add_parser("bench", help="benchmarks that print figures")
     bench = p.add_subparsers(dest="bench_command", required=True)
     p = bench.add_parser("rank", help="ranking latency and throughput, vLLM vs transformers")
@@ -587,6 +606,17 @@ def _add_bench_commands(sub) -> None:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench_agent)
+    p = bench.add_parser("retrieval", help="a synthetic catalog of N items in a Chroma server: build, p95, recall")
+    p.add_argument("--items", type=int, required=True, help="catalog size, e.g. 1000000")
+    p.add_argument("--dim", type=int, default=2560, help="vector width (2560: Muse's hybrid vectors at full rank)")
+    p.add_argument("--queries", type=int, default=200, help="queries per concurrency level")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--k", type=int, default=100, help="top k asked for, and the k of recall@k")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--url", default=None, help="a running Chroma server; unset = one started in --work-dir")
+    p.add_argument("--work-dir", type=Path, default=None, help="the started server's store (kept); unset = temporary")
+    p.add_argument("--pid", type=int, default=None, help="with --url: the server's process, for its memory")
+    p.set_defaults(func=cmd_bench_retrieval)
     p = bench.add_parser("soak", help="steady load for minutes: errors, p95, resident memory over time")
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("--pid", type=int, default=None, help="the `muse serve` process: its tree's RSS is sampled")

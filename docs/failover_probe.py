@@ -42,6 +42,15 @@ def wait_http(url: str, seconds: float) -> None:
     raise SystemExit(f"{url} not ready within {seconds:.0f} s")
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants (vLLM runs in a session of its own)."""
+    import psutil
+
+    parent = psutil.Process(pid)
+    for process in [*parent.children(recursive=True), parent]:
+        process.kill()
+
+
 def finished_requests(url: str) -> float:
     import httpx
 
@@ -86,7 +95,7 @@ def main() -> None:
         )
         time.sleep(args.kill_after)
         before = [finished_requests(url) for url in urls]
-        os.killpg(servers[1].pid, signal.SIGKILL)
+        kill_tree(servers[1].pid)
         killed = time.monotonic()
         noticed = None
         while noticed is None and time.monotonic() - killed < 60:
@@ -117,7 +126,7 @@ def main() -> None:
     finally:
         for process in [service, *servers]:
             if process is not None and process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                os.kill(process.pid, signal.SIGTERM)  # muse stops the vLLM it started
                 process.wait(60)
 
 

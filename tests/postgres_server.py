@@ -11,13 +11,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from agent.api.background_server import free_port
 
 
 class PostgresUnavailable(RuntimeError):
@@ -33,12 +34,6 @@ def _binary(name: str) -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Start PostgreSQL; yields the admin URL ``postgresql://muse@127.0.0.1:PORT/postgres``."""
@@ -51,7 +46,7 @@ def postgres_server() -> Iterator[str]:
         except LookupError as e:
             raise PostgresUnavailable("running as root and there is no postgres user to run PostgreSQL as") from e
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = folder / "data", _free_port()
+    data, port = folder / "data", free_port()
 
     def run(*args: str) -> None:
         done = subprocess.run([*as_user, *args], capture_output=True, text=True, timeout=120, check=False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,18 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.api.background_server import free_port
 from tests.conftest import DEMO
 
 pytestmark = pytest.mark.slow
 
 START_S = 240  # a replica loads the retriever and the model; shared CI machines are slow at times
 USER = "demo-user-05"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(url: str, process: subprocess.Popen, log: Path) -> None:
@@ -79,44 +73,29 @@ def _muse(env: dict, *args: str) -> None:
 def replicas(postgres, tiny_model, tiny_registry, tmp_path_factory):
     """Two Muse base URLs sharing one PostgreSQL database, one Chroma server and one data folder
     (the fitted retriever files, read-only once indexed)."""
+    from agent.bench.retrieval import chroma_server
     from tests.postgres_server import new_database
 
     folder = tmp_path_factory.mktemp("replicas")
-    chroma_port = _free_port()
-    env = {
-        **os.environ,
-        "MUSE_DATA_DIR": str(folder / "data"),
-        "MUSE_DATABASE_URL": new_database(postgres),
-        "MUSE_CHROMA_URL": f"http://127.0.0.1:{chroma_port}",
-        "MUSE_LLM_ENGINE": "transformers",
-        "MUSE_LLM_MODEL": str(tiny_model),
-        "MUSE_ADAPTERS_DIR": str(tiny_registry),
-        "MUSE_RANK_WEIGHT": "0",  # retrieval order: the writes are what is under test
-        "MUSE_LLM_DEADLINE_S": "60",
-    }
-    chroma = [str(Path(sys.executable).with_name("chroma")), "run", "--path", str(folder / "chroma")]
     with ExitStack() as stack:
-        stack.enter_context(
-            _process(
-                [*chroma, "--port", str(chroma_port)],
-                env,
-                folder / "chroma.log",
-            )
-        )
-        deadline = time.monotonic() + 60
-        while True:  # the Chroma server's heartbeat
-            try:
-                httpx.get(f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, (folder / "chroma.log").read_text()[-2000:]
-                time.sleep(0.5)
+        chroma_url, _ = stack.enter_context(chroma_server(folder))
+        env = {
+            **os.environ,
+            "MUSE_DATA_DIR": str(folder / "data"),
+            "MUSE_DATABASE_URL": new_database(postgres),
+            "MUSE_CHROMA_URL": chroma_url,
+            "MUSE_LLM_ENGINE": "transformers",
+            "MUSE_LLM_MODEL": str(tiny_model),
+            "MUSE_ADAPTERS_DIR": str(tiny_registry),
+            "MUSE_RANK_WEIGHT": "0",  # retrieval order: the writes are what is under test
+            "MUSE_LLM_DEADLINE_S": "60",
+        }
         for path in ("demo_items.jsonl", "demo_interactions.jsonl"):
             _muse(env, "ingest", str(DEMO / path))
         _muse(env, "index")
         urls = []
         for n in (1, 2):
-            port = _free_port()
+            port = free_port()
             url = f"http://127.0.0.1:{port}"
             cmd = [sys.executable, "-m", "agent.cli", "serve"]
             stack.enter_context(_process(cmd, {**env, "MUSE_PORT": str(port)}, folder / f"muse-{n}.log", url))
