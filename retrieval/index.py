@@ -103,8 +103,9 @@ class ItemIndex:
     """The two collections, created on first use; every write is an upsert."""
 
     def __init__(self, client, encoder, ef_search: int = 400):
-        # ef_search bounds how far HNSW looks: well above the candidate counts asked for, so the
-        # approximate search returns what an exact scan would on catalogs of this size.
+        # ef_search bounds how far HNSW looks: well above the candidate counts asked for. Measured
+        # recall@100 against an exact scan (docs/scale.md): 0.997 at 10k items, 0.957 at 100k,
+        # 0.70 at 1M; large catalogs need the Euclidean transform described there.
         hnsw = {"space": "ip", "ef_search": ef_search, "ef_construction": 200, "max_neighbors": 32}
         self.client, self.encoder, self._hnsw = client, encoder, hnsw
         self.content = client.get_or_create_collection(
