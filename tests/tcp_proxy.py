@@ -10,13 +10,20 @@ import threading
 class TcpProxy:
     """Forwards connections on ``port`` (0 = a free one) to 127.0.0.1:``target``. ``stop()``
     closes the listener and every open connection (clients see resets); ``start()`` listens on
-    the same port again. ``accepted`` counts the connections taken."""
+    the same port again. ``accepted`` counts the connections taken; ``requests(line)`` counts
+    the HTTP request lines clients sent (a kept-alive connection carries many)."""
 
     def __init__(self, target: int, port: int = 0):
         self.target, self.port, self.accepted = target, port, 0
         self._sockets: list[socket.socket] = []
+        self._sent: list[bytearray] = []  # what each client sent, one buffer per connection
         self._lock = threading.Lock()
         self.start()
+
+    def requests(self, line: bytes) -> int:
+        """How many times clients sent ``line`` (e.g. ``b"POST /v1/chat/completions "``)."""
+        with self._lock:
+            return sum(bytes(b).count(line) for b in self._sent)
 
     @property
     def url(self) -> str:
@@ -47,17 +54,25 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # stopped
-            upstream = socket.create_connection(("127.0.0.1", self.target))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:  # the server behind is gone
+                client.close()
+                continue
+            sent = bytearray()
             with self._lock:
                 self.accepted += 1
                 self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                self._sent.append(sent)
+            threading.Thread(target=self._pump, args=(client, upstream, sent), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, None), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, record: bytearray | None) -> None:
         try:
             while data := source.recv(65536):
+                if record is not None:
+                    with self._lock:
+                        record += data
                 sink.sendall(data)
         except OSError:
             pass
