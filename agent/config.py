@@ -11,6 +11,25 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ADAPTERS_DIR = Path(__file__).resolve().parents[1] / "adapters"
 
 
+def database_url(url: str) -> str:
+    """The SQLAlchemy URL for a Muse database URL: ``postgresql://`` takes the psycopg 3 driver.
+
+    Raises ``ValueError`` for anything but ``sqlite:///PATH`` and ``postgresql[+psycopg]://...``.
+    """
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return url
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("postgresql+psycopg://"):
+        return url
+    raise ValueError(f"database URL {url!r}: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` database URL; None for a server database."""
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MUSE_", extra="forbid")
 
@@ -144,10 +163,8 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_db(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
-            raise ValueError(
-                f"MUSE_DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB, got {value!r}"
-            )
+        if value:
+            database_url(value)  # raises ValueError, which names what is expected
         return value or None
 
     @property
@@ -158,8 +175,7 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path | None:
         """The SQLite file of the event store; None when it is a server database."""
-        url = self.store_url
-        return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+        return sqlite_path(self.store_url)
 
     @property
     def chroma_path(self) -> Path:

@@ -55,7 +55,7 @@ def test_the_migrations_build_exactly_the_tables_the_code_uses(store):
 def test_database_urls_are_checked_and_passwords_hidden_in_names():
     from types import SimpleNamespace
 
-    from agent.store.sql import database_url
+    from agent.config import database_url
 
     url = database_url("postgresql://u:pw@h:5432/db")
     assert url == "postgresql+psycopg://u:pw@h:5432/db"

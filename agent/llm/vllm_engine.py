@@ -43,8 +43,7 @@ from agent.llm.registry import check_adapter
 BASE_MODEL_NAME = "base"  # --served-model-name of the base checkpoint; adapters go by their own names
 # Statuses that say the server, not the request, is in trouble (not found = a model it lacks).
 _ENGINE_STATUSES = {404, 408, 429}
-
-
+# Statuses of a server that cannot take requests now: another replica may (agent/llm/replicas.py).
 _UNAVAILABLE_STATUSES = {502, 503, 504}
 
 

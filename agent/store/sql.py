@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.catalog import TEXT_RATING_KINDS, Impression, Interaction, InvalidRequestError, Item
+from agent.config import database_url, sqlite_path
 from agent.store import schema as t
 
 if TYPE_CHECKING:
@@ -30,20 +31,6 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK = 0x6D757365  # PostgreSQL advisory lock key ("muse")
-
-
-def database_url(url: str) -> str:
-    """The SQLAlchemy URL for a Muse database URL: ``postgresql://`` takes the psycopg 3 driver.
-
-    Raises ``ValueError`` for anything but ``sqlite:///PATH`` and ``postgresql[+psycopg]://...``.
-    """
-    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-        return url
-    if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if url.startswith("postgresql+psycopg://"):
-        return url
-    raise ValueError(f"database URL {url!r}: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
 
 
 class UnknownItemError(KeyError):
@@ -173,8 +160,8 @@ def migrate(url: str, revision: str = "head") -> None:
     from sqlalchemy import text
 
     url = database_url(url)
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if (path := sqlite_path(url)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = _engine(url, migrating=True)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -198,7 +185,7 @@ class SQLStore:
 
     def __init__(self, url: str):
         self.url = database_url(url)
-        self.path = Path(self.url.removeprefix("sqlite:///")) if self.url.startswith("sqlite") else None
+        self.path = sqlite_path(self.url)
         migrate(self.url)
         self._engine = _engine(self.url)
         self._dialect = self._engine.dialect.name
