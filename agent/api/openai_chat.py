@@ -36,7 +36,7 @@ from agent.catalog import Item
 from agent.llm.engine import UnknownAdapterError
 from agent.pipeline.chat import DEGRADED_NOTE, build_ask, picks_text, read_turns, reply_text, text_part
 from agent.pipeline.generation import KINDS
-from agent.pipeline.intent import Intent, rule_intent
+from agent.pipeline.intent import Intent
 from agent.pipeline.service import Answer, MuseAgent, Plan
 from retrieval.index import Filters
 
@@ -88,24 +88,12 @@ def plan_chat(agent: MuseAgent, request: ChatRequest) -> ChatTurn:
     item) before anything is streamed."""
     adapter = adapter_of(request.model, agent)
     turns = read_turns([{"role": m.role, "content": m.content or ""} for m in request.messages])
-    deadline = time.monotonic() + agent.settings.llm_deadline_s
     options = request.options
     if options.liked:  # a new user's answer to muse.onboarding: their history from now on
         agent.record_likes(request.user, options.liked)
     chosen = Filters(options.categories, options.year_min, options.year_max)
-    k, diversity = options.k, options.diversity
-    ask, intent = build_ask(
-        turns, request.user, k, lambda text: agent.interpret(text, deadline), adapter, diversity, chosen
-    )
+    ask, intent, _ = build_ask(turns, request.user, options.k, agent.reader, adapter, options.diversity, chosen)
     plan = agent.plan(ask)
-    if not plan.candidate_ids and intent.source == "llm":
-        # The LLM's reading filtered out the whole catalog (a 135M model can misread "the 80s"
-        # as 1980-1980): read the request by the rules instead, once.
-        agent.metrics.intents.labels("rules_after_empty_llm_reading").inc()
-        ask, intent = build_ask(
-            turns, request.user, k, lambda text: rule_intent(text, agent.categories), adapter, diversity, chosen
-        )
-        plan = agent.plan(ask)
     onboarding = [] if plan.history else agent.onboarding()  # a user with no history yet
     return ChatTurn(plan, intent, request.model, request.ignored_fields, onboarding)
 
@@ -156,7 +144,7 @@ async def stream(agent: MuseAgent, turn: ChatTurn) -> AsyncIterator[str]:
     try:
         yield chunks.event(ChunkDelta(role="assistant", content=""))
         started = time.monotonic()
-        yield chunks.event(ChunkDelta(content=picks_text(plan.items, plan.reason)))
+        yield chunks.event(ChunkDelta(content=picks_text(plan.items, plan.reason, plan.ask.notes)))
         agent.metrics.first_content.observe(time.monotonic() - plan.started)
         while True:
             # Off the event loop: the engine blocks; a client that leaves cancels this await at

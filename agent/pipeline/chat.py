@@ -10,11 +10,12 @@ gathers what every user turn asked for ("something light from the 90s", then "da
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent.catalog import InvalidRequestError, Item
 from agent.pipeline.intent import Intent
+from agent.pipeline.reader import ConversationReader, RequestState
 from agent.pipeline.service import Answer, Ask
 from retrieval.index import Filters
 
@@ -92,52 +93,90 @@ def build_ask(
     turns: Turns,
     user_id: str,
     k: int,
-    interpret: Callable[[str], Intent],
+    reader: ConversationReader,
     adapter: str | None = None,
     diversity: float = 0.0,
     chosen: Filters | None = None,
-) -> tuple[Ask, Intent]:
-    """The newest turn's intent; filters fall back to earlier turns' when it states none.
-    ``chosen``: filters the client set explicitly (a page's controls); each one it sets wins
-    over what the messages say."""
-    intents = [interpret(q) for q in turns.queries] or [Intent()]
-    newest = intents[-1]
-    categories = next((i.categories for i in reversed(intents) if i.categories), [])
-    year_min = next((i.year_min for i in reversed(intents) if i.year_min is not None), None)
-    year_max = next((i.year_max for i in reversed(intents) if i.year_max is not None), None)
-    if year_min is not None and year_max is not None and year_min > year_max:  # turns disagree: newest wins
-        year_min, year_max = newest.year_min, newest.year_max
+) -> tuple[Ask, Intent, RequestState]:
+    """The ask for a conversation, from the reader's ``RequestState``: films the user liked or
+    asked for more like seed the query (the session's history), films they turned down are
+    excluded and pushed away from, hard constraints filter, a count sets ``k``, and every item
+    already shown is excluded. ``chosen``: filters the client set explicitly (a page's
+    controls); each one it sets wins over what the messages say. Also returns the reading as an
+    ``Intent`` (the API's ``muse.intent``) and the state itself."""
+    state = reader.read(turns.queries, turns.shown, turns.like_ids, turns.exclude_ids)
+    c = state.constraints
     if chosen is not None:
-        categories = chosen.categories or categories
-        year_min = chosen.year_min if chosen.year_min is not None else year_min
-        year_max = chosen.year_max if chosen.year_max is not None else year_max
-        if year_min is not None and year_max is not None and year_min > year_max:  # the client's bound wins
-            year_min, year_max = chosen.year_min, chosen.year_max
+        c.categories = chosen.categories or c.categories
+        c.year_min = chosen.year_min if chosen.year_min is not None else c.year_min
+        c.year_max = chosen.year_max if chosen.year_max is not None else c.year_max
+        if c.year_min is not None and c.year_max is not None and c.year_min > c.year_max:  # the client's bound wins
+            c.year_min, c.year_max = chosen.year_min, chosen.year_max
     seen = [i for ids in turns.shown for i in ids]
     filters = Filters(
-        categories=categories,
-        year_min=year_min,
-        year_max=year_max,
-        exclude_ids=list(dict.fromkeys(seen + turns.exclude_ids)),
+        categories=list(c.categories),
+        year_min=c.year_min,
+        year_max=c.year_max,
+        exclude_ids=list(dict.fromkeys(seen + state.excluded)),
     )
-    query = " ".join(i.query for i in intents if i.query) or None
-    return Ask(user_id, k, query, filters, diversity, adapter, turns.like_ids), newest
+    said = {i: "liked" for i in state.ids("liked")} | {i: "asked" for i in state.ids("mentioned") + state.pointed_like}
+    ask = Ask(
+        user_id,
+        state.count or k,
+        None if state.unclear else state.query,
+        filters,
+        diversity,
+        adapter,
+        state.seeds,
+        disliked_ids=list(dict.fromkeys(state.ids("disliked") + state.pointed_exclude)),
+        constraints=c,
+        said=said,
+        notes=notes(state),
+    )
+    intent = Intent(state.query or "", list(c.categories), c.year_min, c.year_max, "rules")
+    return ask, intent, state
 
 
-def picks_text(items: Sequence[Item], reason: str | None = None) -> str:
+GREETING_REPLY = (
+    "Hi! Tell me what you are in the mood for: a genre, a mood, a decade, or films you loved "
+    '("I loved Alien and The Thing"). Meanwhile, a few ideas:'
+)
+
+
+def notes(state: RequestState) -> list[str]:
+    """The lines that open a reply: a question back for a greeting, then what was read (films
+    and how the user feels about them, constraints, comparatives) and what cannot be honoured."""
+    out = [GREETING_REPLY] if state.unclear else []
+    feel = {"liked": "you liked", "disliked": "you did not like", "seen": "you have seen", "mentioned": "more like"}
+    read = [f'{feel[m.sentiment]} "{m.title}"' for m in state.mentions]
+    read += state.comparisons + state.constraints.summary()
+    if state.count:
+        read.append(f"{state.count} picks")
+    if read:
+        out.append("I read: " + "; ".join(read) + ".")
+    if state.unsupported:
+        out.append("I could not honour: " + "; ".join(state.unsupported) + ".")
+    return out
+
+
+def picks_text(items: Sequence[Item], reason: str | None = None, notes: Sequence[str] = ()) -> str:
     """The reply's first part, sent as soon as the picks are known: ``1. Title (year) [#id]``
-    per pick (the ids let a later turn point back at them); with no picks, why (``reason``)."""
+    per pick (the ids let a later turn point back at them); with no picks, why (``reason``).
+    ``notes``: lines that come first (``chat.notes``)."""
+    head = "".join(f"{n}\n" for n in notes)
     if not items:
-        return (
-            f"I found nothing that fits: {reason}. Try fewer constraints.\n"
-            if reason
-            else "I found nothing that fits; try fewer constraints.\n"
-        )
-    lines = [f"Here are {len(items)} picks for you:\n"]
+        return head + _nothing(reason)
+    lines = [head + f"Here are {len(items)} picks for you:\n"]
     for n, item in enumerate(items, 1):
         year = f" ({item.year})" if item.year else ""
         lines.append(f"{n}. {item.title}{year} [#{item.id}]\n")
     return "".join(lines)
+
+
+def _nothing(reason: str | None) -> str:
+    if reason:
+        return f"I found nothing that fits: {reason}. Try fewer constraints.\n"
+    return "I found nothing that fits; try fewer constraints.\n"
 
 
 SECTION = {"explanation": "\nWhy:\n", "draft": "\nPitches:\n"}
@@ -154,7 +193,7 @@ DEGRADED_NOTE = "\n(Some texts are templates: the language model was unavailable
 
 def reply_text(answer: Answer) -> str:
     """The whole reply: the same text a stream of this answer sends, part by part."""
-    parts = [picks_text([p.item for p in answer.picks], answer.reason)]
+    parts = [picks_text([p.item for p in answer.picks], answer.reason, answer.notes)]
     for kind in ("explanation", "draft"):
         parts += [text_part(n, kind, getattr(p, kind)) for n, p in enumerate(answer.picks)]
     if answer.degraded and answer.picks:

@@ -92,6 +92,9 @@ class Evidence:
     # how retrieval found the item (retrieval.retriever.Candidate.source): what an explanation
     # without history may say about it
     source: str = "popular"
+    # cited items that are not in the stored history, and how they came in: "liked" (the user said
+    # they liked it) or "asked" (they asked for more like it); the rest were watched
+    said: dict[str, str] = field(default_factory=dict)
 
     @property
     def shared_categories(self) -> list[str]:
@@ -149,9 +152,12 @@ def _facts(item: Item) -> dict:
 
 def explanation_start(ev: Evidence) -> str:
     """The explanation's first words, written from the evidence (ends with a colon)."""
+    groups: dict[str, list[str]] = {}
+    for h in ev.history:
+        groups.setdefault(ev.said.get(h.id, "watched"), []).append(natural_title(h.title))
     return render(
         "explain_start.jinja",
-        history=[natural_title(h.title) for h in ev.history],
+        groups=[(why, groups[why]) for why in ("watched", "liked", "asked") if why in groups],
         title=natural_title(ev.item.title),
         year=ev.item.year,
         shared=shared_phrase(ev),

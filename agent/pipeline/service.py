@@ -54,11 +54,13 @@ from agent.pipeline.ranker import (
     prompt_config_of,
     standardize,
 )
+from agent.pipeline.reader import Constraints, ConversationReader, Vocabulary
 from agent.store import EventStore
 from retrieval.index import Filters
 from retrieval.retriever import Retriever
 
 HISTORY_SCANNED = 50  # recent history items searched for evidence
+CONSTRAINED_FETCH = 200  # candidates fetched when constraints are checked on items, before cutting to CANDIDATES
 INTENT_CACHE = 1024  # LLM intent readings kept
 INTENT_TOKENS = 96  # a reading is ~40 tokens of JSON
 
@@ -103,6 +105,14 @@ class Ask:
     diversity: float = 0.0
     adapter: str | None = None  # ranker adapter by name; None = the configured one
     like_ids: list[str] = field(default_factory=list)  # items to find more like (newest last)
+    # From the conversation reader (agent.pipeline.reader): items the user turned down in words
+    # (never shown, pushed away from), constraints checked on items after retrieval, and how each
+    # seed outside the stored history came in ("liked": they said so; "asked": they asked for
+    # more like it), so an explanation never says "you watched" of it.
+    disliked_ids: list[str] = field(default_factory=list)
+    constraints: Constraints | None = None
+    said: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the reply says it read and could not honour
 
 
 @dataclass
@@ -129,6 +139,7 @@ class Answer:
     # intent reading are not counted: the engine interface reports usage for texts only).
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    notes: list[str] = field(default_factory=list)  # Ask.notes: what the request was read as
 
 
 @dataclass
@@ -201,6 +212,8 @@ class MuseAgent:
         items = store.items()
         self.categories = sorted({c for it in items for c in it.categories})
         self.grounding = GroundingCheck(it.title for it in items)
+        self.vocabulary = Vocabulary(items, retriever.popular)
+        self.reader = ConversationReader(self.vocabulary, store.get_items)
         self.warmed = threading.Event()  # every LLM stage in use has answered once
         self.warm_error = ""
 
@@ -322,10 +335,20 @@ class MuseAgent:
         history = user_sequences(events).get(ask.user_id, [])
         seeds = [i for i in ask.like_ids if i not in history]
         context = history + seeds  # "more like X": X joins the history as the newest item
-        disliked = [i for i in turned_down(events) if i not in seeds]
-        candidates = self.retriever.retrieve(context, CANDIDATES, ask.filters, ask.query, disliked=disliked)
+        disliked = [i for i in dict.fromkeys(turned_down(events) + ask.disliked_ids) if i not in seeds]
+        constrained = ask.constraints is not None and ask.constraints.needs_items()
+        fetch = CONSTRAINED_FETCH if constrained else CANDIDATES
+        candidates = self.retriever.retrieve(context, fetch, ask.filters, ask.query, disliked=disliked)
+        items = {
+            it.id: it
+            for it in self.store.get_items(
+                list(dict.fromkeys([c.item_id for c in candidates] + context[-HISTORY_SCANNED:]))
+            )
+        }
+        if constrained:
+            candidates = [c for c in candidates if c.item_id in items and ask.constraints.admits(items[c.item_id])]
+        candidates = candidates[:CANDIDATES]
         ids = [c.item_id for c in candidates]
-        items = {it.id: it for it in self.store.get_items(list(dict.fromkeys(ids + context[-HISTORY_SCANNED:])))}
         recent = [h for h in context[-HISTORY_SCANNED:] if h in items]  # evidence candidates
         scores, ranked_by, degraded = standardize([c.score for c in candidates]) if ids else np.empty(0), None, False
         weight = self.ranker_weight(adapter)
@@ -351,6 +374,7 @@ class MuseAgent:
                     items[ids[p]],
                     choose_evidence(items[ids[p]], [items[h] for h in recent], unit @ v) if recent else [],
                     candidates[p].source,
+                    {h: ask.said[h] for h in ask.said if h not in history},
                 )
             )
         return Plan(
@@ -442,6 +466,7 @@ class MuseAgent:
             plan.reason,
             plan.texts.prompt_tokens,
             plan.texts.completion_tokens,
+            list(plan.ask.notes),
         )
 
     def _llm_rank(
@@ -516,6 +541,7 @@ class MuseAgent:
         changed = self.store.upsert_items(items)
         embedded = self.retriever.upsert_items(items)
         self.grounding.add(it.title for it in items)
+        self.vocabulary.add(items)
         self.categories = sorted(set(self.categories) | {c for it in items for c in it.categories})
         return {"upserted": changed, "embedded": embedded}
 

@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 
+from agent.catalog import Item
 from agent.pipeline.chat import build_ask, read_turns
 from agent.pipeline.diversity import mmr
 from agent.pipeline.grounding import GroundingCheck, natural_title, normalize
 from agent.pipeline.intent import Intent, intent_schema, parse_intent, rule_intent, validate_llm_intent
+from agent.pipeline.reader import ConversationReader, Vocabulary
 
 CATEGORIES = ["Comedy", "Drama", "Horror", "Sci-Fi"]
 
@@ -68,11 +70,14 @@ def test_turns_resolve_references_and_carry_filters():
     turns = read_turns(messages)
     assert turns.like_ids == ["b"] and turns.exclude_ids == ["c"]
     assert turns.text == "but darker"
-    ask, newest = build_ask(turns, "u1", 5, lambda q: rule_intent(q, CATEGORIES))
-    assert newest.query == "but darker" and newest.year_min is None
+    items = [Item(i, i.upper(), categories=("Comedy",), year=1994) for i in "abc"]
+    reader = ConversationReader(Vocabulary(items), lambda ids: [it for it in items if it.id in ids])
+    ask, intent, state = build_ask(turns, "u1", 5, reader)
     assert ask.like_ids == ["b"] and set(ask.filters.exclude_ids) == {"a", "b", "c"}
     assert (ask.filters.year_min, ask.filters.year_max) == (1990, 1999)  # carried from turn 1
-    assert ask.filters.categories == ["Comedy"] and "darker" in ask.query
+    # "light" falls back to Comedy (no tone field here); "darker" then drops the light categories
+    assert ask.filters.categories == [] and ask.constraints.excluded_categories == ["Comedy"]
+    assert state.comparisons == ["darker than the last picks"] and intent.year_min == 1990
     with pytest.raises(ValueError, match="no user message"):
         read_turns([{"role": "system", "content": "hi"}])
 

@@ -1,0 +1,935 @@
+"""The conversation reader: a chat's user turns -> one typed ``RequestState``, kept across turns.
+
+What it reads, each rule once, in the order they apply to a turn:
+
+1. pointers at earlier picks ("more like the second one", "not that one"; ``agent.pipeline.chat``
+   keeps the reply format they point into);
+2. films the user names, linked to catalog ids (``TitleLinker``: case, punctuation, a missing or
+   extra year, leading articles, "Thing, The", small typos), with a sentiment each: liked,
+   disliked, seen, or just mentioned ("something like X");
+3. era words ("not too old", "recent", "classic"), years and decades (``agent.pipeline.intent``);
+4. comparatives relative to the films the turn names, else to the last reply's picks ("darker",
+   "funnier", "newer", "shorter");
+5. words for categories and for metadata values, read from the catalog at load (``Vocabulary``),
+   each negated when a negator ("no", "not", "nothing", "without", "avoid") opens its clause:
+   "a thriller, but no horror" is Thriller and not Horror;
+6. numbers ("under 90 minutes") against numeric metadata, and a count ("three documentaries");
+7. what cannot be read: a greeting or thanks with nothing else, an empty request, and constraints
+   on a field the catalog lacks ("a series" where nothing says which items are series).
+
+Later turns override earlier ones: positive categories and each bound come from the newest turn
+that states them; exclusions accumulate until a later turn asks for the thing again; a film's
+newest sentiment wins. Everything here is rules and fuzzy matching (rapidfuzz); no model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.catalog import Item
+from agent.pipeline.intent import rule_intent
+
+SENTIMENTS = ("liked", "disliked", "seen", "mentioned")
+
+# Everyday words for categories; each maps to the categories it may mean (only those the catalog
+# has are used). Negated, "violent" excludes all four.
+CATEGORY_WORDS: dict[str, tuple[str, ...]] = {
+    "funny": ("Comedy",),
+    "comedy": ("Comedy",),
+    "comedies": ("Comedy",),
+    "laugh": ("Comedy",),
+    "scary": ("Horror",),
+    "horror": ("Horror",),
+    "frightening": ("Horror",),
+    "romantic": ("Romance",),
+    "romance": ("Romance",),
+    "rom-com": ("Romance", "Comedy"),
+    "sci-fi": ("Sci-Fi",),
+    "science fiction": ("Sci-Fi",),
+    "space": ("Sci-Fi",),
+    "animated": ("Animation",),
+    "animation": ("Animation",),
+    "cartoon": ("Animation",),
+    "kids": ("Family", "Children"),
+    "children": ("Family", "Children"),
+    "family": ("Family", "Children"),
+    "thriller": ("Thriller",),
+    "thrillers": ("Thriller",),
+    "suspense": ("Thriller",),
+    "war": ("War",),
+    "western": ("Western",),
+    "westerns": ("Western",),
+    "documentary": ("Documentary",),
+    "documentaries": ("Documentary",),
+    "musical": ("Musical",),
+    "musicals": ("Musical",),
+    "crime": ("Crime",),
+    "mystery": ("Mystery",),
+    "mysteries": ("Mystery",),
+    "fantasy": ("Fantasy",),
+    "action": ("Action",),
+    "adventure": ("Adventure",),
+    "drama": ("Drama",),
+    "dramas": ("Drama",),
+    "noir": ("Film-Noir",),
+    "violent": ("Action", "War", "Crime", "Horror"),
+    "violence": ("Action", "War", "Crime", "Horror"),
+    "gory": ("Horror",),
+}
+
+# Words for metadata values: (field, value). A field the catalog lacks makes the request
+# unsupported for that constraint (said in the reply); ``tone`` words then fall back to
+# ``TONE_FALLBACK`` categories where the catalog has them.
+VALUE_WORDS: dict[str, tuple[str, str]] = {
+    "series": ("kind", "series"),
+    "show": ("kind", "series"),
+    "shows": ("kind", "series"),
+    "tv": ("kind", "series"),
+    "binge": ("kind", "series"),
+    "episodes": ("kind", "series"),
+    "miniseries": ("kind", "series"),
+    "uplifting": ("tone", "uplifting"),
+    "feel-good": ("tone", "uplifting"),
+    "feel good": ("tone", "uplifting"),
+    "heartwarming": ("tone", "uplifting"),
+    "hopeful": ("tone", "uplifting"),
+    "cheer me up": ("tone", "uplifting"),
+    "rough week": ("tone", "uplifting"),
+    "rough day": ("tone", "uplifting"),
+    "light": ("tone", "light"),
+    "lighthearted": ("tone", "light"),
+    "light-hearted": ("tone", "light"),
+    "dark": ("tone", "dark"),
+    "grim": ("tone", "dark"),
+    "bleak": ("tone", "dark"),
+    "gripping": ("tone", "tense"),
+    "tense": ("tone", "tense"),
+    "edge of my seat": ("tone", "tense"),
+    "suspenseful": ("tone", "tense"),
+    "quirky": ("tone", "quirky"),
+    "offbeat": ("tone", "quirky"),
+    "weird": ("tone", "quirky"),
+    "thoughtful": ("tone", "thoughtful"),
+    "thought-provoking": ("tone", "thoughtful"),
+}
+TONE_FALLBACK = {"light": ("Comedy",), "uplifting": ("Comedy", "Family"), "dark": (), "tense": ("Thriller",)}
+# How dark each tone reads, for "darker" and "lighter".
+DARKNESS = {"uplifting": 0, "light": 0, "quirky": 1, "thoughtful": 2, "tense": 3, "dark": 4}
+
+NEGATORS = r"(?:no|not|nothing|without|avoid|never|none|except|don'?t want|do not want|skip|anything but|no more)"
+_NEGATED = re.compile(rf"\b{NEGATORS}\b", re.IGNORECASE)
+_CLAUSE = re.compile(r"[.;!?]+|,|\bbut\b|\bhowever\b|\bthough\b", re.IGNORECASE)
+_SENTENCE = re.compile(r"[.;!?]+\s+|\bbut\b", re.IGNORECASE)
+
+SENTIMENT_CUES = [  # first match before the title, else after it, in the same sentence; in this order
+    (
+        "disliked",
+        (
+            r"did ?n[o']?t (?:really )?(?:like|enjoy|love)|don'?t (?:really )?like|do not like|dislike[ds]?|"
+            r"hated?|couldn'?t stand|can'?t stand|not a fan|was (?:bad|awful|boring|terrible)|boring|awful|terrible"
+        ),
+    ),
+    (
+        "liked",
+        (
+            r"lov(?:e|ed|ing)|lik(?:e|ed)|enjoy(?:ed)?|favou?rites?|big fan|fan of|adored?|\brate\b|really into|"
+            r"great|amazing"
+        ),
+    ),
+    ("seen", r"\bseen\b|watched|already saw|\bsaw\b"),
+]
+_LIKE_THIS = re.compile(r"\b(?:something|anything|more|others?|films?|movies?|ones?)\s+like\s*$", re.IGNORECASE)
+
+ERA = [  # (pattern, (years before the catalog's newest year for year_min, for year_max))
+    (r"\bnot (?:too |that |very )?old\b|\bmodern\b|\bnot ancient\b", (25, None)),
+    (r"\b(?:recent|latest|newest|new releases?|brand[- ]new|this year)\b", (5, None)),
+    (r"\b(?:classics?|old(?:er)? (?:films?|movies?|ones?)|golden age|vintage|old-school|oldies)\b", (None, 40)),
+]
+COMPARATIVES = {
+    "darker": "darker",
+    "more serious": "darker",
+    "less light": "darker",
+    "lighter": "lighter",
+    "less dark": "lighter",
+    "happier": "lighter",
+    "funnier": "funnier",
+    "more fun": "funnier",
+    "newer": "newer",
+    "more recent": "newer",
+    "older": "older",
+    "shorter": "shorter",
+    "longer": "longer",
+}
+_MUCH = re.compile(r"\b(?:much|way|a lot|far)\s+$", re.IGNORECASE)
+
+NUMBERS = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "a couple of": 2,
+    "a couple": 2,
+    "a few": 3,
+    "a pair of": 2,
+}
+_COUNT_NOUNS = (
+    r"(?:films?|movies?|picks?|shows?|series|titles?|options?|suggestions?|recommendations?|ideas?|"
+    r"things?|ones?|documentaries|comedies|thrillers|dramas|westerns|musicals|mysteries|horrors?)"
+)
+_COUNT = re.compile(
+    r"\b(?P<n>\d{1,2}|"
+    + "|".join(sorted(NUMBERS, key=len, reverse=True))
+    + r")\s+(?:\w+[\s-]+){0,2}?"
+    + _COUNT_NOUNS
+    + r"\b",
+    re.IGNORECASE,
+)
+MAX_COUNT = 20
+
+_RUNTIME_BOUND = re.compile(
+    r"\b(?P<op>under|less than|at most|no more than|shorter than|below|up to|max(?:imum)?|over|more than|"
+    r"at least|longer than|above)\s+(?P<n>\d{2,3})\s*(?:minutes|mins?|m)\b|\b(?P<h>an?|one|two|\d)\s+hours?\b",
+    re.IGNORECASE,
+)
+SHORT_MINUTES, LONG_MINUTES = 90, 140
+_SHORT = re.compile(r"\b(?:short|quick)\b(?!\s+(?:story|stories|list))", re.IGNORECASE)
+_LONG = re.compile(r"\b(?:long|epic|lengthy)\b", re.IGNORECASE)
+
+GREETING = re.compile(
+    r"^(?:(?:hi|hello|hey|hiya|yo|howdy|greetings|good (?:morning|afternoon|evening)|ok(?:ay)?|cool|great|nice|"
+    r"thanks?(?: you)?(?: (?:so|very) much)?(?: for (?:the|your|these|those) (?:suggestions|recommendations|picks|"
+    r"help|ideas))?|cheers|there|muse|again|everyone|all)[\s,.!?]*)+$",
+    re.IGNORECASE,
+)
+# Words of a request that ask for something without saying what: left out of the query text.
+FILLER = {
+    "i",
+    "me",
+    "my",
+    "we",
+    "you",
+    "your",
+    "a",
+    "an",
+    "the",
+    "some",
+    "something",
+    "anything",
+    "any",
+    "please",
+    "can",
+    "could",
+    "would",
+    "will",
+    "should",
+    "give",
+    "show",
+    "suggest",
+    "recommend",
+    "recommendations",
+    "recommendation",
+    "suggestions",
+    "suggestion",
+    "find",
+    "want",
+    "wanted",
+    "like",
+    "looking",
+    "look",
+    "for",
+    "to",
+    "watch",
+    "watching",
+    "film",
+    "films",
+    "movie",
+    "movies",
+    "one",
+    "ones",
+    "what",
+    "else",
+    "good",
+    "nice",
+    "great",
+    "and",
+    "or",
+    "of",
+    "in",
+    "on",
+    "with",
+    "about",
+    "that",
+    "this",
+    "is",
+    "are",
+    "be",
+    "it",
+    "maybe",
+    "perhaps",
+    "today",
+    "tonight",
+    "now",
+    "really",
+    "just",
+    "also",
+    "new",
+    "other",
+    "more",
+    "another",
+    "thing",
+    "kind",
+    "sort",
+    "type",
+    "have",
+    "had",
+    "seen",
+    "see",
+    "get",
+    "let",
+    "know",
+    "think",
+    "tell",
+    "do",
+    "does",
+    "did",
+    "am",
+    "was",
+    "were",
+    "so",
+    "very",
+    "much",
+    "lot",
+    "but",
+    "let's",
+    "lets",
+    "from",
+    "loved",
+    "love",
+    "liked",
+    "enjoyed",
+    "there",
+    "which",
+}
+
+
+def normalize_title(text: str) -> str:
+    """A title or a span of a message as compared: lower case, no year in brackets, a trailing
+    ", The" moved to the front and leading articles dropped, punctuation gone, spaces collapsed.
+    ``"Thing, The (1982)"`` -> ``"thing"``; ``"The Shining"`` -> ``"shining"``."""
+    text = re.sub(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$", "", text.strip())
+    text = re.sub(r"^(.*), (the|a|an|les|la|le|il|el|das|der|die)$", r"\2 \1", text, flags=re.IGNORECASE)
+    text = re.sub(r"[^\w\s]", " ", text.lower().replace("&", " and ").replace("'", ""))
+    words = text.split()
+    while len(words) > 1 and words[0] in ("the", "a", "an"):
+        words = words[1:]
+    return " ".join(words)
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A film the user named: its catalog id, the words they used, and how they feel about it."""
+
+    item_id: str
+    title: str
+    words: str
+    sentiment: str  # one of SENTIMENTS
+
+
+@dataclass
+class Constraints:
+    """Hard constraints on the picks. ``values``: metadata field -> allowed values;
+    ``excluded_values``: field -> forbidden values; ``ranges``: numeric field -> (low, high), either
+    None. Categories: any of ``categories``, none of ``excluded_categories``."""
+
+    categories: list[str] = field(default_factory=list)
+    excluded_categories: list[str] = field(default_factory=list)
+    year_min: int | None = None
+    year_max: int | None = None
+    values: dict[str, list[str]] = field(default_factory=dict)
+    excluded_values: dict[str, list[str]] = field(default_factory=dict)
+    ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+
+    def needs_items(self) -> bool:
+        """Whether a constraint is checked on items after retrieval (not a Chroma filter)."""
+        return bool(self.excluded_categories or self.values or self.excluded_values or self.ranges)
+
+    def admits(self, item: Item) -> bool:
+        """Whether ``item`` meets every constraint that ``needs_items`` covers (categories and
+        years are also Chroma filters, checked here too)."""
+        cats = set(item.categories)
+        if self.categories and not cats & set(self.categories):
+            return False
+        if cats & set(self.excluded_categories):
+            return False
+        if item.year is not None:
+            if self.year_min is not None and item.year < self.year_min:
+                return False
+            if self.year_max is not None and item.year > self.year_max:
+                return False
+        meta = item.metadata or {}
+        for name, allowed in self.values.items():
+            if str(meta.get(name)) not in allowed:
+                return False
+        for name, banned in self.excluded_values.items():
+            if str(meta.get(name)) in banned:
+                return False
+        for name, (low, high) in self.ranges.items():
+            value = meta.get(name)
+            if not isinstance(value, (int, float)):
+                return False
+            if (low is not None and value < low) or (high is not None and value > high):
+                return False
+        return True
+
+    def summary(self) -> list[str]:
+        """The constraints in words, for the reply ("no Horror", "kind: series", "runtime_min at most 90")."""
+        out = []
+        if self.categories:
+            out.append(" or ".join(self.categories))
+        out += [f"no {c}" for c in self.excluded_categories]
+        if self.year_min is not None and self.year_max is not None:
+            out.append(f"{self.year_min}-{self.year_max}" if self.year_min != self.year_max else f"{self.year_min}")
+        elif self.year_min is not None:
+            out.append(f"from {self.year_min} on")
+        elif self.year_max is not None:
+            out.append(f"up to {self.year_max}")
+        out += [f"{name}: {' or '.join(v)}" for name, v in self.values.items()]
+        out += [f"{name}: not {' or '.join(v)}" for name, v in self.excluded_values.items()]
+        for name, (low, high) in self.ranges.items():
+            if low is not None:
+                out.append(f"{name} at least {low:g}")
+            if high is not None:
+                out.append(f"{name} at most {high:g}")
+        return out
+
+
+@dataclass
+class RequestState:
+    """What a conversation asks for, read from every user turn (newest wins).
+
+    - ``mentions``: films named, one per item id (newest sentiment);
+    - ``pointed_like`` / ``pointed_exclude``: earlier picks the user pointed at;
+    - ``constraints``: hard filters; ``count``: how many picks they asked for (None: not said);
+    - ``comparisons``: comparatives read, in words ("darker than "Lost Luggage Lovers"");
+    - ``unsupported``: what the catalog cannot honour, in words; ``unclear``: "greeting" or
+      "empty" when the newest turn asks for nothing; ``query``: the words left for the content
+      space (None when nothing is left)."""
+
+    mentions: list[Mention] = field(default_factory=list)
+    pointed_like: list[str] = field(default_factory=list)
+    pointed_exclude: list[str] = field(default_factory=list)
+    constraints: Constraints = field(default_factory=Constraints)
+    count: int | None = None
+    comparisons: list[str] = field(default_factory=list)
+    unsupported: list[str] = field(default_factory=list)
+    unclear: str | None = None
+    query: str | None = None
+
+    def ids(self, *sentiments: str) -> list[str]:
+        return [m.item_id for m in self.mentions if m.sentiment in sentiments]
+
+    @property
+    def seeds(self) -> list[str]:
+        """Items that act as the session's history: named likes and references, then pointers."""
+        return list(dict.fromkeys(self.ids("liked", "mentioned") + self.pointed_like))
+
+    @property
+    def excluded(self) -> list[str]:
+        """Items never to show: named dislikes, films they saw, pointers they turned down."""
+        return list(dict.fromkeys(self.ids("disliked", "seen") + self.pointed_exclude))
+
+
+class Vocabulary:
+    """What the catalog lets a request constrain, read at load: its categories, its metadata
+    fields (text fields with few values; numeric fields), its newest year, and its titles
+    (``TitleLinker``)."""
+
+    MAX_VALUES = 30  # a text field with more distinct values is free text, not a constraint
+
+    def __init__(self, items: Iterable[Item], popularity: Sequence[str] = ()):
+        items = list(items)
+        self.categories = sorted({c for it in items for c in it.categories})
+        values: dict[str, set] = {}
+        for it in items:
+            for name, value in (it.metadata or {}).items():
+                values.setdefault(name, set()).add(value)
+        self.text_fields = {
+            name: {str(v) for v in vs}
+            for name, vs in values.items()
+            if all(isinstance(v, str) for v in vs) and len(vs) <= self.MAX_VALUES
+        }
+        self.numeric_fields = [
+            name
+            for name, vs in values.items()
+            if vs and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vs)
+        ]
+        years = [it.year for it in items if it.year]
+        self.newest_year = max(years) if years else None
+        self.titles = TitleLinker(items, popularity)
+
+    def field_of(self, hint: str, value: str) -> str | None:
+        """The catalog field that holds ``value`` (the field named ``hint`` first), else None."""
+        if value in self.text_fields.get(hint, ()):
+            return hint
+        return next((name for name, vs in self.text_fields.items() if value in vs), None)
+
+    def runtime_field(self) -> str | None:
+        return next((n for n in self.numeric_fields if re.match(r"(runtime|length|duration|minutes)", n)), None)
+
+    def add(self, items: Iterable[Item]) -> None:
+        """Learn new items (an upsert while serving)."""
+        items = list(items)
+        self.categories = sorted(set(self.categories) | {c for it in items for c in it.categories})
+        for it in items:
+            for name, value in (it.metadata or {}).items():
+                if name in self.text_fields and isinstance(value, str):
+                    self.text_fields[name].add(value)
+        self.titles.add(items)
+
+
+class TitleLinker:
+    """Films named in a message -> catalog ids: an exact match of the normalized words
+    (``normalize_title``) first, longest span first, then a fuzzy match (rapidfuzz ``fuzz.ratio``
+    at least ``FUZZY_CUTOFF`` against titles of about the span's length) for spans of two or more
+    words. A one-word title must be capitalized or quoted in the message ("I loved Alien", not
+    "something for my kids"). Among films of one title, a year next to it picks; else the most
+    popular."""
+
+    FUZZY_CUTOFF = 90
+    MAX_WORDS = 12
+
+    def __init__(self, items: Iterable[Item], popularity: Sequence[str] = ()):
+        self.rank = {i: n for n, i in enumerate(popularity)}
+        self.by_title: dict[str, list[Item]] = {}
+        self.by_length: dict[int, list[str]] = {}
+        self.add(items)
+
+    def add(self, items: Iterable[Item]) -> None:
+        for it in items:
+            key = normalize_title(it.title)
+            if not key:
+                continue
+            if key not in self.by_title:
+                self.by_length.setdefault(len(key), []).append(key)
+            self.by_title.setdefault(key, [])
+            self.by_title[key] = [x for x in self.by_title[key] if x.id != it.id] + [it]
+
+    def _choose(self, key: str, year: int | None) -> Item:
+        films = self.by_title[key]
+        if year is not None:
+            dated = [f for f in films if f.year == year]
+            if dated:
+                return dated[0]
+        return min(films, key=lambda f: (self.rank.get(f.id, len(self.rank)), f.id))
+
+    def _fuzzy(self, span: str) -> str | None:
+        from rapidfuzz import fuzz, process
+
+        pool = [t for n in range(int(len(span) * 0.85), int(len(span) * 1.15) + 2) for t in self.by_length.get(n, ())]
+        hit = process.extractOne(span, pool, scorer=fuzz.ratio, score_cutoff=self.FUZZY_CUTOFF) if pool else None
+        return hit[0] if hit else None
+
+    def find(self, text: str) -> list[tuple[Item, int, int]]:
+        """(item, start, end) of each film named in ``text``, in order; spans do not overlap."""
+        tokens = [(m.group(), m.start(), m.end()) for m in re.finditer(r"[\w'’&-]+", text)]
+        taken = [False] * len(tokens)
+        found = []
+        for fuzzy in (False, True):  # every exact match first: "X and" must not fuzzily swallow "and"
+            self._scan(text, tokens, taken, found, fuzzy)
+        return sorted(found, key=lambda f: f[1])
+
+    def _scan(self, text: str, tokens: list, taken: list, found: list, fuzzy: bool) -> None:
+        for length in range(min(self.MAX_WORDS, len(tokens)), 0, -1):
+            for s in range(len(tokens) - length + 1):
+                if any(taken[s : s + length]):
+                    continue
+                words = tokens[s : s + length]
+                start, end = words[0][1], words[-1][2]
+                if not self._plausible(text, words, start, end):
+                    continue
+                key = normalize_title(text[start:end])
+                if not key:
+                    continue
+                if fuzzy and key not in self.by_title and length >= 2 and len(key) >= 8:
+                    key = self._fuzzy(key) or key
+                if key not in self.by_title:
+                    continue
+                year = re.match(r"\s*\(?((?:18|19|20)\d\d)\)?", text[end:])
+                found.append((self._choose(key, int(year[1]) if year else None), start, end))
+                taken[s : s + length] = [True] * length
+
+    @staticmethod
+    def _plausible(text: str, words: list, start: int, end: int) -> bool:
+        """A span can be a title when it holds a capitalized word that is not the sentence's
+        first, or it is quoted, or it is three words or more with one capital; and it is not made
+        of request words alone."""
+        content = [w for w, *_ in words if w.lower() not in FILLER and w.lower() not in CATEGORY_WORDS]
+        if not content:
+            return False
+        quoted = text[max(0, start - 1) : start] in "\"'“‘" and text[end : end + 1] in "\"'”’"
+        if quoted and start > 0:
+            return True
+        capitals = [w for w, s, _ in words if w[:1].isupper() and w.lower() not in ("i", "i'm", "i've", "i'd")]
+        if not capitals:
+            return False
+        sentence_start = start == 0 or re.search(r"[.!?]\s*$", text[:start]) is not None
+        if len(words) == 1:
+            return not sentence_start or text[end : end + 1] in (",",) or bool(re.match(r"\s*\(\d{4}\)", text[end:]))
+        return True
+
+
+def _clauses(text: str) -> list[tuple[int, int, bool]]:
+    """(start, end, negated) of each clause of ``text``: negated when a negator opens it."""
+    out, start = [], 0
+    for m in [*_CLAUSE.finditer(text), None]:
+        end = m.start() if m else len(text)
+        if end > start:
+            out.append((start, end, bool(_NEGATED.search(text[start:end]))))
+        start = m.end() if m else len(text)
+    return out
+
+
+def _negated_at(clauses, pos: int, text: str) -> bool:
+    for start, end, negated in clauses:
+        if start <= pos < end:
+            return negated and _NEGATED.search(text[start:pos]) is not None
+    return False
+
+
+def _sentiment(text: str, start: int, end: int) -> str:
+    """The sentiment of the film at ``text[start:end]``: the cue nearest before it in its
+    sentence, else the first after it; "like" right before it ("something like X") is a reference."""
+    bounds = [0] + [m.end() for m in _SENTENCE.finditer(text)] + [len(text)]
+    lo = max(b for b in bounds if b <= start)
+    hi = min((b for b in bounds if b >= end), default=len(text))
+    before, after = text[lo:start], text[end:hi]
+    if _LIKE_THIS.search(before):
+        return "mentioned"
+    best, where = "mentioned", -1
+    for sentiment, cue in SENTIMENT_CUES:
+        for m in re.finditer(cue, before, re.IGNORECASE):
+            if m.end() > where:  # the cue ending nearest the title: "did not like" beats its own "like"
+                best, where = sentiment, m.end()
+    if where >= 0:
+        return best
+    for sentiment, cue in SENTIMENT_CUES:
+        if re.search(cue, after, re.IGNORECASE):
+            return sentiment
+    return "mentioned"
+
+
+@dataclass
+class _Turn:
+    """What one user turn says on its own."""
+
+    mentions: list[Mention] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    excluded_categories: list[str] = field(default_factory=list)
+    year_min: int | None = None
+    year_max: int | None = None
+    values: dict[str, list[str]] = field(default_factory=dict)
+    excluded_values: dict[str, list[str]] = field(default_factory=dict)
+    ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    count: int | None = None
+    comparisons: list[str] = field(default_factory=list)
+    unsupported: list[str] = field(default_factory=list)
+    query: str = ""
+    greeting: bool = False
+
+
+class ConversationReader:
+    """Reads each user turn (``read_turn``) and folds the turns into one ``RequestState``
+    (``read``). ``vocabulary``: the catalog's; ``items``: item id -> Item for the picks and films a
+    comparative refers to (e.g. the store's ``get_items``)."""
+
+    def __init__(self, vocabulary: Vocabulary, items: Callable[[Sequence[str]], list[Item]]):
+        self.vocabulary, self.items = vocabulary, items
+
+    # ------------------------------------------------------------ one turn
+
+    def read_turn(self, text: str, last_picks: Sequence[str] = ()) -> _Turn:
+        """One user message (pointers already removed); ``last_picks``: the ids Muse showed
+        just before it, what a comparative without a named film compares with."""
+        turn = _Turn()
+        if not text.strip() or not re.search(r"\w", text):
+            return turn
+        if GREETING.match(text.strip()):
+            turn.greeting = True
+            return turn
+        rest = list(text)  # characters consumed by a rule become spaces, what is left is the query
+
+        def consume(start: int, end: int) -> None:
+            rest[start:end] = " " * (end - start)
+
+        for item, start, end in self.vocabulary.titles.find(text):
+            turn.mentions.append(Mention(item.id, item.title, text[start:end], _sentiment(text, start, end)))
+            year = re.match(r"\s*\(?(?:18|19|20)\d\d\)?", text[end:])
+            consume(start, end + (year.end() if year else 0))
+        lower = "".join(rest).lower()
+        self._era_and_years(lower, turn, consume)
+        lower = "".join(rest).lower()
+        self._comparatives(lower, turn, consume, last_picks)
+        lower = "".join(rest).lower()
+        self._numbers(lower, turn, consume)
+        lower = "".join(rest).lower()
+        self._words(lower, turn, consume)
+        lower = "".join(rest).lower()
+        clauses = _clauses(lower)
+        kept = [w for s, e, negated in clauses if not negated for w in re.findall(r"[\w'-]+", lower[s:e])]
+        content = [w for w in kept if w not in FILLER and not w.isdigit() and len(w) > 1]
+        turn.query = " ".join(content)
+        return turn
+
+    def _era_and_years(self, lower: str, turn: _Turn, consume) -> None:
+        newest = self.vocabulary.newest_year
+        for pattern, (lo, hi) in ERA:
+            for m in re.finditer(pattern, lower):
+                if newest is not None:
+                    if lo is not None:
+                        turn.year_min = newest - lo
+                    if hi is not None:
+                        turn.year_max = newest - hi
+                consume(m.start(), m.end())
+        intent = rule_intent(lower, ())
+        if intent.year_min is not None or intent.year_max is not None:
+            turn.year_min = intent.year_min if intent.year_min is not None else turn.year_min
+            turn.year_max = intent.year_max if intent.year_max is not None else turn.year_max
+            for m in re.finditer(
+                r"\b(?:between|before|until|after|since|from|in|pre|post)?[\s-]*(?:19|20)?\d0'?s\b|"
+                r"\b(?:between|before|until|after|since|from|in|pre|post)?[\s-]*\d{4}\b",
+                lower,
+            ):
+                consume(m.start(), m.end())
+
+    def _references(self, turn: _Turn, last_picks: Sequence[str]) -> tuple[list[Item], str]:
+        named = [m.item_id for m in turn.mentions if m.sentiment != "disliked"]
+        ids = named or list(last_picks)
+        refs = self.items(ids) if ids else []
+        if named and refs:
+            return refs, " and ".join(f'"{r.title}"' for r in refs)
+        return refs, "the last picks" if refs else ""
+
+    def _comparatives(self, lower: str, turn: _Turn, consume, last_picks: Sequence[str]) -> None:
+        for phrase, kind in COMPARATIVES.items():
+            for m in re.finditer(rf"\b{re.escape(phrase)}\b", lower):
+                consume(m.start(), m.end())
+                refs, named = self._references(turn, last_picks)
+                much = bool(_MUCH.search(lower[: m.start()]))
+                self._compare(kind, refs, named, much, turn)
+
+    def _compare(self, kind: str, refs: list[Item], named: str, much: bool, turn: _Turn) -> None:
+        than = f" than {named}" if named else ""
+        turn.comparisons.append(f"{'much ' if much else ''}{kind}{than}")
+        v = self.vocabulary
+        if kind in ("darker", "lighter"):
+            tone = v.field_of("tone", "dark")
+            if tone is None:
+                light = [c for c in ("Comedy", "Family", "Children", "Animation", "Musical") if c in v.categories]
+                if kind == "darker":
+                    turn.excluded_categories += light
+                else:
+                    turn.categories += light[:1]
+                return
+            seen = [DARKNESS.get(str(r.metadata.get(tone)), 2) for r in refs] or [2]
+            if kind == "darker":
+                floor = min(4, max(2, max(seen) + 1))
+                turn.values[tone] = [t for t, d in DARKNESS.items() if d >= floor and t in v.text_fields[tone]]
+            else:
+                ceiling = max(0, min(1, min(seen) - 1))
+                turn.values[tone] = [t for t, d in DARKNESS.items() if d <= ceiling and t in v.text_fields[tone]]
+        elif kind == "funnier":
+            turn.categories += [c for c in ("Comedy",) if c in v.categories]
+        elif kind in ("newer", "older"):
+            years = [r.year for r in refs if r.year]
+            if not years:
+                return
+            step = 10 if much else 1
+            if kind == "newer":
+                turn.year_min = round(sum(years) / len(years)) + step
+            else:
+                turn.year_max = round(sum(years) / len(years)) - step
+        else:  # shorter, longer
+            name = v.runtime_field()
+            runtimes = [r.metadata.get(name) for r in refs if name and isinstance(r.metadata.get(name), (int, float))]
+            if name is None:
+                turn.unsupported.append(f"{kind}: this catalog has no runtimes")
+            elif runtimes:
+                mean = sum(runtimes) / len(runtimes)
+                step = 20 if much else 1
+                turn.ranges[name] = (None, mean - step) if kind == "shorter" else (mean + step, None)
+
+    def _numbers(self, lower: str, turn: _Turn, consume) -> None:
+        name = self.vocabulary.runtime_field()
+        for m in _RUNTIME_BOUND.finditer(lower):
+            consume(m.start(), m.end())
+            if name is None:
+                turn.unsupported.append(f"{m.group().strip()}: this catalog has no runtimes")
+                continue
+            if m["h"]:
+                hours = 1 if m["h"] in ("a", "an", "one") else 2 if m["h"] == "two" else int(m["h"])
+                turn.ranges[name] = (None, 60 * hours + 15)
+            elif m["op"] in ("over", "more than", "at least", "longer than", "above"):
+                turn.ranges[name] = (float(m["n"]), None)
+            else:
+                turn.ranges[name] = (
+                    None,
+                    float(m["n"]) - (1 if m["op"] in ("under", "less than", "below", "shorter than") else 0),
+                )
+        for pattern, bound in ((_SHORT, (None, SHORT_MINUTES)), (_LONG, (LONG_MINUTES, None))):
+            for m in pattern.finditer(lower):
+                consume(m.start(), m.end())
+                if name is None:
+                    turn.unsupported.append(f"{m.group()}: this catalog has no runtimes")
+                elif name not in turn.ranges:
+                    turn.ranges[name] = bound
+        if m := _COUNT.search(lower):
+            word = m["n"].lower()
+            n = int(word) if word.isdigit() else NUMBERS[word]
+            if 1 <= n <= MAX_COUNT:
+                turn.count = n
+                consume(m.start(), m.start() + len(m["n"]))
+
+    def _words(self, lower: str, turn: _Turn, consume) -> None:
+        """Category and metadata-value words, each negated when its clause is."""
+        v = self.vocabulary
+        clauses = _clauses(lower)
+        phrases = sorted(
+            set(CATEGORY_WORDS) | set(VALUE_WORDS) | {c.lower() for c in v.categories}, key=len, reverse=True
+        )
+        value_words = {val.lower(): (name, val) for name, vals in v.text_fields.items() for val in vals}
+        phrases += [w for w in value_words if w not in phrases]
+        for phrase in phrases:
+            for m in re.finditer(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", lower):
+                negated = _negated_at(clauses, m.start(), lower)
+                consume(m.start(), m.end())
+                lower = lower[: m.start()] + " " * (m.end() - m.start()) + lower[m.end() :]
+                self._word(phrase, negated, turn, value_words)
+
+    def _word(self, phrase: str, negated: bool, turn: _Turn, value_words: dict) -> None:
+        v = self.vocabulary
+        known = {c.lower(): c for c in v.categories}
+        target: list[str] = []
+        if phrase in VALUE_WORDS or phrase in value_words:
+            hint, value = VALUE_WORDS.get(phrase) or value_words[phrase]
+            name = v.field_of(hint, value)
+            if name is not None:
+                bucket = turn.excluded_values if negated else turn.values
+                if value not in bucket.setdefault(name, []):
+                    bucket[name].append(value)
+                return
+            if hint == "tone":
+                target = [c for c in TONE_FALLBACK.get(value, ()) if c.lower() in known]
+            else:
+                turn.unsupported.append(f"{phrase}: this catalog does not say which items are {value}")
+                return
+        if phrase in CATEGORY_WORDS:
+            target = [known[c.lower()] for c in CATEGORY_WORDS[phrase] if c.lower() in known]
+        elif phrase in known:
+            target = [known[phrase]]
+        for c in target:
+            bucket = turn.excluded_categories if negated else turn.categories
+            if c not in bucket:
+                bucket.append(c)
+
+    # ------------------------------------------------------------ the conversation
+
+    def read(self, turns: Sequence[str], shown: Sequence[Sequence[str]] = (), pointed_like=(), pointed_exclude=()):
+        """The state of a conversation: ``turns``, the user messages oldest first (pointers
+        removed); ``shown[i]``: the ids of the reply before user turn ``i + 1`` (as many as there
+        are earlier replies); ``pointed_*``: items the newest turn pointed at."""
+        state = RequestState(pointed_like=list(pointed_like), pointed_exclude=list(pointed_exclude))
+        c = state.constraints
+        mentions: dict[str, Mention] = {}
+        queries = []
+        for n, text in enumerate(turns):
+            before = shown[n - 1] if 0 < n <= len(shown) else (shown[-1] if shown and n > 0 else ())
+            turn = self.read_turn(text, before)
+            for m in turn.mentions:
+                mentions.pop(m.item_id, None)
+                mentions[m.item_id] = m
+            if turn.categories:
+                c.categories = list(turn.categories)
+            c.excluded_categories = [x for x in c.excluded_categories if x not in turn.categories]
+            c.excluded_categories += [x for x in turn.excluded_categories if x not in c.excluded_categories]
+            c.categories = [x for x in c.categories if x not in c.excluded_categories]
+            c.year_min = turn.year_min if turn.year_min is not None else c.year_min
+            c.year_max = turn.year_max if turn.year_max is not None else c.year_max
+            if c.year_min is not None and c.year_max is not None and c.year_min > c.year_max:
+                c.year_min, c.year_max = turn.year_min, turn.year_max  # the turns disagree: the newest wins
+            for name, vals in turn.values.items():
+                c.values[name] = list(vals)
+                if name in c.excluded_values:
+                    c.excluded_values[name] = [x for x in c.excluded_values[name] if x not in vals]
+            for name, vals in turn.excluded_values.items():
+                c.excluded_values.setdefault(name, [])
+                c.excluded_values[name] += [x for x in vals if x not in c.excluded_values[name]]
+                if name in c.values:
+                    c.values[name] = [x for x in c.values[name] if x not in vals] or c.values.pop(name) and []
+            c.values = {k: v for k, v in c.values.items() if v}
+            c.excluded_values = {k: v for k, v in c.excluded_values.items() if v}
+            c.ranges.update(turn.ranges)
+            state.count = turn.count if turn.count is not None else state.count
+            state.comparisons = turn.comparisons or state.comparisons
+            state.unsupported += [u for u in turn.unsupported if u not in state.unsupported]
+            if turn.query:
+                queries.append(turn.query)
+            last = turn
+        state.mentions = list(mentions.values())
+        state.query = " ".join(queries) or None
+        if turns:
+            says_something = (
+                last.mentions
+                or last.categories
+                or last.excluded_categories
+                or last.values
+                or (
+                    last.excluded_values
+                    or last.ranges
+                    or last.comparisons
+                    or last.count
+                    or last.query
+                    or last.year_min is not None
+                    or last.year_max is not None
+                    or pointed_like
+                    or pointed_exclude
+                )
+            )
+            if last.greeting:
+                state.unclear = "greeting"
+            elif not says_something and not turns[-1].strip():
+                state.unclear = "empty"
+        return state
+
+
+def as_dict(state: RequestState) -> dict[str, Any]:
+    """The state as plain JSON-able data (the API's ``muse.request``)."""
+    c = state.constraints
+    return {
+        "mentions": [
+            {"item_id": m.item_id, "title": m.title, "words": m.words, "sentiment": m.sentiment}
+            for m in state.mentions
+        ],
+        "pointed_like": list(state.pointed_like),
+        "pointed_exclude": list(state.pointed_exclude),
+        "categories": list(c.categories),
+        "excluded_categories": list(c.excluded_categories),
+        "year_min": c.year_min,
+        "year_max": c.year_max,
+        "values": {k: list(v) for k, v in c.values.items()},
+        "excluded_values": {k: list(v) for k, v in c.excluded_values.items()},
+        "ranges": {k: list(v) for k, v in c.ranges.items()},
+        "count": state.count,
+        "comparisons": list(state.comparisons),
+        "unsupported": list(state.unsupported),
+        "unclear": state.unclear,
+        "query": state.query,
+    }
