@@ -628,17 +628,10 @@ def _sentiment(text: str, start: int, end: int) -> str:
 
 
 @dataclass
-class _Turn:
-    """What one user turn says on its own."""
+class _Turn(Constraints):
+    """What one user turn says on its own: its constraints, and the rest."""
 
     mentions: list[Mention] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
-    excluded_categories: list[str] = field(default_factory=list)
-    year_min: int | None = None
-    year_max: int | None = None
-    values: dict[str, list[str]] = field(default_factory=dict)
-    excluded_values: dict[str, list[str]] = field(default_factory=dict)
-    ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     count: int | None = None
     comparisons: list[str] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
