@@ -133,7 +133,8 @@ def build_ask(
         said=said,
         notes=notes(state),
     )
-    intent = Intent(state.query or "", list(c.categories), c.year_min, c.year_max, "rules")
+    # muse.intent: the user's words as read, and the filters that reached retrieval
+    intent = Intent(" ".join(turns.queries), list(c.categories), c.year_min, c.year_max, "rules")
     return ask, intent, state
 
 

@@ -289,7 +289,8 @@ def test_streamed_sse_follows_openai_and_matches_the_final_payload(service):
     assert all(set(c["choices"][0]["delta"]) <= {"role", "content"} for c in chunks)
     streamed = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     muse = chunks[-1]["muse"]
-    assert chunks[1]["choices"][0]["delta"]["content"].startswith("Here are 3 picks")  # the picks come first
+    first = chunks[1]["choices"][0]["delta"]["content"]  # the picks come first, after what was read
+    assert first.startswith("I read: Thriller") and "Here are 3 picks" in first
     for n, it in enumerate(muse["items"], 1):
         assert f"[#{it['id']}]" in streamed
         assert f"{n}. {it['explanation']}\n" in streamed and f"{n}. {it['draft']}\n" in streamed
