@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from agent.llm import registry
@@ -240,6 +241,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = _settings()
     if args.stage == "rerank":
         return _eval_rerank(args, settings)
+    if args.stage == "chat":
+        return _eval_chat(args, settings)
+    if str(args.data) == "demo":
+        raise ValueError("--data demo is for --stage chat; the retrieval protocol needs a dataset folder")
     from agent.evaluation.retrieval_eval import run_retrieval_eval
 
     report = run_retrieval_eval(
@@ -255,6 +260,60 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"interactions; split {report['split']}, seed {report['seed']}"
         )
         _table(rows)
+    return 0
+
+
+def _eval_chat(args: argparse.Namespace, settings) -> int:
+    from agent.evaluation.chat_eval import run_chat_eval
+
+    data = None if str(args.data) == "demo" else args.data
+    with ExitStack() as stack:
+        engine = None
+        if args.rerank:
+            from agent.llm.session import open_engine
+
+            engine = stack.enter_context(open_engine(settings, engine=args.engine))
+        report = run_chat_eval(
+            data,
+            settings.data_dir / "eval",
+            args.seed,
+            args.conversations,
+            args.mdd,
+            args.limit,
+            settings.chroma_url,
+            engine,
+        )
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    for name, r in report["reading"].items():
+        print(f"reading, {name} conversations (n={r['n']}; all fields right {r['all_right']:.3f}):")
+        for field, f in r["fields"].items():
+            print(f"  {field:<26} {f['accuracy']:.3f}  ({f['correct']}/{f['n']})")
+    if "mdd" in report:
+        m = report["mdd"]
+        print(
+            f"MDD task 2 dev: {m['n']} of {m['mapped']} mapped requests ({m['requests']} in all), seed "
+            f"{m['seed']}; reader linking precision {m['linking']['precision']:.3f}, "
+            f"recall {m['linking']['recall']:.3f}"
+        )
+        print(f"{'':<30}" + "".join(f"{'R@' + str(k):>22}" for k in (1, 10, 20)))
+        for name, row in m["rows"].items():
+            cells = "".join(
+                f"{row[f'R@{k}']:>8.4f} [{row[f'R@{k}_ci'][0]:.3f}, {row[f'R@{k}_ci'][1]:.3f}]" for k in (1, 10, 20)
+            )
+            print(f"{name:<30}{cells}")
+        d = m["muse_minus_perfect_R@10"]
+        print(f"muse - perfect linking, R@10: {d['mean']:+.4f} (95% CI {d['ci'][0]:+.4f}, {d['ci'][1]:+.4f})")
+        if m.get("rerank"):
+            rr = m["rerank"]
+            print(f"LLM reranker on Muse's 20 (n={rr['n']}; weight chosen on the first half: {rr['chosen_weight']}):")
+            for w in rr["choose"]:
+                a, b = rr["choose"][w], rr["held_out"][w]
+                print(
+                    f"  weight {w:<4} choose R@10 {a['R@10']:.4f} N@10 {a['N@10']:.4f}   "
+                    f"held out R@10 {b['R@10']:.4f} N@10 {b['N@10']:.4f}"
+                )
     return 0
 
 
@@ -552,16 +611,41 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--k", type=int, default=5)
     p.set_defaults(func=cmd_chat)
 
-    p = sub.add_parser("eval", help="LlamaRec protocol evaluation")
-    p.add_argument("--data", type=Path, required=True, help="dataset folder (e.g. ml-latest-small)")
-    p.add_argument("--stage", choices=("retrieval", "rerank"), default="retrieval")
+    p = sub.add_parser("eval", help="LlamaRec protocol evaluation; --stage chat: the conversation reader")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="dataset folder (e.g. ml-latest-small); with --stage chat also `demo`, the shipped catalog",
+    )
+    p.add_argument("--stage", choices=("retrieval", "rerank", "chat"), default="retrieval")
+    p.add_argument(
+        "--mdd",
+        type=Path,
+        default=None,
+        help="--stage chat: the Movie Dialog Dataset folder (task2_recs_dev.txt, movie_kb.txt); adds "
+        "Recall@1/10/20 on its requests beside popularity and perfect linking",
+    )
+    p.add_argument(
+        "--conversations",
+        type=Path,
+        default=None,
+        help="--stage chat: a conversations file (default: the demo's, or generated from --data)",
+    )
+    p.add_argument("--limit", type=int, default=1000, help="--stage chat: MDD requests sampled (0: all)")
+    p.add_argument(
+        "--rerank",
+        action="store_true",
+        help="--stage chat with --mdd: also score Muse's candidates with the conversation-aware LLM "
+        "reranker (the base model, --engine) and report the fusion weight validation chooses",
+    )
     p.add_argument("--split", choices=("test", "validation"), default="test")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--engine",
         choices=("vllm", "transformers"),
         default=None,
-        help="LLM engine for --stage rerank (default: MUSE_LLM_ENGINE, i.e. vllm)",
+        help="LLM engine for --stage rerank and --stage chat --rerank (default: MUSE_LLM_ENGINE, i.e. vllm)",
     )
     p.add_argument(
         "--record-weight",

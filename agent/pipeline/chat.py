@@ -38,7 +38,12 @@ _ORDINALS = {
     "ninth": 8,
     "tenth": 9,
 }
-_POINTER = r"(?:the\s+)?(?P<which>" + "|".join(_ORDINALS) + r"|last|#\d+|number\s+\d+|that|it|this)(?:\s+one)?"
+# A pointer ends there: "one", punctuation or the end ("more like the second one", "not that"),
+# so "something like Last Flight From Kabara" names a film instead of pointing at the last pick.
+_POINTER = (
+    r"(?:the\s+)?(?P<which>" + "|".join(_ORDINALS) + r"|last|#\d+|number\s+\d+|that|it|this)"
+    r"(?:\s+one\b|(?=\s*(?:[,.;!?]|$|\s+(?:please|but|and|though|instead)\b)))"
+)
 _MORE_LIKE = re.compile(r"\b(?:more|others?|something|anything)\s+like\s+" + _POINTER, re.IGNORECASE)
 _NOT = re.compile(r"\b(?:not|no|without|except|drop|skip)\s+" + _POINTER, re.IGNORECASE)
 

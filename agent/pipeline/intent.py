@@ -79,9 +79,10 @@ SYNONYMS = {
 }
 
 _DECADE = re.compile(r"\b(?:(19|20)?(\d)0)'?s\b")
-_BETWEEN = re.compile(r"\bbetween\s+(\d{4})\s+and\s+(\d{4})\b")
-_BEFORE = re.compile(r"\b(?:before|until|pre)[\s-]+(\d{4})\b")
-_AFTER = re.compile(r"\b(?:after|since|post)[\s-]+(\d{4})\b")
+_BETWEEN = re.compile(r"\b(?:(?:between|from)\s+(\d{4})\s*(?:and|to|-|–)|(\d{4})\s*(?:to|-|–))\s*(\d{4})\b")
+# "before 1980" and "after 2005" leave the year out; "until 1980" and "since 2010" keep it.
+_BEFORE = re.compile(r"\b(?:(before|pre)|until|up to|through)[\s-]+(\d{4})\b")
+_AFTER = re.compile(r"\b(?:(after|post)|since|from)[\s-]+(\d{4})\b(?!\s*(?:-|to|and)\s*\d)")
 _FROM_YEAR = re.compile(r"\b(?:from|in)\s+(\d{4})\b")
 _TIME_CUE = re.compile(r"\d|\b(?:decade|century|era|old|older|new|newer|recent|classic|modern)\b")
 
@@ -101,18 +102,18 @@ def rule_intent(text: str, categories: Collection[str]) -> Intent:
     lower = text.lower()
     intent = Intent(query=text.strip())
     if m := _BETWEEN.search(lower):
-        intent.year_min, intent.year_max = sorted((int(m[1]), int(m[2])))
+        intent.year_min, intent.year_max = sorted((int(m[1] or m[2]), int(m[3])))
     elif m := _DECADE.search(lower):
         century = int(m[1]) * 100 if m[1] else (1900 if int(m[2]) >= 3 else 2000)
         intent.year_min = century + int(m[2]) * 10
         intent.year_max = intent.year_min + 9
     else:
         if m := _BEFORE.search(lower):
-            intent.year_max = int(m[1]) - 1
-        if m := _AFTER.search(lower):
-            intent.year_min = int(m[1]) + 1
-        if not (intent.year_min or intent.year_max) and (m := _FROM_YEAR.search(lower)):
-            intent.year_min = intent.year_max = int(m[1])
+            intent.year_max = int(m[2]) - (1 if m[1] else 0)
+        if (m := _FROM_YEAR.search(lower)) and not re.search(r"\bfrom\s+\d{4}\s+on", lower):
+            intent.year_min = intent.year_max = int(m[1])  # "from 1995", "in 1995": that year
+        elif m := _AFTER.search(lower):
+            intent.year_min = int(m[2]) + (1 if m[1] else 0)
     known = {c.lower(): c for c in categories}
     found: list[str] = []
     for word, category in SYNONYMS.items():

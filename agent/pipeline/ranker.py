@@ -56,18 +56,38 @@ def display_title(item: Item, limit: int) -> str:
     return f"{title} ({item.year})" if item.year else title
 
 
+def candidate_facts(item: Item, limit: int, words: int = 12) -> str:
+    """What the conversation-aware prompt shows for a candidate: its display title, categories,
+    metadata values and the first ``words`` words of its description."""
+    facts = [display_title(item, limit)]
+    if item.categories:
+        facts.append("/".join(item.categories))
+    facts += [f"{k} {v}" for k, v in sorted((item.metadata or {}).items()) if isinstance(v, (str, int, float))]
+    if item.text:
+        facts.append(" ".join(item.text.split()[:words]))
+    return " · ".join(facts)
+
+
 def rank_conversation(
-    history: Sequence[str], candidates: Sequence[str], config: PromptConfig = PromptConfig()
+    history: Sequence[str],
+    candidates: Sequence[str],
+    config: PromptConfig = PromptConfig(),
+    request: str | None = None,
 ) -> list[Message]:
-    """The chat messages of one ranking request (display titles, most recent history last)."""
+    """The chat messages of one ranking request (display titles, most recent history last).
+    ``request``: what the person asked for in a chat, in their words and as read; the
+    candidates are then lines of facts (``candidate_facts``) and the question is which fits
+    the request (``rank_chat_user.jinja``). Raises ``ValueError`` for 0 or more than 20
+    candidates."""
     if not 1 <= len(candidates) <= len(LABELS):
         raise ValueError(f"the ranker takes 1 to {len(LABELS)} candidates, got {len(candidates)}")
     recent = list(history[-config.history_items :])
     labelled = [(LABELS[n], title) for n, title in enumerate(candidates)]
-    return [
-        {"role": "system", "content": render("rank_system.jinja")},
-        {"role": "user", "content": render("rank_user.jinja", history=recent, candidates=labelled)},
-    ]
+    if request is not None:
+        user = render("rank_chat_user.jinja", history=recent, candidates=labelled, request=request)
+    else:
+        user = render("rank_user.jinja", history=recent, candidates=labelled)
+    return [{"role": "system", "content": render("rank_system.jinja")}, {"role": "user", "content": user}]
 
 
 def label_distribution(logprobs: Sequence[float]) -> np.ndarray:
@@ -97,8 +117,9 @@ def order(scores: Sequence[float]) -> list[int]:
 @dataclass
 class RankRequest:
     history: Sequence[str]  # display titles, oldest first
-    candidates: Sequence[str]  # display titles, in retrieval order
+    candidates: Sequence[str]  # display titles (or fact lines with a request), in retrieval order
     retrieval_scores: Sequence[float]
+    request: str | None = None  # a chat's request, in words (``rank_conversation``)
 
     @classmethod
     def of(
@@ -127,7 +148,7 @@ class Ranker:
         """The LLM's log-distribution over each request's candidates (one pass per request),
         from this ranker's adapter (``None``: the base model). ``timeout``: seconds per engine
         request (the engine drops a request past it and raises ``EngineError``)."""
-        conversations = [rank_conversation(r.history, r.candidates, self.prompt) for r in requests]
+        conversations = [rank_conversation(r.history, r.candidates, self.prompt, r.request) for r in requests]
         by_size: dict[int, list[int]] = {}
         for n, r in enumerate(requests):
             by_size.setdefault(len(r.candidates), []).append(n)

@@ -24,6 +24,7 @@ newest sentiment wins. Everything here is rules and fuzzy matching (rapidfuzz); 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ CATEGORY_WORDS: dict[str, tuple[str, ...]] = {
     "animated": ("Animation",),
     "animation": ("Animation",),
     "cartoon": ("Animation",),
+    "cartoons": ("Animation",),
     "kids": ("Family", "Children"),
     "children": ("Family", "Children"),
     "family": ("Family", "Children"),
@@ -115,11 +117,49 @@ VALUE_WORDS: dict[str, tuple[str, str]] = {
     "thoughtful": ("tone", "thoughtful"),
     "thought-provoking": ("tone", "thoughtful"),
 }
+# What people ask for that a catalog's items rarely carry: (pattern on the request with titles
+# blanked, the catalog field that would hold it, what the reply says). A catalog with a text
+# field of that name whose values hold the words said is read by ``Vocabulary`` instead.
+NOT_READ = [
+    (
+        (
+            r"\b(?i:starring|featuring|directed by|written by|(?:with|by) (?:the )?(?:actor|actress|director))"
+            r"(?:\s+[A-Z][\w'.-]*(?:\s+[A-Z][\w'.-]*)*)?"
+            r"|\b(?i:with|by|from)\s+[A-Z][a-z'.-]+\s+[A-Z][a-z'.-]+"
+            r"|\b(?i:actors?|actress(?:es)?|directors?|the cast)\b"
+        ),
+        "people",
+        "this catalog does not say who is in or made an item",
+    ),
+    (
+        (
+            r"\b(?i:(?:english|french|spanish|german|italian|japanese|korean|chinese|mandarin|cantonese|hindi|"
+            r"russian|swedish|danish|norwegian|portuguese|arabic|turkish|polish|dutch|greek|thai|persian|foreign)"
+            r"(?:[- ]language)?|subtitled|subtitles|dubbed)\b"
+        ),
+        "language",
+        "this catalog does not say which language or country an item is from",
+    ),
+    (
+        r"(?i:\brated\s+(?:g|pg|pg-13|r|nc-17)\b|\b(?:pg-13|pg|nc-17|r)-rated\b|\bmpaa\b|\bage ratings?\b)",
+        "rating",
+        "this catalog has no age ratings",
+    ),
+]
 TONE_FALLBACK = {"light": ("Comedy",), "uplifting": ("Comedy", "Family"), "dark": (), "tense": ("Thriller",)}
 # How dark each tone reads, for "darker" and "lighter".
 DARKNESS = {"uplifting": 0, "light": 0, "quirky": 1, "thoughtful": 2, "tense": 3, "dark": 4}
 
-NEGATORS = r"(?:no|not|nothing|without|avoid|never|none|except|don'?t want|do not want|skip|anything but|no more)"
+_YEAR_WORDS = r"between|before|until|after|since|from|in|pre|post|up to|through|to|and"
+_SHOW_VERB = re.compile(r"\bshow(?=\s+(?:me|us|them|him|her|my|our)\b)", re.IGNORECASE)
+# Nouns people use for any item ("a crime film", "a good movie"): a catalog value spelled so
+# constrains only when contrasted ("a film, not a series") or negated ("not a film").
+GENERIC_NOUNS = {"film", "films", "movie", "movies"}
+
+NEGATORS = (
+    r"(?:no|not|nothing|without|avoid|never|none|except|don'?t want|do not want|skip|anything but|no more|isn'?t|"
+    r"aren'?t)"
+)
 _NEGATED = re.compile(rf"\b{NEGATORS}\b", re.IGNORECASE)
 _CLAUSE = re.compile(r"[.;!?]+|,|\bbut\b|\bhowever\b|\bthough\b", re.IGNORECASE)
 _SENTENCE = re.compile(r"[.;!?]+\s+|\bbut\b", re.IGNORECASE)
@@ -129,14 +169,18 @@ SENTIMENT_CUES = [  # first match before the title, else after it, in the same s
         "disliked",
         (
             r"did ?n[o']?t (?:really )?(?:like|enjoy|love)|don'?t (?:really )?like|do not like|dislike[ds]?|"
-            r"hated?|couldn'?t stand|can'?t stand|not a fan|was (?:bad|awful|boring|terrible)|boring|awful|terrible"
+            r"hated?|couldn'?t stand|can'?t stand|not a fan|was (?:bad|awful|boring|terrible)|boring|awful|terrible|"
+            r"not so much|not really|not for me|(?:was|is)n'?t for me|did ?n[o']?t work for me|\bmeh\b|dull|"
+            r"bored me|(?:could|can)(?:n'?t| not) get into|did ?n[o']?t get (?:it|into)|fell flat|disappointing|"
+            r"disappointed|overrated|waste of time|not (?:very |that |so )?good|too slow|dragged"
         ),
     ),
     (
         "liked",
         (
             r"lov(?:e|ed|ing)|lik(?:e|ed)|enjoy(?:ed)?|favou?rites?|big fan|fan of|adored?|\brate\b|really into|"
-            r"great|amazing"
+            r"great|amazing|fantastic|brilliant|excellent|wonderful|awesome|superb|masterpiece|blew me away|"
+            r"(?:really|so|very) good|was good"
         ),
     ),
     ("seen", r"\bseen\b|watched|already saw|\bsaw\b"),
@@ -195,11 +239,19 @@ _COUNT = re.compile(
 )
 MAX_COUNT = 20
 
+_BOUND_WORDS = (
+    r"under|less than|at most|no more than|no longer than|not longer than|shorter than|below|up to|max(?:imum)?|"
+    r"over|more than|"
+    r"at least|longer than|above"
+)
 _RUNTIME_BOUND = re.compile(
-    r"\b(?P<op>under|less than|at most|no more than|shorter than|below|up to|max(?:imum)?|over|more than|"
-    r"at least|longer than|above)\s+(?P<n>\d{2,3})\s*(?:minutes|mins?|m)\b|\b(?P<h>an?|one|two|\d)\s+hours?\b",
+    rf"\b(?P<op>{_BOUND_WORDS})\s+(?P<n>\d{{2,3}})\s*(?:minutes|mins?|m)\b|"
+    rf"\b(?:(?P<hop>{_BOUND_WORDS})\s+)?(?P<h>an?|one|two|three|\d)"
+    r"(?:\s+and a half[\s-]+hours?|[\s-]+hours?(?:\s+and a half)?)\b",
     re.IGNORECASE,
 )
+_LOWER_BOUND = ("over", "more than", "at least", "longer than", "above")
+_STRICT = ("under", "less than", "below", "shorter than", "over", "more than", "longer than", "above")
 SHORT_MINUTES, LONG_MINUTES = 90, 140
 _SHORT = re.compile(r"\b(?:short|quick)\b(?!\s+(?:story|stories|list))", re.IGNORECASE)
 _LONG = re.compile(r"\b(?:long|epic|lengthy)\b", re.IGNORECASE)
@@ -207,7 +259,8 @@ _LONG = re.compile(r"\b(?:long|epic|lengthy)\b", re.IGNORECASE)
 GREETING = re.compile(
     r"^(?:(?:hi|hello|hey|hiya|yo|howdy|greetings|good (?:morning|afternoon|evening)|ok(?:ay)?|cool|great|nice|"
     r"thanks?(?: you)?(?: (?:so|very) much)?(?: for (?:the|your|these|those) (?:suggestions|recommendations|picks|"
-    r"help|ideas))?|cheers|there|muse|again|everyone|all)[\s,.!?]*)+$",
+    r"help|ideas))?|a lot|that'?s all|that is all|bye|goodbye|good ?night|see you|cheers|there|muse|again|everyone|"
+    r"all|[:;]-?[()dp])[\s,.!?]*)+$",
     re.IGNORECASE,
 )
 # Words of a request that ask for something without saying what: left out of the query text.
@@ -319,16 +372,101 @@ FILLER = {
     "there",
     "which",
 }
+# Left out of the query text too, though a title may be made of them ("Them!", "The Fan",
+# "Next"): the words of request templates ("Would you suggest something I might like?", "I
+# watched the films A and B and loved them") ask, they do not describe.
+ASKING = FILLER | {
+    "might",
+    "may",
+    "them",
+    "they",
+    "those",
+    "these",
+    "watched",
+    "saw",
+    "similar",
+    "next",
+    "ideas",
+    "idea",
+    "options",
+    "titles",
+    "picks",
+    "us",
+    "our",
+    "fan",
+    "favourite",
+    "favorite",
+    "favourites",
+    "favorites",
+    "enjoy",
+    "adore",
+    "adored",
+    "thanks",
+    "thank",
+    "hi",
+    "hello",
+    "hey",
+    "got",
+    "need",
+    "id",
+    "i'd",
+    "i'm",
+    "im",
+    "i've",
+    "ive",
+    "at",
+    "by",
+    "as",
+    "all",
+    "too",
+    "been",
+    "has",
+    "how",
+    "if",
+    "its",
+    "it's",
+}
+# Words a fuzzily matched title may not start or end on ("I saw X", "a fan of X. A"); an exact
+# title may ("I Saw the Devil").
+_EDGE = {"i", "me", "my", "you", "we", "saw", "seen", "watched", "loved", "liked", "enjoyed", "hated"}
+_EDGE |= {"of", "and", "or", "but", "so", "was", "is", "were", "please", "like", "week"}
+
+
+# Words a title and a message may spell either way, compared in one form ("Aisle 7", "Mercer St").
+NUMBER_WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+)
+SPELLINGS = {
+    **{w: str(n) for n, w in enumerate(NUMBER_WORDS)},
+    "street": "st",
+    "saint": "st",
+    "mount": "mt",
+    "doctor": "dr",
+    "mister": "mr",
+    "versus": "vs",
+}
 
 
 def normalize_title(text: str) -> str:
     """A title or a span of a message as compared: lower case, no year in brackets, a trailing
-    ", The" moved to the front and leading articles dropped, punctuation gone, spaces collapsed.
-    ``"Thing, The (1982)"`` -> ``"thing"``; ``"The Shining"`` -> ``"shining"``."""
+    ", The" moved to the front and leading articles dropped, punctuation gone, spaces collapsed,
+    ``SPELLINGS`` in one form. ``"Thing, The (1982)"`` -> ``"thing"``; ``"The Shining"`` -> ``"shining"``."""
     text = re.sub(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$", "", text.strip())
     text = re.sub(r"^(.*), (the|a|an|les|la|le|il|el|das|der|die)$", r"\2 \1", text, flags=re.IGNORECASE)
     text = re.sub(r"[^\w\s]", " ", text.lower().replace("&", " and ").replace("'", ""))
-    words = text.split()
+    words = [SPELLINGS.get(w, w) for w in text.split()]
     while len(words) > 1 and words[0] in ("the", "a", "an"):
         words = words[1:]
     return " ".join(words)
@@ -496,12 +634,36 @@ class Vocabulary:
         self.titles.add(items)
 
 
+_NUMBERED = re.compile(r"\s*(?:part|vol|volume|chapter|episode|book|no)\b", re.IGNORECASE)
+
+
+def title_aliases(title: str) -> list[str]:
+    """Other names people use for a catalog title, normalized: the alternative title in brackets
+    and the title without it ("Raiders of the Lost Ark (Indiana Jones and the Raiders of the
+    Lost Ark)"), and either side of a colon ("Wallace & Gromit: The Wrong Trousers", "Kill Bill:
+    Vol. 1"), each of two words or more."""
+    bare = re.sub(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$", "", title.strip())
+    names = re.findall(r"\(([^()]+)\)", bare)
+    main = re.sub(r"\s*\([^()]*\)", "", bare).strip()
+    names.append(main)
+    article = re.match(r"^(.*), (the|a|an)$", main, re.IGNORECASE)
+    core = f"{article[2]} {article[1]}" if article else main
+    if ":" in core:
+        names += [part for part in core.split(":", 1) if not _NUMBERED.match(part)]
+    keys = [normalize_title(n) for n in names]
+    own = normalize_title(title)
+    return [k for k in dict.fromkeys(keys) if k and k != own and len(k.split()) >= 2]
+
+
 class TitleLinker:
     """Films named in a message -> catalog ids: an exact match of the normalized words
-    (``normalize_title``) first, longest span first, then a fuzzy match (rapidfuzz ``fuzz.ratio``
-    at least ``FUZZY_CUTOFF`` against titles of about the span's length) for spans of two or more
-    words. A one-word title must be capitalized or quoted in the message ("I loved Alien", not
-    "something for my kids"). Among films of one title, a year next to it picks; else the most
+    (``normalize_title``) first, longest span first, then of another name of a title
+    (``title_aliases``: a bracketed alternative, either side of a colon), then a fuzzy match
+    (rapidfuzz ``fuzz.ratio`` at least ``FUZZY_CUTOFF`` against titles of about the span's
+    length) for spans of two or more words; a fuzzy span may take over exact matches inside it
+    that are two words or more shorter ("Harry Potter and the Chamber of Scerets" is not "The
+    Chamber"). A one-word title must be capitalized or quoted in the message ("I loved Alien", not
+    "something for my kids"). Among films of one name, a year next to it picks; else the most
     popular."""
 
     FUZZY_CUTOFF = 90
@@ -510,6 +672,7 @@ class TitleLinker:
     def __init__(self, items: Iterable[Item], popularity: Sequence[str] = ()):
         self.rank = {i: n for n, i in enumerate(popularity)}
         self.by_title: dict[str, list[Item]] = {}
+        self.aliases: dict[str, list[Item]] = {}
         self.by_length: dict[int, list[str]] = {}
         self.add(items)
 
@@ -522,9 +685,15 @@ class TitleLinker:
                 self.by_length.setdefault(len(key), []).append(key)
             self.by_title.setdefault(key, [])
             self.by_title[key] = [x for x in self.by_title[key] if x.id != it.id] + [it]
+            for alias in title_aliases(it.title):
+                self.aliases[alias] = [x for x in self.aliases.get(alias, []) if x.id != it.id] + [it]
+
+    def films(self, key: str) -> list[Item]:
+        """The items named ``key`` (a normalized span): by title, else by another name."""
+        return self.by_title.get(key) or self.aliases.get(key, [])
 
     def _choose(self, key: str, year: int | None) -> Item:
-        films = self.by_title[key]
+        films = self.films(key)
         if year is not None:
             dated = [f for f in films if f.year == year]
             if dated:
@@ -536,7 +705,9 @@ class TitleLinker:
 
         pool = [t for n in range(int(len(span) * 0.85), int(len(span) * 1.15) + 2) for t in self.by_length.get(n, ())]
         hit = process.extractOne(span, pool, scorer=fuzz.ratio, score_cutoff=self.FUZZY_CUTOFF) if pool else None
-        return hit[0] if hit else None
+        if hit is None or re.findall(r"\d+", hit[0]) != re.findall(r"\d+", span):
+            return None  # a typo is no other number: "less than 100" is not "Less Than Zero"
+        return hit[0]
 
     def find(self, text: str) -> list[tuple[Item, int, int]]:
         """(item, start, end) of each film named in ``text``, in order; spans do not overlap."""
@@ -550,28 +721,49 @@ class TitleLinker:
     def _scan(self, text: str, tokens: list, taken: list, found: list, fuzzy: bool) -> None:
         for length in range(min(self.MAX_WORDS, len(tokens)), 0, -1):
             for s in range(len(tokens) - length + 1):
+                inside = [f for f in found if tokens[s][1] <= f[1] and f[2] <= tokens[s + length - 1][2]]
                 if any(taken[s : s + length]):
-                    continue
+                    # only a fuzzy span may take over, and only shorter exact matches wholly inside it
+                    covered = sum(taken[s : s + length])
+                    spans = sum(len(re.findall(r"[\w'’&-]+", text[f[1] : f[2]])) for f in inside)
+                    if not fuzzy or length < 3 or covered != spans or spans > length - 2:
+                        continue
                 words = tokens[s : s + length]
                 start, end = words[0][1], words[-1][2]
-                if not self._plausible(text, words, start, end):
+                if not self._plausible(text, words, start, end, exact=not fuzzy):
                     continue
+                if (
+                    words[-1][0].lower() in ("the", "a", "an")
+                    and re.search(r",\s*\w+$", text[start:end])
+                    and re.match(r"\s+[A-Z0-9]", text[end:])
+                ):
+                    continue  # "Grumpier Old Men, A Family Thing": the article opens the next title
+                if fuzzy and (words[0][0].lower() in _EDGE or words[-1][0].lower() in _EDGE):
+                    continue  # a fuzzy span does not start or end on a request word ("I saw X", "of X. A")
                 key = normalize_title(text[start:end])
                 if not key:
                     continue
-                if fuzzy and key not in self.by_title and length >= 2 and len(key) >= 8:
+                if fuzzy and not self.films(key) and length >= 2 and len(key) >= 8:
                     key = self._fuzzy(key) or key
-                if key not in self.by_title:
+                elif fuzzy and any(taken[s : s + length]):
+                    continue  # an exact match over exact matches is not a takeover
+                if not self.films(key):
                     continue
+                if any(taken[s : s + length]):
+                    if all(f[0].id == self._choose(key, None).id for f in inside):
+                        continue  # the same film, only a longer span
+                    for f in inside:
+                        found.remove(f)
                 year = re.match(r"\s*\(?((?:18|19|20)\d\d)\)?", text[end:])
                 found.append((self._choose(key, int(year[1]) if year else None), start, end))
                 taken[s : s + length] = [True] * length
 
     @staticmethod
-    def _plausible(text: str, words: list, start: int, end: int) -> bool:
+    def _plausible(text: str, words: list, start: int, end: int, exact: bool = True) -> bool:
         """A span can be a title when it holds a capitalized word that is not the sentence's
-        first, or it is quoted, or it is three words or more with one capital; and it is not made
-        of request words alone."""
+        first, or it is quoted, or it is two words or more with one capital, or (matched
+        exactly, people type titles in lower case) two words or more of which two are not request
+        words (three, matched fuzzily); and it is not made of request words alone."""
         content = [w for w, *_ in words if w.lower() not in FILLER and w.lower() not in CATEGORY_WORDS]
         if not content:
             return False
@@ -579,11 +771,15 @@ class TitleLinker:
         if quoted and start > 0:
             return True
         capitals = [w for w, s, _ in words if w[:1].isupper() and w.lower() not in ("i", "i'm", "i've", "i'd")]
-        if not capitals:
-            return False
+        if not capitals:  # fuzzily only when three words are not request words ("lost lugage lovers")
+            return len(words) >= 2 and len(content) >= (2 if exact else 3)
         sentence_start = start == 0 or re.search(r"[.!?]\s*$", text[:start]) is not None
         if len(words) == 1:
-            return not sentence_start or text[end : end + 1] in (",",) or bool(re.match(r"\s*\(\d{4}\)", text[end:]))
+            return (
+                not sentence_start
+                or text[end : end + 1] in (",",)
+                or bool(re.match(r"\s*\(\d{4}\)|\s+(?:was|is|were)\s+(?:so\s+|really\s+|very\s+)?\w+", text[end:]))
+            )
         return True
 
 
@@ -605,26 +801,84 @@ def _negated_at(clauses, pos: int, text: str) -> bool:
     return False
 
 
+_CLAUSE_END = re.compile(r"[.;!?,]+\s*|\bbut\b", re.IGNORECASE)
+
+
+VERDICT_WORDS = 3
+
+
 def _sentiment(text: str, start: int, end: int) -> str:
-    """The sentiment of the film at ``text[start:end]``: the cue nearest before it in its
-    sentence, else the first after it; "like" right before it ("something like X") is a reference."""
-    bounds = [0] + [m.end() for m in _SENTENCE.finditer(text)] + [len(text)]
-    lo = max(b for b in bounds if b <= start)
-    hi = min((b for b in bounds if b >= end), default=len(text))
-    before, after = text[lo:start], text[end:hi]
-    if _LIKE_THIS.search(before):
-        return "mentioned"
-    best, where = "mentioned", -1
-    for sentiment, cue in SENTIMENT_CUES:
-        for m in re.finditer(cue, before, re.IGNORECASE):
-            if m.end() > where:  # the cue ending nearest the title: "did not like" beats its own "like"
-                best, where = sentiment, m.end()
-    if where >= 0:
-        return best
-    for sentiment, cue in SENTIMENT_CUES:
-        if re.search(cue, after, re.IGNORECASE):
-            return sentiment
+    """The sentiment of the film at ``text[start:end]``: the cue nearest before it in its clause,
+    else the first after it in its clause ("Y not so much"), else the same in its sentence
+    ("I loved A, B and C": a list shares one cue), else a verdict of at most ``VERDICT_WORDS``
+    words that makes the next sentence ("X? Boring."); "like" right before it ("something like
+    X") is a reference."""
+    for boundary in (_CLAUSE_END, _SENTENCE):
+        bounds = [0] + [m.end() for m in boundary.finditer(text)] + [len(text)]
+        lo = max(b for b in bounds if b <= start)
+        hi = min((m.start() for m in boundary.finditer(text) if m.start() >= end), default=len(text))
+        before, after = text[lo:start], text[end:hi]
+        if _LIKE_THIS.search(before):
+            return "mentioned"
+        cues = [(m.start(), m.end(), s) for s, cue in SENTIMENT_CUES for m in re.finditer(cue, before, re.IGNORECASE)]
+        if cues:
+            # the cue ending nearest the title, unless it is inside a dislike cue that starts
+            # earlier: "did not like X", "not a fan of X" (whose "like" and "fan of" are liked cues)
+            nearest, _, best = max(cues, key=lambda c: c[1])
+            best = next((s for a, b, s in cues if s == "disliked" and a < nearest < b), best)
+            if best == "seen":  # "watched X and loved it": how they liked it says more
+                stop = min((m.start() for m in _SENTENCE.finditer(text) if m.start() >= end), default=len(text))
+                sentence_after = text[end:stop]
+                later = [s for s, cue in SENTIMENT_CUES[:2] if re.search(cue, sentence_after, re.IGNORECASE)]
+                best = later[0] if later else best
+            return best
+        for sentiment, cue in SENTIMENT_CUES:
+            if re.search(cue, after, re.IGNORECASE):
+                return sentiment
+    # "X though? Boring.": a verdict of a few words right after the film's sentence
+    stop = min((m.end() for m in _SENTENCE.finditer(text) if m.start() >= end), default=len(text))
+    verdict = re.match(r"\s*([^.;!?]*)", text[stop:])[1]
+    if len(verdict.split()) <= VERDICT_WORDS:
+        for sentiment, cue in SENTIMENT_CUES[:2]:
+            if re.search(cue, verdict, re.IGNORECASE):
+                return sentiment
     return "mentioned"
+
+
+_SMALL_WORDS = {"of", "the", "a", "an", "and", "in", "on", "to", "with", "for", "at", "from", "by"}
+_LIST_SEPARATOR = re.compile(r",\s*(?:and\s+)?|\s+and\s+")
+
+
+def unknown_titles(masked: str, found: Sequence[tuple[Item, int, int]]) -> list[tuple[int, int]]:
+    """Spans of a list of films that name none the catalog has: in a sentence listing two films
+    or more ("I liked A, B, and C."), each other part of the list that starts with a capital and
+    is at most eight words ("Carrie, Slaughterhouse-Five, Cabaret"). ``masked``: the message with
+    the films found blanked out (``found``: their spans). They are said in the reply and kept out
+    of the query, whose words they are not."""
+    out = []
+    bounds = [0] + [m.end() for m in _SENTENCE.finditer(masked)] + [len(masked)]
+    for lo, hi in itertools.pairwise(bounds):
+        inside = [(a, b) for _, a, b in found if lo <= a < hi]
+        if len(inside) < 2:
+            continue
+        first, last = inside[0][0], inside[-1][1]
+        cuts = [lo] + [x for m in _LIST_SEPARATOR.finditer(masked, lo, hi) for x in (m.start(), m.end())] + [hi]
+        for a, b in zip(cuts[::2], cuts[1::2]):
+            part = masked[a:b]
+            a, b = a + len(part) - len(part.lstrip()), b - len(part) + len(part.rstrip(" .!?;:"))
+            words = masked[a:b].split()
+            title_case = all(w[:1].isupper() or w in _SMALL_WORDS for w in words)
+            if (
+                first <= a
+                and (b <= last or title_case)  # between the list's first and last film, or after it in title case
+                and words
+                and len(words) <= 8
+                and masked[a].isupper()
+                and "x" * (b - a) != masked[a:b]
+                and not any(x <= a < y or x < b <= y for x, y in inside)
+            ):
+                out.append((a, b))
+    return out
 
 
 @dataclass
@@ -663,10 +917,19 @@ class ConversationReader:
         def consume(start: int, end: int) -> None:
             rest[start:end] = " " * (end - start)
 
-        for item, start, end in self.vocabulary.titles.find(text):
-            turn.mentions.append(Mention(item.id, item.title, text[start:end], _sentiment(text, start, end)))
+        found = self.vocabulary.titles.find(text)
+        masked = list(text)  # the cues are read with every title blanked out: "Saw" is no "saw"
+        for _, start, end in found:
+            masked[start:end] = "x" * (end - start)
+        masked = "".join(masked)
+        for item, start, end in found:
+            turn.mentions.append(Mention(item.id, item.title, text[start:end], _sentiment(masked, start, end)))
             year = re.match(r"\s*\(?(?:18|19|20)\d\d\)?", text[end:])
             consume(start, end + (year.end() if year else 0))
+        for start, end in unknown_titles(masked, found):
+            turn.unsupported.append(f'"{text[start:end]}": not in the catalog')
+            consume(start, end)
+        self._not_read("".join(rest), turn, consume)
         lower = "".join(rest).lower()
         self._era_and_years(lower, turn, consume)
         lower = "".join(rest).lower()
@@ -678,7 +941,7 @@ class ConversationReader:
         lower = "".join(rest).lower()
         clauses = _clauses(lower)
         kept = [w for s, e, negated in clauses if not negated for w in re.findall(r"[\w'-]+", lower[s:e])]
-        content = [w for w in kept if w not in FILLER and not w.isdigit() and len(w) > 1]
+        content = [w for w in kept if w not in ASKING and not w.isdigit() and len(w) > 1]
         turn.query = " ".join(content)
         return turn
 
@@ -697,8 +960,7 @@ class ConversationReader:
             turn.year_min = intent.year_min if intent.year_min is not None else turn.year_min
             turn.year_max = intent.year_max if intent.year_max is not None else turn.year_max
             for m in re.finditer(
-                r"\b(?:between|before|until|after|since|from|in|pre|post)?[\s-]*(?:19|20)?\d0'?s\b|"
-                r"\b(?:between|before|until|after|since|from|in|pre|post)?[\s-]*\d{4}\b",
+                rf"\b(?:{_YEAR_WORDS})?[\s-]*(?:19|20)?\d0'?s\b|\b(?:{_YEAR_WORDS})?[\s-]*\d{{4}}(?:\s+on)?\b",
                 lower,
             ):
                 consume(m.start(), m.end())
@@ -713,7 +975,7 @@ class ConversationReader:
 
     def _comparatives(self, lower: str, turn: _Turn, consume, last_picks: Sequence[str]) -> None:
         for phrase, kind in COMPARATIVES.items():
-            for m in re.finditer(rf"\b{re.escape(phrase)}\b", lower):
+            for m in re.finditer(rf"\b{re.escape(phrase)}\b(?!\s+than\s+\d)", lower):  # not "longer than 95 minutes"
                 consume(m.start(), m.end())
                 refs, named = self._references(turn, last_picks)
                 much = bool(_MUCH.search(lower[: m.start()]))
@@ -760,6 +1022,18 @@ class ConversationReader:
                 step = 20 if much else 1
                 turn.ranges[name] = (None, mean - step) if kind == "shorter" else (mean + step, None)
 
+    def _not_read(self, text: str, turn: _Turn, consume) -> None:
+        """``NOT_READ`` asks: said in the reply as unsupported and kept out of the query, unless
+        the catalog has the field with a value the words name."""
+        for pattern, name, why in NOT_READ:
+            values = {v.lower() for v in self.vocabulary.text_fields.get(name, ())}
+            for m in re.finditer(pattern, text):
+                said = m.group().strip()
+                if any(w in values for w in re.findall(r"[\w-]+", said.lower())):
+                    continue
+                consume(m.start(), m.end())
+                turn.unsupported.append(f"{said}: {why}")
+
     def _numbers(self, lower: str, turn: _Turn, consume) -> None:
         name = self.vocabulary.runtime_field()
         for m in _RUNTIME_BOUND.finditer(lower):
@@ -768,15 +1042,17 @@ class ConversationReader:
                 turn.unsupported.append(f"{m.group().strip()}: this catalog has no runtimes")
                 continue
             if m["h"]:
-                hours = 1 if m["h"] in ("a", "an", "one") else 2 if m["h"] == "two" else int(m["h"])
-                turn.ranges[name] = (None, 60 * hours + 15)
-            elif m["op"] in ("over", "more than", "at least", "longer than", "above"):
-                turn.ranges[name] = (float(m["n"]), None)
+                hours = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3}.get(m["h"].lower()) or int(m["h"])
+                minutes = 60 * hours + (30 if "half" in m.group() else 0)
+                op, n = m["hop"], float(minutes)
             else:
-                turn.ranges[name] = (
-                    None,
-                    float(m["n"]) - (1 if m["op"] in ("under", "less than", "below", "shorter than") else 0),
-                )
+                op, n = m["op"], float(m["n"])
+            if op is None:  # "a two-hour film": about that long, so up to a quarter hour more
+                turn.ranges[name] = (None, n + 15)
+            elif op.lower() in _LOWER_BOUND:
+                turn.ranges[name] = (n + (1 if op.lower() in _STRICT else 0), None)
+            else:
+                turn.ranges[name] = (None, n - (1 if op.lower() in _STRICT else 0))
         for pattern, bound in ((_SHORT, (None, SHORT_MINUTES)), (_LONG, (LONG_MINUTES, None))):
             for m in pattern.finditer(lower):
                 consume(m.start(), m.end())
@@ -794,6 +1070,9 @@ class ConversationReader:
     def _words(self, lower: str, turn: _Turn, consume) -> None:
         """Category and metadata-value words, each negated when its clause is."""
         v = self.vocabulary
+        for m in _SHOW_VERB.finditer(lower):  # "show me a thriller" asks for no TV show
+            consume(m.start(), m.end())
+            lower = lower[: m.start()] + " " * (m.end() - m.start()) + lower[m.end() :]
         clauses = _clauses(lower)
         phrases = sorted(
             set(CATEGORY_WORDS) | set(VALUE_WORDS) | {c.lower() for c in v.categories}, key=len, reverse=True
@@ -814,6 +1093,9 @@ class ConversationReader:
         if phrase in VALUE_WORDS or phrase in value_words:
             hint, value = VALUE_WORDS.get(phrase) or value_words[phrase]
             name = v.field_of(hint, value)
+            said = turn.values.get(name, []) + turn.excluded_values.get(name, [])
+            if name is not None and phrase in GENERIC_NOUNS and not negated and not said:
+                return  # "a war film" asks for a war film, not for films rather than series
             if name is not None:
                 bucket = turn.excluded_values if negated else turn.values
                 if value not in bucket.setdefault(name, []):
@@ -821,6 +1103,9 @@ class ConversationReader:
                 return
             if hint == "tone":
                 target = [c for c in TONE_FALLBACK.get(value, ()) if c.lower() in known]
+                if not target:
+                    turn.unsupported.append(f"{phrase}: this catalog does not say which items are {value}")
+                    return
             else:
                 turn.unsupported.append(f"{phrase}: this catalog does not say which items are {value}")
                 return

@@ -92,3 +92,99 @@ def test_later_turns_override_and_retract(reader):
     assert "Horror" not in s.constraints.excluded_categories and s.constraints.categories == ["Horror"]
     s = read(reader, "I loved Substitute Santa", "actually I hated Substitute Santa")
     assert [(m.item_id, m.sentiment) for m in s.mentions] == [("demo-005", "disliked")]
+
+
+def test_phrasings_the_held_out_conversations_found(reader):
+    """Misreadings the development conversations' held-out phrasings exposed (issue 23)."""
+    s = read(reader, "Not a fan of Static Bloom. A documentary, please.")
+    assert [(m.item_id, m.sentiment) for m in s.mentions] == [("demo-021", "disliked")]
+    s = read(reader, "Just watched The Counterfeit Sky and loved it. What now?")
+    assert [(m.item_id, m.sentiment) for m in s.mentions] == [("demo-078", "liked")]
+    assert read(reader, "I watched The Counterfeit Sky. What else?").mentions[0].sentiment == "seen"
+    s = read(reader, "Static Bloom was great, The Counterfeit Sky not so much.")
+    assert [(m.item_id, m.sentiment) for m in s.mentions] == [("demo-021", "liked"), ("demo-078", "disliked")]
+    # "show me" is a verb and "a crime film" any film: neither asks for a kind
+    assert read(reader, "Show me a thriller.").constraints.values == {}
+    assert read(reader, "A crime film, please.").constraints.values == {}
+    assert read(reader, "A film, not a series.").constraints.values == {"kind": ["film"]}
+    assert read(reader, "A thriller, no longer than 95 minutes.").constraints.ranges == {"runtime_min": (None, 95)}
+    assert read(reader, "under two hours").constraints.ranges == {"runtime_min": (None, 119)}
+    assert read(reader, "over 2 hours").constraints.ranges == {"runtime_min": (121, None)}
+    c = read(reader, "a comedy from 1995 to 2000").constraints
+    assert (c.year_min, c.year_max) == (1995, 2000)
+    c = read(reader, "thrillers since 2010").constraints
+    assert (c.year_min, c.year_max) == (2010, None)
+    c = read(reader, "thrillers made after 2010").constraints
+    assert (c.year_min, c.year_max) == (2011, None)
+
+
+def test_lower_case_titles_of_two_words_or_more(reader):
+    s = read(reader, "i loved the counterfeit sky and late checkout")
+    assert [m.item_id for m in s.mentions] == ["demo-078", "demo-011"]
+    # request words alone are never a title, whatever their case
+    assert read(reader, "something for my kids").mentions == []
+
+
+def _reader(items):
+    by_id = {it.id: it for it in items}
+    return ConversationReader(Vocabulary(items), lambda ids: [by_id[i] for i in ids if i in by_id])
+
+
+def test_other_names_lists_and_longer_fuzzy_spans():
+    """What MDD's requests over ml-latest-small found (issue 23, docs/chat.md)."""
+    items = [
+        Item("r", "Raiders of the Lost Ark (Indiana Jones and the Raiders of the Lost Ark)", year=1981),
+        Item("w", "Wallace & Gromit: The Wrong Trousers", year=1993),
+        Item("k", "Kill Bill: Vol. 1", year=2003),
+        Item("c", "Chamber, The", year=1996),
+        Item("h", "Harry Potter and the Chamber of Secrets", year=2002),
+        Item("g", "Grumpier Old Men", year=1995),
+        Item("b", "Bound", year=1996),
+        Item("s", "Saw", year=2004),
+        Item("d", "Dawn of the Dead", year=1978),
+        Item("t", "Shining, The", year=1980),
+    ]
+    r = _reader(items)
+    s = r.read(["I loved Raiders of the Lost Ark, The Wrong Trousers and Kill Bill"])
+    assert [m.item_id for m in s.mentions] == ["r", "w", "k"]
+    # a fuzzy match of the whole title wins over the short exact title inside it
+    assert [m.item_id for m in r.read(["Anything like Harry Potter and the Chamber of Scerets?"]).mentions] == ["h"]
+    # "Saw" the film is no "saw" the verb: the films after it stay liked
+    s = r.read(["I liked Saw, Dawn of the Dead, and Bound."])
+    assert [(m.item_id, m.sentiment) for m in s.mentions] == [("s", "liked"), ("d", "liked"), ("b", "liked")]
+    # the article of the next title is not stolen; a listed film the catalog lacks is said
+    s = r.read(["I watched the films Grumpier Old Men, A Family Thing, and Bound and loved them."])
+    assert [m.item_id for m in s.mentions] == ["g", "b"]
+    assert s.unsupported == ['"A Family Thing": not in the catalog'] and s.constraints.categories == []
+    assert s.query is None
+    assert [m.item_id for m in r.read(["Shining, The was great"]).mentions] == ["t"]
+
+
+def test_a_title_word_is_no_pointer():
+    from agent.pipeline.chat import read_turns
+
+    shown = {"role": "assistant", "content": "1. A [#a]\n2. B [#b]"}
+    turns = read_turns([shown, {"role": "user", "content": "Something like Last Flight From Kabara, please"}])
+    assert turns.like_ids == [] and "Last Flight From Kabara" in turns.text
+    assert read_turns([shown, {"role": "user", "content": "more like that"}]).like_ids == ["a"]
+    assert read_turns([shown, {"role": "user", "content": "not that, a comedy"}]).exclude_ids == ["a"]
+
+
+def test_asks_the_catalog_cannot_honour_and_more_verdicts(reader):
+    """People, languages and age ratings: said as unsupported and kept out of the query; the
+    genre beside them still counts. Spellings of numbers and streets; a verdict in the next
+    sentence; goodbyes."""
+    for text in ("a drama starring Tom Hanks", "a comedy directed by Sofia Coppola", "a Korean thriller"):
+        s = read(reader, text)
+        assert len(s.unsupported) == 1 and s.constraints.categories, text
+        assert not {"tom", "hanks", "sofia", "korean"} & set((s.query or "").split())
+    assert read(reader, "a comedy, rated PG please").unsupported == ["rated PG: this catalog has no age ratings"]
+    assert read(reader, "a comedy with friends").unsupported == []  # no name: nothing to flag
+    s = read(reader, "Sleepers of Ward 9? Loved it. And Cold Signal? dull.")
+    assert [(m.item_id, m.sentiment) for m in s.mentions] == [("demo-019", "liked"), ("demo-016", "disliked")]
+    s = read(reader, "Apartment Four C was fantastic")
+    assert [(m.item_id, m.sentiment) for m in s.mentions] == [("demo-013", "liked")]
+    for text in ("ok thanks a lot, bye", "good night :)", "that's all, thank you"):
+        assert read(reader, text).unclear == "greeting", text
+    ml_like = Vocabulary([Item("m1", "Heat", year=1995, metadata={"language": "Korean"})])
+    assert ConversationReader(ml_like, lambda ids: []).read(["a Korean film"]).unsupported == []

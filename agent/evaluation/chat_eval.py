@@ -1,0 +1,371 @@
+"""`muse eval --stage chat`: how well the chat reads conversations, and what the reading buys.
+
+1. **Reading** (``read_accuracy``): each development conversation (``agent.evaluation.
+   conversations``) goes through the service's own path (``chat.read_turns`` ->
+   ``chat.build_ask`` -> ``ConversationReader``), and each field of the reading is compared
+   with the conversation's expected state:
+
+   - ``named``: the set of films named (catalog ids); ``named+sentiment``: the same, each with
+     the right sentiment; ``references``: the earlier picks pointed at (liked, excluded);
+   - ``constraints``: right when the read constraints admit exactly the catalog items the expected
+     ones admit (so "under 90 minutes" read as at most 89 or below 90 are both right); also per
+     part: ``categories``, ``years``, and each metadata field;
+   - ``count``, ``unclear`` (a greeting), ``unsupported`` (something asked cannot be honoured).
+
+   A field is scored on the conversations where it is expected or was read (an empty field read
+   as empty is not counted as a success), so the share is not inflated by conversations that
+   never touch it.
+
+2. **MDD** (``mdd_recall``): the Movie Dialog Dataset's task-2 development requests
+   (``agent.evaluation.mdd``), whose recommended film maps to the catalog. Recall@1/10/20 of the
+   film the dataset recommends among the picks of: Muse (the request read by the chat's reader,
+   planned by ``MuseAgent.plan`` as a new user, the LLM out of the loop as at ``make run``, whose
+   shipped ranker has fusion weight 0); "perfect linking + retrieval" (the same plan seeded with the
+   films the request names, read from the dataset's templates); and popularity (the most-watched
+   films the request does not name). Each with a 95% Wilson interval; Muse minus perfect linking
+   with a paired 95% interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from agent.catalog import Item
+from agent.evaluation.conversations import Conversation
+from agent.pipeline.chat import build_ask, read_turns
+from agent.pipeline.reader import Constraints, ConversationReader, RequestState, Vocabulary
+
+logger = logging.getLogger(__name__)
+
+KS = (1, 10, 20)
+EXAMPLES = 5  # misreadings kept per field
+
+
+def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (Wilson 1927) of a proportion ``hits / n``; (0, 0) for n = 0."""
+    if n == 0:
+        return 0.0, 0.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _admitted(c: Constraints, items: Sequence[Item]) -> frozenset[str]:
+    return frozenset(it.id for it in items if c.admits(it))
+
+
+def _parts(c: Constraints) -> dict[str, Constraints]:
+    """``c`` split by what it constrains: categories, years, each metadata field."""
+    out = {
+        "categories": Constraints(categories=list(c.categories), excluded_categories=list(c.excluded_categories)),
+        "years": Constraints(year_min=c.year_min, year_max=c.year_max),
+    }
+    for name in set(c.values) | set(c.excluded_values) | set(c.ranges):
+        out[name] = Constraints(
+            values={name: c.values[name]} if name in c.values else {},
+            excluded_values={name: c.excluded_values[name]} if name in c.excluded_values else {},
+            ranges={name: c.ranges[name]} if name in c.ranges else {},
+        )
+    return out
+
+
+def _empty(c: Constraints) -> bool:
+    return not (
+        c.categories
+        or c.excluded_categories
+        or c.year_min is not None
+        or c.year_max is not None
+        or c.values
+        or c.excluded_values
+        or c.ranges
+    )
+
+
+def score_reading(conv: Conversation, state: RequestState, items: Sequence[Item]) -> dict[str, bool]:
+    """Field -> whether ``state`` read it right, for each field ``conv`` expects or ``state``
+    holds (module docstring). ``items``: the catalog, for comparing constraints."""
+    e = conv.expected
+    out: dict[str, bool] = {}
+    got = {m.item_id: m.sentiment for m in state.mentions}
+    want = e["mentions"]
+    if got or want:
+        out["named"] = set(got) == set(want)
+    if want:
+        out["named+sentiment"] = got == want
+    pointed = (sorted(state.pointed_like), sorted(state.pointed_exclude))
+    if any(pointed) or e["pointed_like"] or e["pointed_exclude"]:
+        out["references"] = pointed == (sorted(e["pointed_like"]), sorted(e["pointed_exclude"]))
+    read, expected = state.constraints, conv.constraints()
+    if not _empty(read) or not _empty(expected):
+        out["constraints"] = _admitted(read, items) == _admitted(expected, items)
+        mine, theirs = _parts(read), _parts(expected)
+        for name in set(mine) | set(theirs):
+            a, b = mine.get(name, Constraints()), theirs.get(name, Constraints())
+            if not _empty(a) or not _empty(b):
+                out[f"constraints.{name}"] = _admitted(a, items) == _admitted(b, items)
+    if state.count is not None or e["count"] is not None:
+        out["count"] = state.count == e["count"]
+    if state.unclear or e["unclear"]:
+        out["unclear"] = state.unclear == e["unclear"]
+    if state.unsupported or e["unsupported"]:
+        out["unsupported"] = bool(state.unsupported) == bool(e["unsupported"])
+    return out
+
+
+def read_accuracy(
+    conversations: Sequence[Conversation], items: Sequence[Item], popularity: Sequence[str] = ()
+) -> dict:
+    """Field-level accuracy of the rule reader on ``conversations`` over the catalog ``items``:
+    ``{"n", "fields": {field: {"n", "correct", "accuracy"}}, "all_right", "kinds", "examples"}``
+    (``examples``: up to ``EXAMPLES`` misreadings per field, with the text and both readings)."""
+    by_id = {it.id: it for it in items}
+    reader = ConversationReader(Vocabulary(items, popularity), lambda ids: [by_id[i] for i in ids if i in by_id])
+    counts: dict[str, list[int]] = {}
+    kinds: dict[str, list[int]] = {}
+    examples: dict[str, list] = {}
+    all_right = 0
+    for conv in conversations:
+        _, _, state = build_ask(read_turns(conv.messages), "muse-eval", 5, reader)
+        scored = score_reading(conv, state, items)
+        all_right += all(scored.values())
+        k = kinds.setdefault(conv.kind, [0, 0])
+        k[0], k[1] = k[0] + all(scored.values()), k[1] + 1
+        for name, right in scored.items():
+            c = counts.setdefault(name, [0, 0])
+            c[0], c[1] = c[0] + right, c[1] + 1
+            if not right and len(examples.setdefault(name, [])) < EXAMPLES:
+                examples[name].append(
+                    {
+                        "text": [m["content"] for m in conv.messages if m["role"] == "user"],
+                        "expected": conv.expected,
+                        "read": _reading(state),
+                    }
+                )
+    return {
+        "n": len(conversations),
+        "fields": {
+            name: {"n": n, "correct": ok, "accuracy": round(ok / n, 4)} for name, (ok, n) in sorted(counts.items())
+        },
+        "all_right": round(all_right / max(len(conversations), 1), 4),
+        "kinds": {name: round(ok / n, 4) for name, (ok, n) in sorted(kinds.items())},
+        "examples": examples,
+    }
+
+
+def _reading(state: RequestState) -> dict:
+    from agent.pipeline.reader import as_dict
+
+    d = as_dict(state)
+    return {k: v for k, v in d.items() if v not in (None, [], {}, False)}
+
+
+# ------------------------------------------------------------------ MDD
+
+
+def _fitted_model(data: Path, workdir: Path, seed: int, chroma_url: str | None):
+    """The protocol's items, their Chroma index and the hybrid model refitted on everything but
+    each user's last item (``retrieval_eval``'s test fit), cached in ``workdir`` by seed."""
+    from agent.evaluation import retrieval_eval
+    from retrieval.behavior import HybridModel
+
+    proto = retrieval_eval.prepare(data)
+    index, _ = retrieval_eval.content_index(proto, workdir, chroma_url)
+    folder = workdir / f"chat-model-seed{seed}"
+    if (folder / "model.json").exists():
+        return proto, index, HybridModel.load(folder)
+    fitted = retrieval_eval.fit_for_validation(data, workdir, seed, chroma_url=chroma_url)
+    retrieval_eval.refit_for_test(fitted, seed)
+    fitted.model.save(folder)
+    return proto, index, fitted.model
+
+
+def mdd_recall(
+    data: Path,
+    mdd_dir: Path,
+    workdir: Path,
+    seed: int = 0,
+    limit: int = 1000,
+    chroma_url: str | None = None,
+    engine=None,
+    rerank_limit: int = 400,
+) -> dict:
+    """Recall@1/10/20 on MDD task-2 development requests mapped to ``data``'s catalog (module
+    docstring): ``{"rows": {name: {"R@k": .., "R@k_ci": [lo, hi]}}, "n", "mapped", ...}``.
+    ``limit``: a seeded random sample of that many mapped requests (0: all). ``engine``: an LLM
+    engine; when given, the first ``rerank_limit`` requests of the sample also go through the
+    conversation-aware LLM reranker (``rerank_probe``). Raises ``FileNotFoundError`` when
+    ``mdd_dir`` lacks the task-2 file or ``movie_kb.txt``."""
+    from agent.config import Settings
+    from agent.evaluation import mdd
+    from agent.pipeline.service import Ask, MuseAgent
+    from agent.store.sql import SQLiteStore
+    from retrieval.retriever import Retriever
+
+    for name in (mdd.TASK2, mdd.KB):
+        if not (mdd_dir / name).exists():
+            raise FileNotFoundError(f"{mdd_dir / name} is missing (the MDD development files and movie_kb.txt)")
+    started = time.perf_counter()
+    proto, index, model = _fitted_model(data, workdir, seed, chroma_url)
+    counts = Counter(i for seq in proto.loo.sequences.values() for i in seq)
+    popular = [i for i, _ in counts.most_common()]
+    retriever = Retriever(index, model, popular)
+    retriever.write_hybrid(proto.items)
+    home = workdir / "chat-eval"
+    shutil.rmtree(home, ignore_errors=True)
+    store = SQLiteStore(home / "muse.db")
+    store.upsert_items(proto.items)
+    agent = MuseAgent(Settings(data_dir=home), store, retriever, None)
+
+    years = mdd.release_years(mdd_dir / mdd.KB)
+    titles = mdd.CatalogTitles(proto.items, years)
+    requests = [r for r in mdd.parse_task2(mdd_dir / mdd.TASK2, set(years)) if titles.ids(r.targets)]
+    total = len(mdd.parse_task2(mdd_dir / mdd.TASK2, set(years)))
+    sample = random.Random(seed).sample(requests, limit) if 0 < limit < len(requests) else requests
+    hits: dict[str, list[list[int]]] = {"popularity": [], "perfect linking + retrieval": [], "muse": []}
+    linked = [0, 0, 0]  # true positives, read, gold
+    plans = []  # (request text, the target ids, Muse's plan) for the reranker
+    for r in sample:
+        target = set(titles.ids(r.targets))
+        gold = [i for i in titles.ids(r.named) if i not in target]
+        ranked = {
+            "popularity": [i for i in popular if i not in gold][:20],
+            "perfect linking + retrieval": [
+                it.id for it in agent.plan(Ask("mdd-eval", 20, like_ids=gold, said={g: "liked" for g in gold})).items
+            ],
+        }
+        ask, _, state = build_ask(read_turns([{"role": "user", "content": r.text}]), "mdd-eval", 20, agent.reader)
+        ask.k = 20  # every pick Recall@20 needs, whatever count the request states
+        plan = agent.plan(ask)
+        ranked["muse"] = [it.id for it in plan.items]
+        if engine is not None and len(plans) < rerank_limit:
+            plans.append((r.text, target, plan))
+        read = set(state.ids("liked", "mentioned", "seen", "disliked"))
+        linked = [linked[0] + len(read & set(gold)), linked[1] + len(read), linked[2] + len(gold)]
+        for name, ids in ranked.items():
+            hits[name].append([int(bool(target & set(ids[:k]))) for k in KS])
+    agent.close()
+    rows = {}
+    for name, h in hits.items():
+        a = np.array(h) if h else np.zeros((0, len(KS)))
+        row = {}
+        for j, k in enumerate(KS):
+            row[f"R@{k}"] = round(float(a[:, j].mean()), 4) if len(a) else 0.0
+            row[f"R@{k}_ci"] = [round(x, 4) for x in wilson(int(a[:, j].sum()), len(a))]
+        rows[name] = row
+    muse, perfect = np.array(hits["muse"]), np.array(hits["perfect linking + retrieval"])
+    diff = (muse[:, 1] - perfect[:, 1]).astype(float) if len(muse) else np.zeros(0)
+    half = 1.96 * float(diff.std(ddof=1)) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    return {
+        "requests": total,
+        "mapped": len(requests),
+        "n": len(sample),
+        "seed": seed,
+        "rows": rows,
+        "muse_minus_perfect_R@10": {
+            "mean": round(float(diff.mean()) if len(diff) else 0.0, 4),
+            "ci": [round(float(diff.mean()) - half, 4), round(float(diff.mean()) + half, 4)] if len(diff) else [0, 0],
+        },
+        "linking": {
+            "precision": round(linked[0] / max(linked[1], 1), 4),
+            "recall": round(linked[0] / max(linked[2], 1), 4),
+        },
+        "rerank": rerank_probe(engine, plans) if engine is not None else None,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+
+
+def rerank_probe(engine, plans: Sequence[tuple[str, set[str], object]], adapter: str | None = None) -> dict:
+    """The conversation-aware LLM reranker on Muse's candidates: each plan's 20 picks (retrieval
+    order) are scored by the LLM from the request's words and each candidate's facts
+    (``ranker.rank_conversation`` with a request), fused with the retrieval scores at each weight
+    of ``WEIGHTS``. The weight is chosen on the first half of ``plans`` (R@10, then N@10) and
+    reported on the second: ``{"chosen_weight", "choose": {w: metrics}, "held_out": {w: metrics},
+    "n"}``. Weight 0 is retrieval order exactly."""
+    from agent.pipeline.ranker import CANDIDATES, Ranker, RankRequest, candidate_facts, fuse, order
+    from retrieval.metrics import rank_of, recall_at, summarize
+
+    plans = [p for p in plans if len(p[2].items) == CANDIDATES]
+    requests = [
+        RankRequest([], [candidate_facts(it, 40) for it in plan.items], list(plan.scores), text)
+        for text, _, plan in plans
+    ]
+    started = time.perf_counter()
+    llm = Ranker(engine, adapter).llm_scores(requests) if requests else []
+    seconds = time.perf_counter() - started
+    half = len(plans) // 2
+    tables: dict[str, dict] = {"choose": {}, "held_out": {}}
+    for w in WEIGHTS:
+        ranks = []
+        for (_, target, plan), scores in zip(plans, llm):
+            ids = [plan.items[i].id for i in order(fuse(plan.scores, scores, w))]
+            ranks.append(min((rank_of(t, ids) or 10**6) for t in target))
+        ranks = [r if r < 10**6 else None for r in ranks]
+        for name, part in (("choose", ranks[:half]), ("held_out", ranks[half:])):
+            m = summarize(part)
+            m["R@1"] = sum(recall_at(r, 1) for r in part) / len(part)
+            tables[name][str(w)] = {k: round(m[k], 4) for k in ("R@1", "R@10", "N@10")}
+    chosen = max(WEIGHTS, key=lambda w: (tables["choose"][str(w)]["R@10"], tables["choose"][str(w)]["N@10"], -w))
+    return {
+        "n": len(plans),
+        "adapter": adapter,
+        "chosen_weight": chosen,
+        "seconds_per_request": round(seconds / max(len(plans), 1), 3),
+        **tables,
+    }
+
+
+# ------------------------------------------------------------------ the command
+
+
+def run_chat_eval(
+    data: Path | None,
+    workdir: Path,
+    seed: int = 0,
+    conversations: Path | None = None,
+    mdd_dir: Path | None = None,
+    limit: int = 1000,
+    chroma_url: str | None = None,
+    engine=None,
+) -> dict:
+    """What ``muse eval --stage chat`` prints. ``data``: a dataset folder, or None for the shipped
+    demo catalog. The reading is scored on the development split of ``conversations`` (a file
+    written by ``conversations.save``; default: the demo's file for the demo, conversations
+    generated from the catalog with ``seed`` otherwise), plus every conversation of the demo's
+    hand-written set when evaluating the demo; MDD recall is added when ``mdd_dir`` is given.
+    Raises ``ValueError`` for ``mdd_dir`` with the demo catalog (MDD's films are MovieLens')."""
+    from agent.catalog import load_dataset, load_file
+    from agent.evaluation import conversations as gen
+
+    report: dict = {"stage": "chat", "seed": seed, "reader": "rules (agent/pipeline/reader.py); no LLM reader"}
+    if data is None:
+        if mdd_dir is not None:
+            raise ValueError("--mdd needs --data with the MovieLens folder its films map to, not the demo")
+        items = load_file(Path(__file__).resolve().parents[1] / "data" / "demo_items.jsonl").items
+        popularity: list[str] = []
+        sets = {"generated dev": [c for c in gen.load(conversations or gen.DEMO_FILE) if c.split == "dev"]}
+        if conversations is None and gen.WRITTEN_FILE.exists():
+            sets["written"] = gen.load(gen.WRITTEN_FILE)
+    else:
+        dataset = load_dataset(data)
+        counts = Counter(e.item_id for e in dataset.interactions)
+        popularity = [i for i, _ in counts.most_common()]
+        items = dataset.items
+        convs = gen.load(conversations) if conversations else gen.generate(items, 500, seed, popularity)
+        sets = {"generated dev": [c for c in convs if c.split == "dev"]}
+    report["reading"] = {name: read_accuracy(convs, items, popularity) for name, convs in sets.items()}
+    if mdd_dir is not None and data is not None:
+        report["mdd"] = mdd_recall(data, mdd_dir, workdir, seed, limit, chroma_url, engine)
+    return report
