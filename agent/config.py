@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="address `muse serve` listens on")
     port: int = Field(8000, ge=1, le=65535, description="port `muse serve` listens on")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
+    allowed_hosts: str = Field(
+        "",
+        description="comma-separated Host names the service answers besides the loopback names and "
+        "MUSE_HOST (`*.example.com` matches subdomains, `*` any); with MUSE_AUTH=keys and this unset, "
+        "any Host. Others get 421: a web page cannot reach an open Muse through DNS rebinding",
+    )
     auth: Literal["off", "keys"] = Field(
         "off",
         description="keys = every request but /healthz and /readyz needs an API key (`muse keys "
@@ -135,6 +141,17 @@ class Settings(BaseSettings):
             "change and delete every user's data: create an admin key (`muse keys create --scope admin`) "
             "and set MUSE_AUTH=keys, or keep MUSE_HOST=127.0.0.1"
         )
+
+    def trusted_hosts(self) -> list[str] | None:
+        """The Host names requests may carry (lower-case, without port), or ``None`` for any:
+        with ``auth`` off the loopback names, ``host`` and ``allowed_hosts``; with keys,
+        ``allowed_hosts`` when set, else any."""
+        extra = [h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()]
+        if "*" in extra or (self.auth == "keys" and not extra):
+            return None
+        if self.auth == "keys":
+            return extra
+        return list(dict.fromkeys(["localhost", "127.0.0.1", "::1", self.host.lower(), *extra]))
 
     def client_headers(self) -> dict[str, str]:
         """The Authorization header Muse's own HTTP clients send (none without ``api_key``)."""

@@ -86,7 +86,7 @@ def main() -> None:
             wait_http(f"{url}/health", 600)
         env = {**base, "MUSE_DATA_DIR": str(args.work / "muse"), "MUSE_LLM_URL": ",".join(urls), "MUSE_PORT": "8130"}
         service = start([*muse, "serve", "--demo"], env, args.work / "muse.log")
-        wait_http("http://127.0.0.1:8130/readyz", 900)
+        wait_http("http://127.0.0.1:8130/readyz?require=llm", 900)
         bench = subprocess.Popen(
             [*muse, "bench", "agent", "--url", "http://127.0.0.1:8130", "--requests", str(args.requests)],
             env=env,

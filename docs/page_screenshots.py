@@ -1,6 +1,6 @@
 """Screenshots of the page for the README, taken from a running Muse with the real model.
 
-    make run                                   # in one shell; wait for /readyz
+    make run                                   # in one shell; wait for /readyz?require=llm
     .venv/bin/python docs/page_screenshots.py --url http://127.0.0.1:8000 --out docs/img
 
 Drives Debian's headless Chromium (as tests/web does): a demo user asks for something and

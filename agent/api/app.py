@@ -123,6 +123,38 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+class TrustedHosts:
+    """ASGI middleware: a request whose ``Host`` header names none of ``hosts`` (exact names,
+    or ``*.domain`` for its subdomains) gets 421 Misdirected Request. An open Muse listens on the
+    loopback address, but a web page the user visits can still reach it by DNS rebinding, with
+    its own name in ``Host``: this is what keeps that page out. ``hosts=None`` lets any through."""
+
+    def __init__(self, app, hosts: list[str] | None):
+        self.app, self.hosts = app, hosts
+
+    def allows(self, header: str | None) -> bool:
+        """Whether a ``Host`` header value (``name``, ``name:port``, ``[v6]:port``) is allowed."""
+        if not header:
+            return False
+        host = header.strip().lower()
+        host = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0] if ":" in host else host
+        return any(host == h or (h.startswith("*.") and host.endswith(h[1:])) for h in self.hosts)
+
+    async def __call__(self, scope, receive, send):
+        if self.hosts is None or scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        header = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+        if self.allows(header):
+            return await self.app(scope, receive, send)
+        response = error(
+            421,
+            f"Host {header!r} is not one this service answers ({', '.join(self.hosts)}): "
+            "add it to MUSE_ALLOWED_HOSTS if it is yours",
+            "misdirected_request",
+        )
+        await response(scope, receive, send)
+
+
 # Each domain error -> (HTTP status, OpenAI error type): the one place they become HTTP errors.
 # Anything else is a bug: logged, and a 500.
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
@@ -180,8 +212,8 @@ def _lifespan(settings: Settings, engine: Any):
                 llm = stack.enter_context(open_engine(settings, supervise=True))
             agent = MuseAgent(settings, store, load_retriever(settings), llm, Metrics())
             stack.callback(agent.close)
-            # /readyz says ready once every LLM stage in use has answered one request; until
-            # then /healthz answers and requests are served (degraded if the LLM is not up).
+            # /readyz says ready once retrieval has answered once; the LLM stages warm up beside
+            # it, and until they answer requests are served degraded (/readyz?require=llm waits).
             stop_warming = threading.Event()
             threading.Thread(
                 target=agent.warm_up, kwargs={"stop": stop_warming}, name="muse-warm-up", daemon=True
@@ -220,7 +252,8 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException):
-        return error(exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "error")
+        kind = "not_found" if exc.status_code == 404 else "error"
+        return error(exc.status_code, str(exc.detail), kind, exc.headers)  # 405 keeps its Allow
 
     for kind in DOMAIN_ERRORS:
         app.add_exception_handler(kind, _domain_error)
@@ -232,4 +265,5 @@ def create_app(settings: Settings | None = None, engine: Any = _KEEP) -> FastAPI
 
     app.add_middleware(CountRequests)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(TrustedHosts, hosts=settings.trusted_hosts())  # outermost: checked first
     return app

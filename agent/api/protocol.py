@@ -74,16 +74,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+MAX_JSON_DEPTH = 32  # nesting levels of a free-form JSON value (metadata, extra chat fields)
+
+
 def _finite_json(value: Any, where: str = "metadata") -> Any:
-    """``value`` unchanged if every number in it is finite; else ``ValueError`` naming where."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where} holds {value!r}: numbers must be finite")
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            _finite_json(inner, f"{where}.{key}")
-    elif isinstance(value, list):
-        for n, inner in enumerate(value):
-            _finite_json(inner, f"{where}[{n}]")
+    """``value`` unchanged if it nests at most ``MAX_JSON_DEPTH`` levels and every number in it
+    is finite; else ``ValueError`` naming where. Walked with a stack, not recursion, so no body
+    can exhaust the interpreter's stack."""
+    stack = [(value, where, 0)]
+    while stack:
+        node, at, depth = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ValueError(f"{at} holds {node!r}: numbers must be finite")
+        if isinstance(node, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise ValueError(f"{where} nests deeper than {MAX_JSON_DEPTH} levels")
+            pairs = node.items() if isinstance(node, dict) else enumerate(node)
+            stack += [
+                (inner, f"{at}.{k}" if isinstance(node, dict) else f"{at}[{k}]", depth + 1) for k, inner in pairs
+            ]
     return value
 
 
@@ -289,6 +298,9 @@ class UsersResponse(BaseModel):
     """The users the caller may act for (all of them for an admin key), with event counts."""
 
     users: list[UserOut]
+    next_after: str | None = Field(
+        None, description="the last user id of a full page: pass it as `after` for the next; null on the last page"
+    )
 
 
 class CatalogResponse(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -197,12 +197,19 @@ def history(user_id: str, agent: AgentDep, caller: CallerDep) -> HistoryResponse
 
 
 @router.get("/v1/users", response_model=UsersResponse)
-def users(agent: AgentDep, caller: CallerDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> UsersResponse:
-    """The users with events, in id order: every one for an admin key, a client key's own."""
-    counts = agent.store.user_event_counts(limit)
-    if not caller.is_admin:
-        counts = [(u, n) for u, n in counts if u in caller.users]
-    return UsersResponse(users=[UserOut(user_id=u, events=n) for u, n in counts])
+def users(
+    agent: AgentDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    after: Annotated[str | None, Query(max_length=128, description="list the users after this id")] = None,
+) -> UsersResponse:
+    """The users with events, in id order, a page of up to ``limit`` after ``after``: every one
+    for an admin key, a client key's own (filtered before the page is cut)."""
+    counts = agent.store.user_event_counts(limit, users=None if caller.is_admin else caller.users, after=after)
+    return UsersResponse(
+        users=[UserOut(user_id=u, events=n) for u, n in counts],
+        next_after=counts[-1][0] if len(counts) == limit else None,
+    )
 
 
 @router.get("/v1/catalog", response_model=CatalogResponse)
@@ -251,19 +258,33 @@ def healthz() -> dict:
 
 
 @router.get("/readyz")
-def readyz(request: Request) -> Response:
-    """200 once the store is open and every LLM stage in use has answered its warm-up request;
-    503 (with the reason) before. After that, an LLM marked down is reported, still 200: the
-    answers are then degraded, not refused."""
+def readyz(
+    request: Request,
+    require: Annotated[
+        Literal["llm"] | None,
+        Query(description="`llm`: also 503 while the LLM is warming up or down (texts would be templates)"),
+    ] = None,
+) -> Response:
+    """Readiness, one rule (docs/service.md): 200 once the store is open and retrieval has
+    answered once, since from then on every route answers (degraded while the LLM is not up);
+    503 with the reason before. The body says the LLM's state (``MuseAgent.llm_state``). With
+    ``require=llm``, also 503 while that state is not ``up``: for a caller that wants LLM texts."""
     agent = getattr(request.app.state, "agent", None)
-    if agent is None:
-        return Response(json.dumps({"ready": False, "reason": "starting"}), 503, media_type="application/json")
-    if not agent.warmed.is_set():
-        reason = "warming up the LLM" + (f" (last try: {agent.warm_error})" if agent.warm_error else "")
+
+    def not_ready(reason: str) -> Response:
         return Response(json.dumps({"ready": False, "reason": reason}), 503, media_type="application/json")
+
+    if agent is None:
+        return not_ready("starting")
+    last_try = f" (last try: {agent.warm_error})" if agent.warm_error else ""
+    if not agent.retrieval_ready.is_set():
+        return not_ready("loading the retrieval index" + last_try)
+    llm = agent.llm_state()
+    if require == "llm" and llm != "up":
+        return not_ready("this service runs without an LLM" if llm == "none" else f"the LLM is {llm}" + last_try)
     body = {
         "ready": True,
-        "llm": "up" if agent.gate.available() else "down (answers degraded)",
+        "llm": llm if llm in ("up", "none") else f"{llm} (answers degraded)",
         "items": agent.store.counts()["items"],
         "ranker_adapter": agent.default_adapter,
         "rankers_in_use": agent.rankers_in_use(),

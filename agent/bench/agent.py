@@ -32,6 +32,7 @@ from agent.bench.latency import summary
 from agent.catalog import Item
 from agent.config import Settings
 from agent.indexing import history_of
+from agent.pipeline.generation import Evidence, model_part, shown_facts
 from agent.pipeline.grounding import GroundingCheck
 from agent.pipeline.text_quality import (
     addresses_reader,
@@ -42,6 +43,7 @@ from agent.pipeline.text_quality import (
     names_history,
     names_title,
     repeats_citation,
+    support,
     unique_sentence_ratio,
 )
 from agent.store import open_store
@@ -133,9 +135,39 @@ def text_quality(
     return {
         "texts": len(texts),
         **{k: counts[k] for k in QUALITY_KEYS},
+        "support": text_support(answers, items, examples),
         "unique_sentence_ratio": round(unique_sentence_ratio(texts), 4),
         "share_mentioning_an_attribute": round(with_attribute / len(texts), 4) if texts else None,
         "examples": {k: v[:examples] for k, v in found.items() if v},
+    }
+
+
+def text_support(answers: Sequence[tuple[list[dict], list[str]]], items: dict[str, Item], examples: int = 5) -> dict:
+    """The support measure (``text_quality.support``) over every model-written text of
+    ``answers`` (source ``llm``; templates are Muse's own words): the model's part of each text
+    (after Muse's opening) against the facts its prompt showed (``generation.shown_facts``).
+    Returns the texts measured, their content words, the unsupported-word rate, the share of
+    texts with at least one unsupported word, and up to ``examples`` such texts with their words."""
+    measured = words = unsupported = with_any = 0
+    found = []
+    for shown, _ in answers:
+        for it in shown:
+            item = items[it["id"]]
+            ev = Evidence(item, [items[c["id"]] for c in it.get("cited", []) if c["id"] in items])
+            for kind in ("explanation", "draft"):
+                if it.get("text_sources", {}).get(kind) != "llm":
+                    continue
+                s = support(model_part(it[kind], ev, kind), shown_facts(ev, kind))
+                measured, words, unsupported = measured + 1, words + len(s.words), unsupported + len(s.unsupported)
+                with_any += bool(s.unsupported)
+                if s.unsupported and len(found) < examples:
+                    found.append({"kind": kind, "text": it[kind], "unsupported": list(s.unsupported)})
+    return {
+        "model_texts": measured,
+        "content_words": words,
+        "unsupported_word_rate": round(unsupported / words, 4) if words else None,
+        "texts_with_unsupported_share": round(with_any / measured, 4) if measured else None,
+        "examples": found,
     }
 
 

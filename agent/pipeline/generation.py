@@ -150,6 +150,34 @@ def _facts(item: Item) -> dict:
     }
 
 
+def shown_facts(ev: Evidence, kind: str) -> list[str]:
+    """The facts the model is shown for one text of ``kind`` (``"explanation"`` or ``"draft"``),
+    as strings: the pick's title, year, categories and description excerpt; an explanation's
+    prompt also carries the cited history items' titles and categories. What
+    ``text_quality.support`` checks the model's words against."""
+    facts = _facts(ev.item)
+    out = [facts["title"], str(facts["year"] or ""), *facts["categories"], facts["description"]]
+    if kind == "explanation":
+        out += [natural_title(h.title) for h in ev.history] + [c for h in ev.history for c in h.categories]
+    return [f for f in out if f]
+
+
+def model_part(text: str, ev: Evidence, kind: str) -> str:
+    """What the model wrote of ``text`` (a shown text of ``kind``): the text after Muse's own
+    start (``explanation_start``/``draft_start``); the whole text when it does not begin with
+    that start (a template, or a start written from other evidence)."""
+    start = explanation_start(ev) if kind == "explanation" else draft_start(ev)
+    if text.startswith(start):
+        return text[len(start) :]
+    if kind == "explanation":  # the start's wording of the cited items may differ ("liked"): cut at its colon
+        quoted = f'"{natural_title(ev.item.title)}"'
+        at = text.rfind(quoted)
+        colon = text.find(":", at + len(quoted)) if at >= 0 else -1
+        if colon >= 0:
+            return text[colon + 1 :]
+    return text
+
+
 def explanation_start(ev: Evidence) -> str:
     """The explanation's first words, written from the evidence (ends with a colon)."""
     groups: dict[str, list[str]] = {}

@@ -214,6 +214,7 @@ class MuseAgent:
         self.grounding = GroundingCheck(it.title for it in items)
         self.vocabulary = Vocabulary(items, retriever.popular)
         self.reader = ConversationReader(self.vocabulary, store.get_items)
+        self.retrieval_ready = threading.Event()  # the store, the index and the query encoder answered once
         self.warmed = threading.Event()  # every LLM stage in use has answered once
         self.warm_error = ""
 
@@ -269,13 +270,16 @@ class MuseAgent:
     # ------------------------------------------------------------ warm-up
 
     def warm_up(self, retry_every: float = 5.0, stop: threading.Event | None = None) -> None:
-        """Run one retrieval (the query encoder loads on first use) and ask every LLM stage in use
-        once (texts; each ranker with a positive weight), retrying until all answer; then
-        ``warmed`` is set and ``/readyz`` says ready."""
+        """Run one retrieval (the query encoder loads on first use; then ``retrieval_ready`` is
+        set) and ask every LLM stage in use once (texts; each ranker with a positive weight),
+        retrying the LLM until all answer; then ``warmed`` is set. ``/readyz`` reads both."""
         stop = stop or threading.Event()
         while not stop.is_set():
             try:
-                self._warm_once()
+                if not self.retrieval_ready.is_set():
+                    self.plan(Ask("muse-warm-up", 1, query="warm up"))  # loads the query encoder; logs nothing
+                    self.retrieval_ready.set()
+                self._warm_llm()
                 self.warm_error = ""
                 self.warmed.set()
                 return
@@ -283,8 +287,16 @@ class MuseAgent:
                 self.warm_error = f"{type(e).__name__}: {e}"[:300]
                 stop.wait(retry_every)
 
-    def _warm_once(self) -> None:
-        self.plan(Ask("muse-warm-up", 1, query="warm up"))  # loads the query encoder; logs nothing
+    def llm_state(self) -> str:
+        """The LLM as ``/readyz`` reports it: ``none`` (served without one), ``warming up``
+        (not yet answered its warm-up), ``up``, or ``down`` (in its cool-down after a failure)."""
+        if self.gate.engine is None:
+            return "none"
+        if not self.warmed.is_set():
+            return "warming up"
+        return "up" if self.gate.available() else "down"
+
+    def _warm_llm(self) -> None:
         engine = self.gate.engine
         if engine is None:
             return

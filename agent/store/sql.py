@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -74,7 +74,9 @@ class EventStore(Protocol):
     def add_export(self, path: Path) -> None: ...
     def exports(self) -> list[Path]: ...
     def has_user(self, user_id: str) -> bool: ...
-    def user_event_counts(self, limit: int = 1000) -> list[tuple[str, int]]: ...
+    def user_event_counts(
+        self, limit: int = 1000, users: Collection[str] | None = None, after: str | None = None
+    ) -> list[tuple[str, int]]: ...
     def counts(self) -> dict[str, int]: ...
 
 
@@ -435,13 +437,22 @@ class SQLStore:
 
         return bool(self._read(select(t.users.c.id).where(t.users.c.id == user_id)))
 
-    def user_event_counts(self, limit: int = 1000) -> list[tuple[str, int]]:
-        """``(user id, number of events)`` of up to ``limit`` users, in id order."""
+    def user_event_counts(
+        self, limit: int = 1000, users: Collection[str] | None = None, after: str | None = None
+    ) -> list[tuple[str, int]]:
+        """``(user id, number of events)`` of up to ``limit`` users with events, in id order:
+        only those in ``users`` when given (filtered before the limit), only ids after ``after``
+        when given (the next page starts after the last id of this one)."""
         from sqlalchemy import func, select
 
         e = t.events
-        statement = select(e.c.user_id, func.count().label("n")).group_by(e.c.user_id).order_by(e.c.user_id)
-        return [(r["user_id"], r["n"]) for r in self._read(statement.limit(limit))]
+        statement = select(e.c.user_id, func.count().label("n"))
+        if users is not None:
+            statement = statement.where(e.c.user_id.in_(sorted(users)))
+        if after is not None:
+            statement = statement.where(e.c.user_id > after)
+        statement = statement.group_by(e.c.user_id).order_by(e.c.user_id).limit(limit)
+        return [(r["user_id"], r["n"]) for r in self._read(statement)]
 
     def counts(self) -> dict[str, int]:
         """Rows per table: ``items``, ``users``, ``events``, ``impressions``."""

@@ -356,27 +356,49 @@ def test_a_request_the_client_gives_up_on_stops_the_llm(service):
     )
 
 
-def test_readiness_waits_for_the_llm_warm_up(demo_data, tiny_model, tmp_path):
+def test_readiness_is_one_rule_whether_the_llm_is_down_at_start_or_later(demo_data, tiny_model, tmp_path):
+    """/readyz: 200 once retrieval answers, whatever the LLM does (every route answers, degraded
+    while it is not up), its state in the body; ``?require=llm`` 503 while it is not up. The LLM
+    down at start (still warming up) and the LLM down later read the same way."""
     from agent.api.app import create_app
     from agent.api.background_server import BackgroundServer
     from agent.config import Settings
     from agent.llm.transformers_engine import TransformersEngine
 
+    def readyz(url: str, **params) -> tuple[int, dict]:
+        r = httpx.get(f"{url}/readyz", params=params)
+        return r.status_code, r.json()
+
+    def until(check, within: float = 120) -> None:
+        deadline = time.monotonic() + within
+        while not check():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
     shutil.copytree(demo_data, tmp_path / "data")
     engine = SwitchableEngine(TransformersEngine(tiny_model, dtype="float32"))
     engine.mode = "hung"  # the LLM server has not answered yet
-    settings = Settings(data_dir=tmp_path / "data", llm_model=tiny_model, adapters_dir=tmp_path / "none")
+    settings = Settings(
+        data_dir=tmp_path / "data", llm_model=tiny_model, adapters_dir=tmp_path / "none", llm_retry_after_s=60
+    )
     try:
         with BackgroundServer(create_app(settings, engine=engine)) as muse:
             assert httpx.get(f"{muse.url}/healthz").status_code == 200
-            time.sleep(0.5)
-            waiting = httpx.get(f"{muse.url}/readyz")
-            assert waiting.status_code == 503 and "warming up" in waiting.json()["reason"]
+            until(lambda: readyz(muse.url)[0] == 200)
+            status, body = readyz(muse.url)
+            assert body["ready"] is True and body["llm"] == "warming up (answers degraded)"
+            status, body = readyz(muse.url, require="llm")
+            assert status == 503 and body["reason"].startswith("the LLM is warming up")
             engine.mode = "up"
-            deadline = time.monotonic() + 60
-            while httpx.get(f"{muse.url}/readyz").status_code != 200 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert httpx.get(f"{muse.url}/readyz").json()["ready"] is True
+            until(lambda: readyz(muse.url, require="llm")[0] == 200)
+            assert readyz(muse.url)[1]["llm"] == "up"
+            engine.mode = "down"  # the LLM goes away after start: the next answer marks it down
+            answer = httpx.post(f"{muse.url}/v1/recommendations", json={"user_id": USER, "k": 2}, timeout=60)
+            assert answer.status_code == 200 and answer.json()["degraded"] is True
+            status, body = readyz(muse.url)
+            assert status == 200 and body["llm"] == "down (answers degraded)"
+            status, body = readyz(muse.url, require="llm")
+            assert status == 503 and body["reason"].startswith("the LLM is down")
     finally:
         engine.mode = "up"
 

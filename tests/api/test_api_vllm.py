@@ -63,7 +63,7 @@ def test_service_on_a_real_vllm_server(demo_data, packaged_model, tmp_path):
     try:
         with BackgroundServer(create_app(settings)) as muse:
             deadline = time.monotonic() + DEADLINE_S
-            while httpx.get(f"{muse.url}/readyz").status_code != 200:  # the warm-up ran
+            while httpx.get(f"{muse.url}/readyz?require=llm").status_code != 200:  # the LLM warm-up ran
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
             client = OpenAI(base_url=f"{muse.url}/v1", api_key="unused", timeout=DEADLINE_S)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from agent.bench.agent import QUALITY_KEYS, text_quality
+from agent.bench.agent import QUALITY_KEYS, text_quality, text_support
 from agent.catalog import Item
+from agent.pipeline.generation import Evidence, draft_start, explanation_start, model_part, shown_facts
 from agent.pipeline.grounding import GroundingCheck
 from agent.pipeline.text_quality import (
+    Support,
     addresses_reader,
     cited_titles,
     claims_watched_pick,
@@ -20,6 +22,7 @@ from agent.pipeline.text_quality import (
     near_repeats,
     repeats_citation,
     sentences,
+    support,
     unique_sentence_ratio,
 )
 
@@ -145,6 +148,20 @@ def test_the_benchmark_table_counts_each_check():
     }
     table = text_quality([([good], ["Heat"]), ([bad], ["Heat"])], items, CATALOG)
     examples = table.pop("examples")
+    # only the model-written text is measured for support; it cites no item, so no title is a fact
+    assert table.pop("support") == {
+        "model_texts": 1,
+        "content_words": 8,
+        "unsupported_word_rate": 0.875,
+        "texts_with_unsupported_share": 1.0,
+        "examples": [
+            {
+                "kind": "explanation",
+                "text": bad["explanation"],
+                "unsupported": ["person", "watched", "loved", "like", "gladiator", "heat", "heat"],
+            }
+        ],
+    }
     assert examples["drafts_naming_history"] == [{"text": bad["draft"], "source": "fallback"}]
     assert examples["invented_titles"] == [{"text": bad["explanation"], "source": "llm"}]
     assert set(examples) == {k for k, v in table.items() if k in QUALITY_KEYS and v}  # only the failed checks
@@ -206,3 +223,55 @@ def test_names_history_leaves_out_what_the_pick_itself_says():
     assert names_history("A conspiracy of aliens, as in the X-Files.", film, history) == []  # its own title and tags
     assert names_history("Mulder chases aliens like in Heat.", film, history) == ["Heat"]
     assert names_history('A pitch in the spirit of "Heat" and heat.', film, history) == ["Heat", "Heat"]
+
+
+def test_support_counts_words_no_fact_backs():
+    facts = ["Night Train Heist", "1998", "Crime", "Robbers hold up a night train bound for the coast."]
+    # invented: the sleeper and the moon are in no fact; "takes" is glue, "a", "to", "the" function words
+    s = support("takes a sleeper to the moon.", facts)
+    assert s.words == ("sleeper", "moon") and s.unsupported == ("sleeper", "moon") and s.rate == 1.0
+    # the same events in other forms: "robbery" and "robbers" share the stem "robber"
+    s = support("a night-train robbery bound for the coast.", facts)
+    assert s.words == ("night", "train", "robbery", "bound", "coast") and s.unsupported == ()
+    # a listed synonym supports a word ("criminals" -> "crime"); a number only when a fact holds it
+    s = support("criminals strike in 1998, not 1999.", facts)
+    assert s.unsupported == ("strike", "1999") and s.rate == 2 / 4
+    # a category's common word: "funny" is supported by Comedy, "scary" is not
+    comedy = ["Comedy", "A retired bowler coaches a hopeless league team."]
+    assert support("a funny, scary coaching job.", comedy).unsupported == ("scary", "job")
+    assert support("", facts) == Support((), ()) and support("", facts).rate == 0.0
+
+
+def test_model_part_and_shown_facts_follow_the_prompt():
+    pick = Item("p", "Lucky Strike, The", "A retired bowler coaches a hopeless league team.", ("Comedy",), 1999)
+    seen = Item("h", "Kingpin", "", ("Comedy", "Sports"), 1996)
+    ev = Evidence(pick, [seen])
+    start = explanation_start(ev)
+    assert model_part(start + " a bowler and a team.", ev, "explanation") == " a bowler and a team."
+    liked = Evidence(pick, [seen], said={"h": "liked"})  # written for "you said you liked": cut at the colon
+    assert model_part(explanation_start(liked) + " a team.", ev, "explanation") == " a team."
+    assert model_part(draft_start(ev) + " about bowling.", ev, "draft") == " about bowling."
+    assert model_part("A template.", ev, "draft") == "A template."
+    assert shown_facts(ev, "draft") == ["The Lucky Strike", "1999", "Comedy", pick.text]
+    assert shown_facts(ev, "explanation")[-3:] == ["Kingpin", "Comedy", "Sports"]
+
+
+def test_bench_support_table_reads_only_model_texts():
+    pick = Item("p", "Lucky Strike, The", "A retired bowler coaches a hopeless league team.", ("Comedy",), 1999)
+    seen = Item("h", "Kingpin", "", ("Comedy", "Sports"), 1996)
+    ev = Evidence(pick, [seen])
+    shown = {
+        "id": "p",
+        "cited": [{"id": "h"}],
+        "explanation": explanation_start(ev) + " a coach and his league.",  # coach, league: supported
+        # night, stand, favorite, alley: none supported
+        "draft": draft_start(ev) + " about a one-night stand at his favorite alley.",
+        "text_sources": {"explanation": "llm", "draft": "llm"},
+    }
+    template = dict(shown, draft="Anything at all.", text_sources={"explanation": "template", "draft": "template"})
+    table = text_support([([shown, template], ["Kingpin"])], {"p": pick, "h": seen})
+    assert table["model_texts"] == 2 and table["content_words"] == 2 + 4
+    assert table["unsupported_word_rate"] == round(4 / 6, 4) and table["texts_with_unsupported_share"] == 0.5
+    assert table["examples"] == [
+        {"kind": "draft", "text": shown["draft"], "unsupported": ["night", "stand", "favorite", "alley"]}
+    ]
