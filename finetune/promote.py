@@ -12,8 +12,11 @@ Evaluations (each one that is asked for must favour the candidate):
 
 The candidate is promoted when its N@10 gain over the serving adapter, paired by row or user,
 is significant on every evaluation (z >= 1.645, one-sided 95%); otherwise it is refused and the
-numbers say why. Promotion is recorded in the registry (``promoted.json``: the serving
-adapter and every promotion), which a restarted service reads. With ``--url`` the running
+numbers say why. A promoted adapter's manifest gets the fusion weight serving will use, on every
+path: the protocol's validated weight with ``--data``, else the weight validated on the held-out
+events (by the same rule; 0 when fusing does not beat retrieval order there). Promotion is
+recorded in the registry (``promoted.json``: the serving adapter and every promotion), which a
+restarted service reads. With ``--url`` the running
 service also switches at once: it loads the adapter into its vLLM server at runtime (no
 restart) and sends traffic to it, or with ``--split`` divides users between the old and the new
 adapter by the A/B hash (``muse finetune ab-report`` then compares the arms).
@@ -56,8 +59,15 @@ def paired(current: list[float], candidate: list[float]) -> dict:
 
 def held_out_events(engine, adapters: dict[str, str | None], rows: list[dict]) -> dict:
     """Where each adapter alone (``None``: the base model) ranks the engaged item's label among
-    the impression's candidates: N@10, M@10 and R@1, retrieval order (the label order) for
-    reference, and the candidate's paired gain over the current adapter."""
+    the impression's candidates, as N@10/M@10/R@1 over the rows, beside retrieval order as the
+    reference, and the candidate's paired gain over the current adapter. Each adapter also gets
+    the fusion weight serving would use, validated on these rows by the rule of
+    ``muse eval --stage rerank`` (``agent.evaluation.rerank_eval.validated_weight``). The rows
+    carry candidates in retrieval order but not their retrieval scores, so minus the position
+    stands in for the score (noted in the evidence)."""
+    from types import SimpleNamespace
+
+    from agent.evaluation.rerank_eval import validated_weight
     from agent.pipeline.ranker import LABELS, order
     from retrieval.metrics import ndcg_at, summarize
 
@@ -65,13 +75,23 @@ def held_out_events(engine, adapters: dict[str, str | None], rows: list[dict]) -
     answers = [LABELS.index(row["messages"][-1]["content"]) for row in rows]
     sizes = [len(_LABEL_LINE.findall(p[-1]["content"])) for p in prompts]
     ranks = {"retrieval": [a + 1 for a in answers]}
+    # the rows as the weight rule reads users: candidates with scores, the target's 1-based rank
+    as_users = [
+        SimpleNamespace(candidates=[SimpleNamespace(score=-float(j)) for j in range(size)], rank=a + 1)
+        for size, a in zip(sizes, answers)
+    ]
+    weights = {}
     for name, adapter in adapters.items():
-        ranks[name] = [0] * len(rows)
+        ranks[name], llm = [0] * len(rows), {}
         for size in set(sizes):
             at = [n for n, s in enumerate(sizes) if s == size]
             got = engine.label_logprobs([prompts[n] for n in at], LABELS[:size], adapter)
             for n, lp in zip(at, got):
                 ranks[name][n] = order(lp).index(answers[n]) + 1
+                llm[n] = lp
+        weight, evidence = validated_weight(as_users, llm)
+        evidence["retrieval_score"] = "minus the candidate's position (the logged rows hold no retrieval scores)"
+        weights[name] = (weight, evidence)
     out: dict = {"rows": len(rows)}
     for name, r in ranks.items():
         m = summarize(r)
@@ -80,6 +100,8 @@ def held_out_events(engine, adapters: dict[str, str | None], rows: list[dict]) -
             "M@10": round(m["M@10"], 4),
             "R@1": round(sum(x == 1 for x in r) / len(r), 4),
         }
+        if name in weights:
+            out[name]["fusion_weight"], out[name]["fusion_weight_validation"] = weights[name]
     out["paired"] = paired([ndcg_at(r, 10) for r in ranks["current"]], [ndcg_at(r, 10) for r in ranks["candidate"]])
     return out
 
@@ -205,11 +227,13 @@ def promote(
         "evaluations": evaluations,
     }
     if better:
-        if "protocol_validation" in evaluations:  # serving reads the weight from the manifest
-            from agent.evaluation.rerank_eval import record_weight
+        # Serving reads the weight from the manifest: every promotion records one, from the
+        # protocol's validation users when asked for, else from the held-out events.
+        from agent.evaluation.rerank_eval import record_weight
 
-            chosen = evaluations["protocol_validation"]["candidate"]
-            record_weight(registered[candidate], chosen["fusion_weight"], chosen["fusion_weight_validation"])
+        chosen = evaluations.get("protocol_validation", evaluations.get("held_out_events"))["candidate"]
+        record_weight(registered[candidate], chosen["fusion_weight"], chosen["fusion_weight_validation"])
+        result["fusion_weight"] = chosen["fusion_weight"]
         record(settings.adapters_dir, candidate, current, evaluations, split)
         if url:
             import httpx

@@ -135,6 +135,22 @@ def test_idempotency_keys_are_scoped_per_user(stocked):
     assert [e.item_id for e in stocked.history("bob")] == ["b"]
 
 
+def test_a_key_reused_with_another_payload_is_refused_and_nothing_lands(stocked):
+    from agent.store import IdempotencyConflictError
+
+    stocked.upsert_items([Item("c", "Gamma")])
+    assert stocked.add_events([Interaction("u", "a", 1.0, "like", key="K")]) == 1
+    assert stocked.add_events([Interaction("u", "a", 9.0, "like", key="K")]) == 0  # a retry; its time may differ
+    with pytest.raises(IdempotencyConflictError, match=r"another kind \(kind='like'\)"):
+        stocked.add_events([Interaction("u", "a", 1.0, "dislike", key="K")])
+    batch = [Interaction("u", "b", 2.0, "like", key="new"), Interaction("u", "c", 2.0, "like", key="K")]
+    with pytest.raises(IdempotencyConflictError, match="another item_id"):
+        stocked.add_events(batch)  # all or nothing: the new event of the batch did not land either
+    with pytest.raises(IdempotencyConflictError, match="another item_id"):  # one key twice in one batch
+        stocked.add_events([Interaction("u", "b", 2.0, "like", key="L"), Interaction("u", "c", 2.0, "like", key="L")])
+    assert [(e.item_id, e.kind) for e in stocked.history("u")] == [("a", "like")]
+
+
 def test_a_store_with_globally_unique_keys_is_migrated_once(tmp_path):
     from agent.store import SQLiteStore
 
@@ -156,7 +172,7 @@ def test_a_store_with_globally_unique_keys_is_migrated_once(tmp_path):
     store = SQLiteStore(path)
     assert [(e.key, e.kind) for e in store.history("alice")] == [("K", "like"), ("L", "click")]  # nothing lost
     assert store.add_events([Interaction("bob", "a", 3.0, "like", key="K")]) == 1
-    assert store.add_events([Interaction("alice", "a", 1.0, "like", key="K")]) == 0
+    assert store.add_events([Interaction("alice", "a", 1.0, "like", 1.0, key="K")]) == 0  # her retry
     store.close()
     again = SQLiteStore(path)  # reopening changes nothing
     assert again.counts()["events"] == 3

@@ -27,7 +27,7 @@ from agent.llm import registry
 from agent.llm.engine import EngineError, UnknownAdapterError
 from agent.observability import Metrics
 from agent.pipeline.service import LLMUnavailable, RequestCancelled
-from agent.store import UnknownImpressionError, UnknownItemError
+from agent.store import IdempotencyConflictError, UnknownImpressionError, UnknownItemError
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -164,6 +164,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     PermissionDeniedError: (403, "permission_error"),
     UnknownItemError: (422, "invalid_request_error"),
     UnknownImpressionError: (422, "invalid_request_error"),
+    IdempotencyConflictError: (409, "conflict"),
     RateLimitedError: (429, "rate_limit_error"),
     RequestCancelled: (499, "cancelled"),  # nobody reads it: the client has gone
     EngineError: (502, "llm_error"),

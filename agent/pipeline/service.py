@@ -386,7 +386,9 @@ class MuseAgent:
                     items[ids[p]],
                     choose_evidence(items[ids[p]], [items[h] for h in recent], unit @ v) if recent else [],
                     candidates[p].source,
-                    {h: ask.said[h] for h in ask.said if h not in history},
+                    # every cited item outside the stored history says how it came in, so no
+                    # explanation can call it watched ("asked" when the ask did not say)
+                    {h: ask.said.get(h, "asked") for h in seeds},
                 )
             )
         return Plan(

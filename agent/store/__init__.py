@@ -2,6 +2,7 @@
 
 from agent.store.sql import (
     EventStore,
+    IdempotencyConflictError,
     SQLiteStore,
     SQLStore,
     UnknownImpressionError,
@@ -13,6 +14,7 @@ from agent.store.sql import (
 
 __all__ = [
     "EventStore",
+    "IdempotencyConflictError",
     "SQLStore",
     "SQLiteStore",
     "UnknownImpressionError",

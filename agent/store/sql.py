@@ -40,6 +40,11 @@ class UnknownItemError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class IdempotencyConflictError(ValueError):
+    """An event reuses an idempotency key its user already sent (in the store or earlier in the
+    same batch) with a different payload: a retry must repeat the event, not change it."""
+
+
 class UnknownImpressionError(KeyError):
     """An event names an impression that was not shown to that user."""
 
@@ -304,7 +309,37 @@ class SQLStore:
             c.execute(self._insert(t.users).on_conflict_do_nothing(index_elements=["id"]), new_users)
             # RETURNING names the rows that landed (row counts of multi-row and ON CONFLICT
             # inserts are not reliable on every driver); SQLAlchemy batches the rows.
-            return len(c.execute(insert.returning(t.events.c.seq), rows).all())
+            landed = c.execute(insert.returning(t.events.c.seq), rows).all()
+            if len(landed) < len(rows):
+                self._check_repeats(c, rows)  # raises, and the whole batch rolls back
+            return len(landed)
+
+    # What a repeated event must carry again to be the same event. The timestamp is left out: an
+    # event sent without one gets the time it arrived, which differs from retry to retry.
+    _SAME_EVENT = ("item_id", "kind", "value", "impression_id")
+
+    def _check_repeats(self, c: Connection, rows: list[dict]) -> None:
+        """Raises ``IdempotencyConflictError`` for the first row whose (user, key) is stored
+        with another payload (``_SAME_EVENT``); rows are compared after this batch's inserts,
+        so two rows of one batch with one key and different payloads conflict too."""
+        from sqlalchemy import select
+
+        e = t.events
+        stored = {}
+        for user in sorted({r["user_id"] for r in rows}):
+            keys = sorted({r["key"] for r in rows if r["user_id"] == user})
+            for start in range(0, len(keys), 500):  # bound the IN list
+                query = select(e).where(e.c.user_id == user, e.c.key.in_(keys[start : start + 500]))
+                stored.update({(row["user_id"], row["key"]): row for row in c.execute(query).mappings()})
+        for row in rows:
+            kept = stored[(row["user_id"], row["key"])]
+            changed = [f for f in self._SAME_EVENT if kept[f] != row[f]]
+            if changed:
+                raise IdempotencyConflictError(
+                    f"user {row['user_id']!r} already sent idempotency key {row['key']!r} with another "
+                    f"{', '.join(changed)} ({', '.join(f'{f}={kept[f]!r}' for f in changed)}): "
+                    "a retry must repeat the same event; a new event needs a new key"
+                )
 
     def history(self, user_id: str) -> list[Interaction]:
         from sqlalchemy import select

@@ -535,3 +535,37 @@ def test_bad_chat_options_are_named(service, muse, message):
     body = {"model": "muse", "user": USER, "messages": [{"role": "user", "content": "x"}], "muse": muse}
     r = httpx.post(f"{service.url}/v1/chat/completions", json=body, timeout=60)
     assert r.status_code in (400, 422) and message in r.json()["error"]["message"], r.text
+
+
+def test_a_promoted_adapter_serves_at_the_weight_its_manifest_records(demo_data, tiny_model, tiny_registry, tmp_path):
+    """Default settings (no MUSE_RANK_WEIGHT): an adapter whose manifest holds no fusion weight
+    serves retrieval order; once promotion records one (``record_weight``, what
+    ``muse finetune promote`` calls on every path), a restarted service ranks with the adapter,
+    and the order it returns is the fusion of retrieval and the adapter at that weight."""
+    from agent.api.app import create_app
+    from agent.api.background_server import BackgroundServer
+    from agent.config import Settings
+    from agent.evaluation.rerank_eval import record_weight
+    from agent.llm.registry import discover_adapters
+    from agent.llm.transformers_engine import TransformersEngine
+    from finetune.promote import record
+
+    shutil.copytree(demo_data, tmp_path / "data")
+    registry = shutil.copytree(tiny_registry, tmp_path / "adapters")
+    record(registry, "rank-test", None, {})  # promoted.json names it the serving adapter
+    settings = Settings(data_dir=tmp_path / "data", llm_model=tiny_model, adapters_dir=registry)
+    body = {"user_id": USER, "k": 5}
+
+    def answer() -> dict:
+        engine = TransformersEngine(tiny_model, discover_adapters(registry), dtype="float32")
+        with BackgroundServer(create_app(settings, engine=engine)) as muse:
+            r = httpx.post(f"{muse.url}/v1/recommendations", json=body, timeout=300)
+            assert r.status_code == 200, r.text
+            return r.json()
+
+    unweighted = answer()
+    assert unweighted["adapter"] is None  # weight 0: retrieval order, no ranking call
+    record_weight(registry / "rank-test", 1.0, {"rule": "test: the adapter's order alone"})
+    weighted = answer()
+    assert weighted["adapter"] == "rank-test" and weighted["degraded"] is False
+    assert [it["id"] for it in weighted["items"]] != [it["id"] for it in unweighted["items"]]

@@ -129,3 +129,15 @@ def test_a_client_key_lists_its_own_users_however_late_they_sort(keyed_server):
         if after is None:
             break
     assert seen == sorted(seen) and len(seen) == len(set(seen)) == 40 and seen[-1] == LATE_USER
+
+
+def test_a_reused_idempotency_key_with_another_payload_is_409(open_server):
+    event = {"user_id": "demo-user-02", "item_id": "demo-001", "kind": "like", "idempotency_key": "edge-k1"}
+    first = httpx.post(f"{open_server}/v1/feedback", json={"events": [event]}).json()
+    assert first == {"accepted": 1, "duplicates": 0}
+    again = httpx.post(f"{open_server}/v1/feedback", json={"events": [event]}).json()
+    assert again == {"accepted": 0, "duplicates": 1}  # a retry
+    changed = httpx.post(f"{open_server}/v1/feedback", json={"events": [dict(event, kind="dislike")]})
+    assert changed.status_code == 409 and "another kind" in changed.json()["error"]["message"]
+    kinds = [e["kind"] for e in httpx.get(f"{open_server}/v1/users/demo-user-02/history").json()["events"]]
+    assert "dislike" not in kinds

@@ -108,3 +108,15 @@ def test_refuses_a_candidate_that_is_not_better_then_promotes_a_better_one(
     log = json.loads((registry / "promoted.json").read_text())
     assert log["serving"] == "rank-fitted" and log["history"][0]["previous"] == "rank-test"
     assert ranker_adapter(Settings()) == "rank-fitted"  # what a restarted service serves
+    # The weight serving will use is recorded on this path too (--feedback alone), validated on
+    # these rows. Here it is 0: the fitted adapter beats the current one, yet neither it nor its
+    # fusion beats retrieval order on these clicks (every click is in the top five candidates).
+    from agent.llm.registry import fusion_weight
+
+    chosen = numbers["candidate"]
+    manifest = json.loads((registry / "rank-fitted" / "manifest.json").read_text())
+    assert manifest["fusion_weight"] == chosen["fusion_weight"] == result["fusion_weight"] == 0.0
+    assert chosen["N@10"] <= numbers["retrieval"]["N@10"]
+    assert manifest["fusion_weight_validation"]["users"] == 10
+    assert manifest["fusion_weight_validation"]["retrieval_score"].startswith("minus the candidate's position")
+    assert fusion_weight(Settings(), "rank-fitted") == chosen["fusion_weight"]

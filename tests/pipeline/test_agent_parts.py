@@ -102,3 +102,37 @@ def test_mmr_trades_relevance_for_variety():
     assert mmr(relevance, vectors, 2, 0.7) == [0, 2]
     with pytest.raises(ValueError, match="diversity"):
         mmr(relevance, vectors, 2, 1.5)
+
+
+def test_an_item_seeded_outside_the_history_is_never_cited_as_watched(demo_data, tmp_path):
+    """``Ask.like_ids`` without a word in ``Ask.said`` (a caller that only points at an item):
+    the explanation says "you asked for more like" it, never "you watched" it."""
+    import shutil
+
+    from agent.config import Settings
+    from agent.indexing import load_retriever
+    from agent.observability import Metrics
+    from agent.pipeline.generation import explanation_start
+    from agent.pipeline.service import Ask, MuseAgent
+    from agent.store import open_store
+
+    shutil.copytree(demo_data, tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data")
+    store = open_store(settings.store_url)
+    agent = MuseAgent(settings, store, load_retriever(settings), None, Metrics())
+    try:
+        user = "demo-user-01"
+        history = {e.item_id for e in store.history(user)}
+        seed = next(it for it in store.items() if it.id not in history)
+        plan = agent.plan(Ask(user, 5, like_ids=[seed.id]))
+        cited = [(ev, h) for ev in plan.texts.evidence for h in ev.history]
+        assert any(h.id == seed.id for _, h in cited)  # the seed is cited somewhere
+        for ev, h in cited:
+            start = explanation_start(ev)
+            if h.id in history:
+                assert ev.said.get(h.id) is None
+            else:
+                assert ev.said[h.id] == "asked" and f'watched "{natural_title(h.title)}"' not in start, start
+    finally:
+        agent.close()
+        store.close()
