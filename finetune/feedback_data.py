@@ -21,12 +21,13 @@ impression keeps its texts with their prompts):
 
 Rules:
 
-- Split by time: impressions created before the cutoff train; the rest evaluate.
+- Split by time: impressions created before the cutoff, and answered before it, train; the
+  rest evaluate (an impression shown before the cutoff and answered after it evaluates).
 - Identical rows are kept once.
 - Minimum evidence: the user needs ``min_history`` liked items before the impression.
 - Leakage guard: no training row comes from an event at or after the cutoff, and no training
-  row answers with an evaluation item (the ``held_out`` (user, item) pairs, e.g. each user's
-  protocol validation and test items). Rows that would leak are dropped and counted, and
+  row answers with, or (a DPO pair) rejects, an evaluation item (the ``held_out`` (user, item)
+  pairs, e.g. each user's protocol validation and test items). Rows that would leak are dropped and counted, and
   ``check_no_leak`` verifies the written training rows again before anything is saved.
 """
 
@@ -56,6 +57,7 @@ class Row:
     item_id: str  # the answer's item (DPO: the chosen one)
     created_at: float  # the impression's time
     data: dict = field(default_factory=dict)
+    rejected_id: str | None = None  # DPO: the rejected item, which may not be an evaluation item either
 
     def key(self) -> str:
         return hashlib.sha1(json.dumps([self.kind, self.data], sort_keys=True).encode()).hexdigest()
@@ -117,22 +119,22 @@ def build_rows(
         neg = [i for i, r in opinion.items() if r == "neg" and i in label]
 
         answer = {item: [{"role": "assistant", "content": label[item]}] for item in label}
-        made = [("sft", item, {"messages": prompt + answer[item]}) for item in pos]
+        made = [("sft", item, None, {"messages": prompt + answer[item]}) for item in pos]
         made += [
-            ("dpo", item, {"prompt": prompt, "chosen": answer[item], "rejected": answer[bad]})
+            ("dpo", item, bad, {"prompt": prompt, "chosen": answer[item], "rejected": answer[bad]})
             for item in pos
             for bad in neg
         ]
         made += [
-            ("kto", e.item_id, {"prompt": prompt, "completion": answer[e.item_id], "label": e.kind == "like"})
+            ("kto", e.item_id, None, {"prompt": prompt, "completion": answer[e.item_id], "label": e.kind == "like"})
             for e in reacted
             if e.kind in ("like", "dislike") and e.item_id in label
         ]
-        for kind, item, data in made:
-            if split == "train" and (user, item) in held_out:
-                skipped["held_out_item"] += 1
+        for kind, item, bad, data in made:
+            if split == "train" and ((user, item) in held_out or (user, bad) in held_out):
+                skipped["held_out_item"] += 1  # a held-out item chosen or rejected: either teaches it
             else:
-                rows.append(Row(kind, split, user, item, imp.created_at, data))
+                rows.append(Row(kind, split, user, item, imp.created_at, data, rejected_id=bad))
     return dedupe(rows + text_pairs(rows), skipped), skipped
 
 
@@ -205,6 +207,8 @@ def check_no_leak(rows: Iterable[Row], held_out: set[tuple[str, str]], cutoff: f
             continue
         if (r.user_id, r.item_id) in held_out:
             raise LeakError(f"training {r.kind} row of user {r.user_id!r} answers with evaluation item {r.item_id!r}")
+        if (r.user_id, r.rejected_id) in held_out:
+            raise LeakError(f"training {r.kind} row of user {r.user_id!r} rejects evaluation item {r.rejected_id!r}")
         if r.created_at >= cutoff:
             raise LeakError(f"training {r.kind} row of user {r.user_id!r} is from after the cutoff")
 

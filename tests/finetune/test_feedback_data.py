@@ -60,6 +60,33 @@ def test_time_split_dedupe_and_leak_guard(logged):
         fd.check_no_leak([fd.Row("sft", "train", "u1", "c1", 5.0)], set(), 5.0)
 
 
+def test_an_impression_answered_after_the_cutoff_evaluates(logged):
+    """u1's impression and its answers one second later: the cutoff on either side of each."""
+    items = {it.id: it for it in ITEMS}
+    impressions, events = logged.impressions(), logged.events()
+    shown = next(imp for imp in impressions if imp.user_id == "u1").created_at
+
+    def splits(cutoff: float) -> set[str]:
+        rows, _ = fd.build_rows(impressions, events, items, set(), cutoff, fd.BuildConfig())
+        return {r.split for r in rows}
+
+    assert splits(shown + 2) == {"train"}  # shown and answered before the cutoff
+    assert splits(shown + 0.5) == {"eval"}  # shown before, answered after: evaluates
+    assert splits(shown - 1) == {"eval"}  # shown after
+
+
+def test_a_dpo_pair_whose_rejected_item_is_held_out_is_not_trained(logged):
+    items = {it.id: it for it in ITEMS}
+    held = {("u1", "c3")}  # c3, disliked, is the rejected side of two pairs (B>D, E>D) and a KTO row
+    rows, skipped = fd.build_rows(logged.impressions(), logged.events(), items, held, float("inf"), fd.BuildConfig())
+    dpo = [r for r in rows if r.kind == "dpo"]
+    assert len(dpo) == 2 and {r.data["rejected"][0]["content"] for r in dpo} == {"C"}
+    assert skipped["held_out_item"] == 3 and all(r.item_id != "c3" for r in rows)
+    fd.check_no_leak(rows, held, float("inf"))
+    with pytest.raises(fd.LeakError, match="rejects evaluation item 'c3'"):
+        fd.check_no_leak([fd.Row("dpo", "train", "u1", "c1", 1.0, rejected_id="c3")], held, float("inf"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["dpo", "kto"])
 def test_trl_trains_on_the_exported_files(logged, tmp_path, tiny_model, method):
