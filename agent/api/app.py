@@ -137,7 +137,10 @@ class TrustedHosts:
         if not header:
             return False
         host = header.strip().lower()
-        host = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0] if ":" in host else host
+        if host.startswith("["):  # an IPv6 address: [v6] or [v6]:port
+            host = host[1 : host.find("]")]
+        elif ":" in host:  # name:port
+            host = host.rsplit(":", 1)[0]
         return any(host == h or (h.startswith("*.") and host.endswith(h[1:])) for h in self.hosts)
 
     async def __call__(self, scope, receive, send):

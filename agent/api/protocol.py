@@ -89,10 +89,10 @@ def _finite_json(value: Any, where: str = "metadata") -> Any:
         if isinstance(node, dict | list):
             if depth >= MAX_JSON_DEPTH:
                 raise ValueError(f"{where} nests deeper than {MAX_JSON_DEPTH} levels")
-            pairs = node.items() if isinstance(node, dict) else enumerate(node)
-            stack += [
-                (inner, f"{at}.{k}" if isinstance(node, dict) else f"{at}[{k}]", depth + 1) for k, inner in pairs
-            ]
+            if isinstance(node, dict):
+                stack += [(inner, f"{at}.{key}", depth + 1) for key, inner in node.items()]
+            else:
+                stack += [(inner, f"{at}[{n}]", depth + 1) for n, inner in enumerate(node)]
     return value
 
 

@@ -164,18 +164,15 @@ def shown_facts(ev: Evidence, kind: str) -> list[str]:
 
 def model_part(text: str, ev: Evidence, kind: str) -> str:
     """What the model wrote of ``text`` (a shown text of ``kind``): the text after Muse's own
-    start (``explanation_start``/``draft_start``); the whole text when it does not begin with
-    that start (a template, or a start written from other evidence)."""
-    start = explanation_start(ev) if kind == "explanation" else draft_start(ev)
-    if text.startswith(start):
-        return text[len(start) :]
-    if kind == "explanation":  # the start's wording of the cited items may differ ("liked"): cut at its colon
+    start. An explanation's start ends with the colon after the quoted pick (the model writes no
+    double quote, so the last quoted pick is the start's), whatever words it gave the cited
+    items; a draft's is ``draft_start``. The whole text when there is no such start (a template)."""
+    if kind == "explanation":
         quoted = f'"{natural_title(ev.item.title)}"'
         at = text.rfind(quoted)
         colon = text.find(":", at + len(quoted)) if at >= 0 else -1
-        if colon >= 0:
-            return text[colon + 1 :]
-    return text
+        return text[colon + 1 :] if colon >= 0 else text
+    return text.removeprefix(draft_start(ev))
 
 
 def explanation_start(ev: Evidence) -> str:

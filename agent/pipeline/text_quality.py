@@ -372,6 +372,7 @@ GLUE_WORDS = frozenset(
     begins starts becomes become finds find meets meet gets get make makes made try tries watch
     watching viewer viewers audience fans fan new first last""".split()  # noqa: SIM905 (a word list reads better as text)
 )
+_NOT_COUNTED = FUNCTION_WORDS | GLUE_WORDS
 # Word -> the fact words that support it (besides its own stem): how a category reads in text.
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "funny": ("comedy",),
@@ -458,10 +459,6 @@ def support(text: str, facts: Iterable[str]) -> Support:
         candidates = {_stem(word), *(_stem(s) for s in SYNONYMS.get(word, ()))}
         return any(_stems_match(c, s) for c in candidates for s in stems)
 
-    words = tuple(
-        w
-        for w in re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower().replace("’", "'"))
-        if len(w) > 1 and w.split("'")[0] not in FUNCTION_WORDS | GLUE_WORDS
-    )
-    words = tuple(w.split("'")[0] for w in words)
+    tokens = re.findall(r"([a-z0-9]+)('[a-z]+)?", text.lower().replace("’", "'"))  # "crew's" -> crew, 's
+    words = tuple(w for w, suffix in tokens if len(w + suffix) > 1 and w not in _NOT_COUNTED)
     return Support(words, tuple(w for w in words if not supported(w)))
