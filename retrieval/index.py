@@ -37,12 +37,14 @@ class CatalogItem(Protocol):
 
 @dataclass
 class Filters:
-    """Metadata constraints on retrieved items."""
+    """Metadata constraints on retrieved items. ``only_ids``: when not None, no item outside it
+    is retrieved (an allow-list a caller worked out, e.g. the films of a person a request names)."""
 
     categories: list[str] = field(default_factory=list)  # any of these
     year_min: int | None = None
     year_max: int | None = None
     exclude_ids: list[str] = field(default_factory=list)
+    only_ids: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.year_min is not None and self.year_max is not None and self.year_min > self.year_max:
@@ -194,11 +196,13 @@ class ItemIndex:
     ) -> list[tuple[str, float]]:
         """(id, inner product) of the best ``n`` items, best first."""
         target = self._collection(collection)
-        n = min(n, target.count())
+        only = filters.only_ids if filters else None
+        n = min(n, target.count() if only is None else len(only))
         if n <= 0:
             return []
         result = target.query(
             query_embeddings=[np.asarray(vector, dtype=np.float32)],
+            ids=only,
             n_results=n,
             where=filters.where() if filters else None,
             include=["distances"],

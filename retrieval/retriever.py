@@ -93,14 +93,19 @@ class Retriever:
         return kept[:k]
 
     def _popular(self, k, filters, exclude) -> list[Candidate]:
-        ranked = [i for i in self.popular if i not in exclude]
+        only = None if filters.only_ids is None else set(filters.only_ids)
+        ranked = [i for i in self.popular if i not in exclude and (only is None or i in only)]
         if filters.where() is not None and ranked:
-            allowed = set(self.index.content.get(ids=ranked, where=filters.where(), include=[])["ids"])
+            # the ids matching the filter, not the popular ids looked up with it: on ml-latest-small
+            # Chroma took 24.7 s for get(ids=<9,742 ids>, where=Comedy) and 0.031 s for get(where)
+            allowed = set(self.index.content.get(where=filters.where(), include=[])["ids"])
             ranked = [i for i in ranked if i in allowed]
         out = [Candidate(i, 1.0 / (r + 1), "popular") for r, i in enumerate(ranked[:k])]
-        if len(out) < k:  # items nobody has touched yet (new ones) come after the popular ones
+        if len(out) < k and only != set():  # items nobody has touched yet (new ones) come after the popular ones
             taken = exclude | {c.item_id for c in out}
-            more = self.index.content.get(where=filters.where(), limit=k + len(taken), include=[])["ids"]
+            more = self.index.content.get(
+                ids=filters.only_ids, where=filters.where(), limit=k + len(taken), include=[]
+            )["ids"]
             out += [Candidate(i, 0.0, "catalog") for i in more if i not in taken][: k - len(out)]
         return out
 

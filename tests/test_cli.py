@@ -131,6 +131,31 @@ def test_unknown_rank_adapter_is_refused(tmp_path, data_dir, monkeypatch, capsys
     assert "unknown adapter '../../etc'" in capsys.readouterr().err
 
 
+def test_ingest_joins_a_knowledge_base_of_credits(tmp_path, data_dir, capsys):
+    """`muse ingest PATH --facts KB`: the credits of the films that match by title and year are
+    stored as item metadata; a bad knowledge base writes nothing."""
+    items = tmp_path / "items.jsonl"
+    items.write_text(
+        '{"id": "1", "title": "Toys", "year": 1992}\n{"id": "2", "title": "Unknown Film", "year": 2001}\n',
+        encoding="utf-8",
+    )
+    kb = tmp_path / "movie_kb.txt"
+    kb.write_text(
+        "1 Toys directed_by Barry Levinson\n2 Toys starred_actors Robin Williams, Joan Cusack\n"
+        "3 Toys release_year 1992\n",
+        encoding="utf-8",
+    )
+    bad = tmp_path / "bad_kb.txt"
+    bad.write_text("1 Toys directed_by Barry Levinson\nnot a fact\n", encoding="utf-8")
+    assert main(["ingest", str(items), "--facts", str(bad)]) == 2
+    assert "bad_kb.txt:2: expected '<n> <title> <relation> <value>'" in capsys.readouterr().err
+    assert SQLiteStore(data_dir / "muse.db").counts()["items"] == 0
+    assert main(["ingest", str(items), "--facts", str(kb)]) == 0
+    assert "facts joined to 1 of 2 items (1 with a director, 1 with a cast)" in capsys.readouterr().err
+    stored = {it.id: it.metadata for it in SQLiteStore(data_dir / "muse.db").items()}
+    assert stored == {"1": {"director": ["Barry Levinson"], "cast": ["Robin Williams", "Joan Cusack"]}, "2": {}}
+
+
 def test_demo_files_ingest_one_by_one(data_dir, capsys):
     from tests.conftest import DEMO
 

@@ -215,13 +215,12 @@ def users(
 @router.get("/v1/catalog", response_model=CatalogResponse)
 def catalog(agent: AgentDep, _: CallerDep) -> CatalogResponse:
     """The catalog's size, categories and year range (what a page's filters offer)."""
-    items = agent.store.items()
-    years = [it.year for it in items if it.year is not None]
+    n, year_min, year_max = agent.store.catalog_summary()
     return CatalogResponse(
-        items=len(items),
+        items=n,
         categories=agent.categories,  # kept current as items are added
-        year_min=min(years, default=None),
-        year_max=max(years, default=None),
+        year_min=year_min,
+        year_max=year_max,
     )
 
 

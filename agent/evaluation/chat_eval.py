@@ -41,7 +41,9 @@ import numpy as np
 
 from agent.catalog import Item
 from agent.evaluation.conversations import Conversation
+from agent.knowledge import join_facts, load_facts
 from agent.pipeline.chat import build_ask, read_turns
+from agent.pipeline.people import fold as people_fold
 from agent.pipeline.reader import Constraints, ConversationReader, RequestState, Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -220,18 +222,27 @@ def mdd_recall(
     popular = [i for i, _ in counts.most_common()]
     retriever = Retriever(index, model, popular)
     retriever.write_hybrid(proto.items)
-    home = workdir / "chat-eval"
-    shutil.rmtree(home, ignore_errors=True)
-    store = SQLiteStore(home / "muse.db")
-    store.upsert_items(proto.items)
-    agent = MuseAgent(Settings(data_dir=home), store, retriever, None)
+    with_facts, joined = join_facts(proto.items, load_facts(mdd_dir / mdd.KB))
+    agents = {}
+    for name, items in (("facts", with_facts), ("no facts", proto.items)):
+        home = workdir / f"chat-eval-{name.replace(' ', '-')}"
+        shutil.rmtree(home, ignore_errors=True)
+        store = SQLiteStore(home / "muse.db")
+        store.upsert_items(items)
+        agents[name] = MuseAgent(Settings(data_dir=home), store, retriever, None)
+    agent, plain = agents["facts"], agents["no facts"]
 
     years = mdd.release_years(mdd_dir / mdd.KB)
     titles = mdd.CatalogTitles(proto.items, years)
     requests = [r for r in mdd.parse_task2(mdd_dir / mdd.TASK2, set(years)) if titles.ids(r.targets)]
     total = len(mdd.parse_task2(mdd_dir / mdd.TASK2, set(years)))
     sample = random.Random(seed).sample(requests, limit) if 0 < limit < len(requests) else requests
-    hits: dict[str, list[list[int]]] = {"popularity": [], "perfect linking + retrieval": [], "muse": []}
+    hits: dict[str, list[list[int]]] = {
+        "popularity": [],
+        "perfect linking + retrieval": [],
+        "muse without facts": [],
+        "muse": [],
+    }
     linked = [0, 0, 0]  # true positives, read, gold
     plans = []  # (request text, the target ids, Muse's plan) for the reranker
     for r in sample:
@@ -243,6 +254,7 @@ def mdd_recall(
                 it.id for it in agent.plan(Ask("mdd-eval", 20, like_ids=gold, said={g: "liked" for g in gold})).items
             ],
         }
+        ranked["muse without facts"] = _chat_picks(plain, [r.text], [])
         ask, _, state = build_ask(read_turns([{"role": "user", "content": r.text}]), "mdd-eval", 20, agent.reader)
         ask.k = 20  # every pick Recall@20 needs, whatever count the request states
         plan = agent.plan(ask)
@@ -253,15 +265,13 @@ def mdd_recall(
         linked = [linked[0] + len(read & set(gold)), linked[1] + len(read), linked[2] + len(gold)]
         for name, ids in ranked.items():
             hits[name].append([int(bool(target & set(ids[:k]))) for k in KS])
-    agent.close()
-    rows = {}
-    for name, h in hits.items():
-        a = np.array(h) if h else np.zeros((0, len(KS)))
-        row = {}
-        for j, k in enumerate(KS):
-            row[f"R@{k}"] = round(float(a[:, j].mean()), 4) if len(a) else 0.0
-            row[f"R@{k}_ci"] = [round(x, 4) for x in wilson(int(a[:, j].sum()), len(a))]
-        rows[name] = row
+    people = (
+        mdd_people_recall(agent, plain, popular, titles, mdd_dir, years, seed, limit)
+        if (mdd_dir / mdd.TASK3).exists()
+        else None
+    )
+    for a in agents.values():
+        a.close()
     muse, perfect = np.array(hits["muse"]), np.array(hits["perfect linking + retrieval"])
     diff = (muse[:, 1] - perfect[:, 1]).astype(float) if len(muse) else np.zeros(0)
     half = 1.96 * float(diff.std(ddof=1)) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
@@ -270,7 +280,9 @@ def mdd_recall(
         "mapped": len(requests),
         "n": len(sample),
         "seed": seed,
-        "rows": rows,
+        "rows": _recall_rows(hits),
+        "facts": joined.summary(),
+        "task3": people,
         "muse_minus_perfect_R@10": {
             "mean": round(float(diff.mean()) if len(diff) else 0.0, 4),
             "ci": [round(float(diff.mean()) - half, 4), round(float(diff.mean()) + half, 4)] if len(diff) else [0, 0],
@@ -281,6 +293,99 @@ def mdd_recall(
         },
         "rerank": rerank_probe(engine, plans) if engine is not None else None,
         "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _recall_rows(hits: dict[str, list[list[int]]]) -> dict[str, dict]:
+    """Per row: R@k for each of ``KS`` with its 95% Wilson interval, from 0/1 hits per request."""
+    rows = {}
+    for name, h in hits.items():
+        a = np.array(h) if h else np.zeros((0, len(KS)))
+        row = {}
+        for j, k in enumerate(KS):
+            row[f"R@{k}"] = round(float(a[:, j].mean()), 4) if len(a) else 0.0
+            row[f"R@{k}_ci"] = [round(x, 4) for x in wilson(int(a[:, j].sum()), len(a))]
+        rows[name] = row
+    return rows
+
+
+def _messages(user_turns: Sequence[str], answers: Sequence[str]) -> list[dict]:
+    """A chat's messages: the user turns with the dataset's answers between them."""
+    messages = []
+    for n, text in enumerate(user_turns):
+        if n:
+            messages.append({"role": "assistant", "content": answers[n - 1]})
+        messages.append({"role": "user", "content": text})
+    return messages
+
+
+def _chat_picks(agent, user_turns: Sequence[str], answers: Sequence[str], k: int = 20) -> list[str]:
+    """The ids of ``k`` picks the chat's path plans for a new user's conversation."""
+    ask, _, _ = build_ask(read_turns(_messages(user_turns, answers)), "mdd-eval", k, agent.reader)
+    ask.k = k
+    return [it.id for it in agent.plan(ask).items]
+
+
+def mdd_people_recall(agent, plain, popular, titles, mdd_dir: Path, years, seed: int, limit: int) -> dict:
+    """Recall@1/10/20 of the film MDD task 3 recommends after "I prefer <person> movies" (turn 3),
+    for its dialogues whose turn-3 film maps to the catalog: the whole dialogue through the chat's
+    path (``agent``: the catalog with the knowledge base's people joined; ``plain``: without);
+    "perfect linking + retrieval" (turn 1's films as seeds, no person); "perfect linking + person"
+    (the same seeds, the person the template names as a constraint on every people field: what a
+    perfect reader gets); popularity. Earlier answers are not shown items (the dataset's text, not
+    Muse's), so they are not excluded."""
+    from agent.evaluation import mdd
+    from agent.pipeline.reader import Constraints
+    from agent.pipeline.service import Ask
+    from retrieval.index import Filters
+
+    linker = agent.reader.vocabulary.people
+    dialogues = [
+        d for d in mdd.parse_task3(mdd_dir / mdd.TASK3, set(years)) if d.person and titles.ids(d.answers[2:3])
+    ]
+    sample = random.Random(seed).sample(dialogues, limit) if 0 < limit < len(dialogues) else dialogues
+    rows = ("popularity", "perfect linking + retrieval", "perfect linking + person", "muse without facts", "muse")
+    hits: dict[str, list[list[int]]] = {name: [] for name in rows}
+    read_person = 0
+    for d in sample:
+        target = set(titles.ids(d.answers[2:3]))
+        gold = [i for i in titles.ids(d.named) if i not in target]
+        said = {g: "liked" for g in gold}
+        person = linker.by_key.get(people_fold(d.person))
+        constraints = Constraints(people={person: linker.fields_of(person, None)}) if person else Constraints()
+        only = agent.reader.vocabulary.items_for(constraints)
+        ranked = {
+            "popularity": [i for i in popular if i not in gold][:20],
+            "perfect linking + retrieval": [
+                it.id for it in agent.plan(Ask("mdd-eval", 20, like_ids=gold, said=said)).items
+            ],
+            "perfect linking + person": [
+                it.id
+                for it in agent.plan(
+                    Ask(
+                        "mdd-eval",
+                        20,
+                        filters=Filters(only_ids=only),
+                        like_ids=gold,
+                        said=said,
+                        constraints=constraints,
+                    )
+                ).items
+            ],
+            "muse without facts": _chat_picks(plain, d.turns, d.answers),
+        }
+        ask, _, state = build_ask(read_turns(_messages(d.turns, d.answers)), "mdd-eval", 20, agent.reader)
+        ask.k = 20
+        ranked["muse"] = [it.id for it in agent.plan(ask).items]
+        read_person += int(person is not None and person in state.constraints.people)
+        for name, ids in ranked.items():
+            hits[name].append([int(bool(target & set(ids[:k]))) for k in KS])
+    return {
+        "dialogues": len(dialogues),
+        "n": len(sample),
+        "person_in_catalog": sum(1 for d in sample if linker.by_key.get(people_fold(d.person))),
+        "person_read": read_person,
+        "rows": _recall_rows(hits),
     }
 
 

@@ -24,6 +24,7 @@ from agent.catalog import Item
 from agent.pipeline.reader import normalize_title, title_aliases
 
 TASK2 = "task2_recs_dev.txt"
+TASK3 = "task3_qarecs_dev.txt"
 KB = "movie_kb.txt"
 
 # The title lists of task 2's request templates; the request sentence follows them.
@@ -32,6 +33,24 @@ _LISTS = [
     re.compile(r"^I watched the films (?P<films>.+) and loved them\. "),
     re.compile(r"^I (?:really )?(?:liked|like|love|loved) (?P<films>.+)\. (?=[^.]*\?$)"),
 ]
+
+
+# Task 3's first turn: the same lists, then "I'm looking for a <genre, tag, person> movie."
+_LISTS3 = [re.compile(p.pattern.replace(r"(?=[^.]*\?$)", r"(?=I'm looking for )")) for p in _LISTS]
+# Task 3's third turn names the person whose films the user wants next.
+_PERSON = re.compile(r"^I (?:prefer|rate|like) (?P<person>.+?) movies(?: more)?\. ")
+
+
+@dataclass(frozen=True)
+class MddDialogue:
+    """One task-3 dialogue: its user turns and the dataset's answers (usually three: a film, an
+    answer about it, another film; some dialogues stop after two), the titles turn 1 names, and
+    the person the third turn asks for (None without one)."""
+
+    turns: tuple[str, ...]
+    answers: tuple[str, ...]
+    named: tuple[str, ...]
+    person: str | None
 
 
 @dataclass(frozen=True)
@@ -99,6 +118,35 @@ def parse_task2(path: Path, known: set[str]) -> list[MddRequest]:
         m = next((p.match(text) for p in _LISTS if p.match(text)), None)
         named = tuple(split_titles(m["films"], known)) if m else ()
         out.append(MddRequest(text, named, tuple(split_titles(answer, known))))
+    return out
+
+
+def parse_task3(path: Path, known: set[str]) -> list[MddDialogue]:
+    """Every dialogue of a task-3 file: lines ``<n> text<TAB>answer``, ``n`` counting from 1 in
+    each dialogue (a ``1`` or a blank line starts the next). Raises ``ValueError`` naming the line
+    when one is malformed or a turn number skips."""
+    blocks: list[list[tuple[str, str]]] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            if blocks and blocks[-1]:
+                blocks.append([])
+            continue
+        head, tab, answer = line.partition("\t")
+        number, _, text = head.partition(" ")
+        if not tab or not number.isdigit():
+            raise ValueError(f"{path}:{n}: expected '<n> <text>\\t<answer>', got {line[:80]!r}")
+        if number == "1" and (not blocks or blocks[-1]):
+            blocks.append([])
+        if int(number) != len(blocks[-1]) + 1:
+            raise ValueError(f"{path}:{n}: turn {number} follows turn {len(blocks[-1])}")
+        blocks[-1].append((text, answer))
+    out = []
+    for block in (b for b in blocks if b):
+        turns, answers = zip(*block)
+        m = next((p.match(turns[0]) for p in _LISTS3 if p.match(turns[0])), None)
+        person = _PERSON.match(turns[2]) if len(turns) >= 3 else None
+        named = tuple(split_titles(m["films"], known)) if m else ()
+        out.append(MddDialogue(turns, answers, named, person["person"] if person else None))
     return out
 
 

@@ -123,6 +123,7 @@ def build_ask(
         year_min=c.year_min,
         year_max=c.year_max,
         exclude_ids=list(dict.fromkeys(seen + state.excluded)),
+        only_ids=reader.vocabulary.items_for(c),  # the films of the people the request names
     )
     said = {i: "liked" for i in state.ids("liked")} | {i: "asked" for i in state.ids("mentioned") + state.pointed_like}
     ask = Ask(

@@ -19,6 +19,8 @@ entropy-based choices of items to ask new users about.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -62,3 +64,54 @@ def onboarding_items(items: Sequence[Item], counts: Counter, k: int = ONBOARDING
         chosen.append(best)
         covered |= set(best.categories)
     return chosen
+
+
+class OnboardingPicks:
+    """The onboarding items, kept, so no request reads the store's events: the popularity behind
+    them is computed from the whole store once at start (in a background thread), then again at
+    most every ``refresh_s`` seconds and after a catalog change, each time in the background
+    while requests get the last result; only a request that comes before the first result waits
+    for it. ``store``: an event store (``items``, ``events``). Thread-safe."""
+
+    def __init__(self, store, refresh_s: float, clock=time.monotonic):
+        self.store, self.refresh_s, self.clock = store, refresh_s, clock
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._snapshot: tuple[list[Item], Counter] = ([], Counter())
+        self._picks: dict[int, list[Item]] = {}
+        self._computed_at = -float("inf")
+        self._running = False
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute in the background (at once, unless a recomputation is running)."""
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        threading.Thread(target=self._compute, name="muse-onboarding", daemon=True).start()
+
+    def _compute(self) -> None:
+        try:
+            snapshot = (self.store.items(), popularity(self.store.events()))
+            with self._lock:
+                self._snapshot, self._picks, self._computed_at = snapshot, {}, self.clock()
+        finally:
+            with self._lock:
+                self._running = False
+            self._ready.set()
+
+    def get(self, k: int = ONBOARDING_ITEMS, timeout: float = 60.0) -> list[Item]:
+        """``onboarding_items`` of the last snapshot; starts a refresh when it is older than
+        ``refresh_s``. Raises ``ValueError`` for ``k < 1``, ``TimeoutError`` when the first
+        snapshot is not ready within ``timeout`` seconds."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"the onboarding items were not computed within {timeout:g} s")
+        if self.clock() - self._computed_at > self.refresh_s:
+            self.refresh()
+        with self._lock:
+            if k not in self._picks:
+                self._picks[k] = onboarding_items(*self._snapshot, k)
+            return self._picks[k]

@@ -30,8 +30,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.catalog import Item
+from agent.catalog import Item, normalize_title
 from agent.pipeline.intent import rule_intent
+from agent.pipeline.people import CUES_BEFORE, PeopleLinker
 
 SENTIMENTS = ("liked", "disliked", "seen", "mentioned")
 
@@ -172,7 +173,8 @@ SENTIMENT_CUES = [  # first match before the title, else after it, in the same s
             r"hated?|couldn'?t stand|can'?t stand|not a fan|was (?:bad|awful|boring|terrible)|boring|awful|terrible|"
             r"not so much|not really|not for me|(?:was|is)n'?t for me|did ?n[o']?t work for me|\bmeh\b|dull|"
             r"bored me|(?:could|can)(?:n'?t| not) get into|did ?n[o']?t get (?:it|into)|fell flat|disappointing|"
-            r"disappointed|overrated|waste of time|not (?:very |that |so )?good|too slow|dragged"
+            r"disappointed|overrated|waste of time|not (?:very |that |so )?good|too slow|dragged|"
+            r"\b(?:not|no|except|without|other than|anything but|apart from|besides)\s*$"  # "..., but not X"
         ),
     ),
     (
@@ -425,6 +427,8 @@ ASKING = FILLER | {
     "if",
     "its",
     "it's",
+    "prefer",
+    "rate",
 }
 # Words a fuzzily matched title may not start or end on ("I saw X", "a fan of X. A"); an exact
 # title may ("I Saw the Devil").
@@ -433,45 +437,6 @@ _EDGE |= {"of", "and", "or", "but", "so", "was", "is", "were", "please", "like",
 
 
 # Words a title and a message may spell either way, compared in one form ("Aisle 7", "Mercer St").
-NUMBER_WORDS = (
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-)
-SPELLINGS = {
-    **{w: str(n) for n, w in enumerate(NUMBER_WORDS)},
-    "street": "st",
-    "saint": "st",
-    "mount": "mt",
-    "doctor": "dr",
-    "mister": "mr",
-    "versus": "vs",
-}
-
-
-def normalize_title(text: str) -> str:
-    """A title or a span of a message as compared: lower case, no year in brackets, a trailing
-    ", The" moved to the front and leading articles dropped, punctuation gone, spaces collapsed,
-    ``SPELLINGS`` in one form. ``"Thing, The (1982)"`` -> ``"thing"``; ``"The Shining"`` -> ``"shining"``."""
-    text = re.sub(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$", "", text.strip())
-    text = re.sub(r"^(.*), (the|a|an|les|la|le|il|el|das|der|die)$", r"\2 \1", text, flags=re.IGNORECASE)
-    text = re.sub(r"[^\w\s]", " ", text.lower().replace("&", " and ").replace("'", ""))
-    words = [SPELLINGS.get(w, w) for w in text.split()]
-    while len(words) > 1 and words[0] in ("the", "a", "an"):
-        words = words[1:]
-    return " ".join(words)
-
-
 @dataclass(frozen=True)
 class Mention:
     """A film the user named: its catalog id, the words they used, and how they feel about it."""
@@ -486,7 +451,10 @@ class Mention:
 class Constraints:
     """Hard constraints on the picks. ``values``: metadata field -> allowed values;
     ``excluded_values``: field -> forbidden values; ``ranges``: numeric field -> (low, high), either
-    None. Categories: any of ``categories``, none of ``excluded_categories``."""
+    None. Categories: any of ``categories``, none of ``excluded_categories``. A list-valued field
+    (``agent.knowledge``: language, people) admits an item when it lists any allowed value.
+    ``people``: person -> the people fields to find them in; every person must be credited in one
+    of theirs; ``excluded_people``: no item credits any of them there."""
 
     categories: list[str] = field(default_factory=list)
     excluded_categories: list[str] = field(default_factory=list)
@@ -495,10 +463,19 @@ class Constraints:
     values: dict[str, list[str]] = field(default_factory=dict)
     excluded_values: dict[str, list[str]] = field(default_factory=dict)
     ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    people: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    excluded_people: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def needs_items(self) -> bool:
         """Whether a constraint is checked on items after retrieval (not a Chroma filter)."""
-        return bool(self.excluded_categories or self.values or self.excluded_values or self.ranges)
+        return bool(
+            self.excluded_categories
+            or self.values
+            or self.excluded_values
+            or self.ranges
+            or self.people
+            or self.excluded_people
+        )
 
     def admits(self, item: Item) -> bool:
         """Whether ``item`` meets every constraint that ``needs_items`` covers (categories and
@@ -513,13 +490,18 @@ class Constraints:
                 return False
             if self.year_max is not None and item.year > self.year_max:
                 return False
-        meta = item.metadata or {}
-        for name, allowed in self.values.items():
-            if str(meta.get(name)) not in allowed:
-                return False
-        for name, banned in self.excluded_values.items():
-            if str(meta.get(name)) in banned:
-                return False
+        return self._admits_metadata(item.metadata or {})
+
+    def _admits_metadata(self, meta: dict[str, Any]) -> bool:
+        if not all(_listed(meta.get(name), allowed) for name, allowed in self.values.items()):
+            return False
+        if any(_listed(meta.get(name), banned) for name, banned in self.excluded_values.items()):
+            return False
+        credited = [any(_listed(meta.get(f), (p,)) for f in fields) for p, fields in self.people.items()]
+        if not all(credited) or any(
+            _listed(meta.get(f), (p,)) for p, fields in self.excluded_people.items() for f in fields
+        ):
+            return False
         for name, (low, high) in self.ranges.items():
             value = meta.get(name)
             if not isinstance(value, (int, float)):
@@ -542,12 +524,29 @@ class Constraints:
             out.append(f"up to {self.year_max}")
         out += [f"{name}: {' or '.join(v)}" for name, v in self.values.items()]
         out += [f"{name}: not {' or '.join(v)}" for name, v in self.excluded_values.items()]
+        out += [f"{_credit(fields)} {person}" for person, fields in self.people.items()]
+        out += [f"not {_credit(fields)} {person}" for person, fields in self.excluded_people.items()]
         for name, (low, high) in self.ranges.items():
             if low is not None:
                 out.append(f"{name} at least {low:g}")
             if high is not None:
                 out.append(f"{name} at most {high:g}")
         return out
+
+
+def _listed(value: Any, allowed: Sequence[str]) -> bool:
+    """Whether a metadata value is one of ``allowed``: a list when any of its entries is."""
+    if isinstance(value, list):
+        return any(str(v) in allowed for v in value)
+    return str(value) in allowed
+
+
+CREDITS = {"director": "directed by", "writer": "written by", "cast": "with"}
+
+
+def _credit(fields: Sequence[str]) -> str:
+    """How a person constraint reads: "directed by", "with", or "by or with" for several fields."""
+    return CREDITS.get(fields[0], f"{fields[0]}:") if len(fields) == 1 else "by or with"
 
 
 @dataclass
@@ -588,23 +587,35 @@ class RequestState:
 
 class Vocabulary:
     """What the catalog lets a request constrain, read at load: its categories, its metadata
-    fields (text fields with few values; numeric fields), its newest year, and its titles
-    (``TitleLinker``)."""
+    fields (text fields with few values; list fields of words, such as languages; numeric
+    fields), its people fields (list fields of names: ``PeopleLinker``), its newest year, and its
+    titles (``TitleLinker``)."""
 
     MAX_VALUES = 30  # a text field with more distinct values is free text, not a constraint
+    NAMES = 0.8  # a list field whose entries are mostly (this share) two words or more holds names
 
     def __init__(self, items: Iterable[Item], popularity: Sequence[str] = ()):
         items = list(items)
         self.categories = sorted({c for it in items for c in it.categories})
         values: dict[str, set] = {}
+        lists: dict[str, set] = {}
         for it in items:
             for name, value in (it.metadata or {}).items():
-                values.setdefault(name, set()).add(value)
+                if isinstance(value, list):
+                    lists.setdefault(name, set()).update(str(v) for v in value)
+                else:
+                    values.setdefault(name, set()).add(value)
         self.text_fields = {
             name: {str(v) for v in vs}
             for name, vs in values.items()
-            if all(isinstance(v, str) for v in vs) and len(vs) <= self.MAX_VALUES
+            if name not in lists and all(isinstance(v, str) for v in vs) and len(vs) <= self.MAX_VALUES
         }
+        names = {name for name, vs in lists.items() if sum(len(v.split()) >= 2 for v in vs) >= self.NAMES * len(vs)}
+        self.text_fields |= {name: vs for name, vs in lists.items() if name not in names}
+        self.people_fields = sorted(names)
+        stop = ASKING | set(CATEGORY_WORDS) | set(VALUE_WORDS) | {c.lower() for c in self.categories}
+        stop |= {v.lower() for vs in self.text_fields.values() for v in vs}  # "a French film" is a language
+        self.people = PeopleLinker(items, self.people_fields, stop)
         self.numeric_fields = [
             name
             for name, vs in values.items()
@@ -613,6 +624,14 @@ class Vocabulary:
         years = [it.year for it in items if it.year]
         self.newest_year = max(years) if years else None
         self.titles = TitleLinker(items, popularity)
+
+    def items_for(self, c: Constraints) -> list[str] | None:
+        """The only items ``c``'s people constraints admit (sorted ids), or None when it has none:
+        retrieval's allow-list, so the films of a person are found in a catalog of any size."""
+        if not c.people:
+            return None
+        sets = [self.people.items_of(person, fields) for person, fields in c.people.items()]
+        return sorted(set.intersection(*sets))
 
     def field_of(self, hint: str, value: str) -> str | None:
         """The catalog field that holds ``value`` (the field named ``hint`` first), else None."""
@@ -629,8 +648,9 @@ class Vocabulary:
         self.categories = sorted(set(self.categories) | {c for it in items for c in it.categories})
         for it in items:
             for name, value in (it.metadata or {}).items():
-                if name in self.text_fields and isinstance(value, str):
-                    self.text_fields[name].add(value)
+                if name in self.text_fields and isinstance(value, (str, list)):
+                    self.text_fields[name].update([value] if isinstance(value, str) else map(str, value))
+        self.people.add(items)
         self.titles.add(items)
 
 
@@ -893,6 +913,9 @@ class _Turn(Constraints):
     greeting: bool = False
 
 
+_PEOPLE_CUES = "|".join(re.escape(c) for c in CUES_BEFORE)
+
+
 class ConversationReader:
     """Reads each user turn (``read_turn``) and folds the turns into one ``RequestState``
     (``read``). ``vocabulary``: the catalog's; ``items``: item id -> Item for the picks and films a
@@ -917,11 +940,20 @@ class ConversationReader:
         def consume(start: int, end: int) -> None:
             rest[start:end] = " " * (end - start)
 
-        found = self.vocabulary.titles.find(text)
+        # People next to a cue ("with Marlene Dietrich", "Barry Levinson movies") come before
+        # titles, which may share their words; a bare full name only where no title is.
+        people = self.vocabulary.people.find(text)
+        unseen = list(text)
+        for p in people:
+            if p.cued:
+                unseen[p.start : p.end] = " " * (p.end - p.start)
+        found = self.vocabulary.titles.find("".join(unseen))
+        people = [p for p in people if p.cued or not any(s < p.end and p.start < e for _, s, e in found)]
         masked = list(text)  # the cues are read with every title blanked out: "Saw" is no "saw"
-        for _, start, end in found:
+        for start, end in [(s, e) for _, s, e in found] + [(p.start, p.end) for p in people]:
             masked[start:end] = "x" * (end - start)
         masked = "".join(masked)
+        self._people(people, masked, turn, consume)
         for item, start, end in found:
             turn.mentions.append(Mention(item.id, item.title, text[start:end], _sentiment(masked, start, end)))
             year = re.match(r"\s*\(?(?:18|19|20)\d\d\)?", text[end:])
@@ -944,6 +976,19 @@ class ConversationReader:
         content = [w for w in kept if w not in ASKING and not w.isdigit() and len(w) > 1]
         turn.query = " ".join(content)
         return turn
+
+    def _people(self, people: Sequence, masked: str, turn: _Turn, consume) -> None:
+        """Each person found: a constraint on the fields the words point at (``PeopleLinker``),
+        an exclusion when their clause is negated ("nothing with Adam Sandler") or the words turn
+        them down as they would a film ("I can't stand Adam Sandler movies")."""
+        clauses = _clauses(masked.lower())
+        for p in people:
+            fields = self.vocabulary.people.fields_of(p.name, p.field)
+            negated = _negated_at(clauses, p.start, masked.lower()) or _sentiment(masked, p.start, p.end) == "disliked"
+            (turn.excluded_people if negated else turn.people)[p.name] = fields
+            cue = re.search(rf"\b(?:{_PEOPLE_CUES})\s+(?:a|an|the)?\s*$", masked[: p.start], re.IGNORECASE)
+            possessive = re.match(r"['’]s\b", masked[p.end :])
+            consume(cue.start() if cue else p.start, p.end + (possessive.end() if possessive else 0))
 
     def _era_and_years(self, lower: str, turn: _Turn, consume) -> None:
         newest = self.vocabulary.newest_year
@@ -1027,12 +1072,18 @@ class ConversationReader:
         the catalog has the field with a value the words name."""
         for pattern, name, why in NOT_READ:
             values = {v.lower() for v in self.vocabulary.text_fields.get(name, ())}
+            credits = name == "people" and bool(self.vocabulary.people)
             for m in re.finditer(pattern, text):
                 said = m.group().strip()
                 if any(w in values for w in re.findall(r"[\w-]+", said.lower())):
                     continue
+                reason = why
+                if credits:  # the people the catalog credits were read before; this one it lacks
+                    if not re.search(r"\b[A-Z][\w'.-]+(?:\s+[A-Z][\w'.-]+)*\s*$", said):
+                        continue
+                    reason = "no item in this catalog credits that person"
                 consume(m.start(), m.end())
-                turn.unsupported.append(f"{said}: {why}")
+                turn.unsupported.append(f"{said}: {reason}")
 
     def _numbers(self, lower: str, turn: _Turn, consume) -> None:
         name = self.vocabulary.runtime_field()
@@ -1155,6 +1206,11 @@ class ConversationReader:
             c.values = {k: v for k, v in c.values.items() if v}
             c.excluded_values = {k: v for k, v in c.excluded_values.items() if v}
             c.ranges.update(turn.ranges)
+            if turn.people:  # the newest turn that names people says whose films
+                c.people = dict(turn.people)
+            c.people = {p: f for p, f in c.people.items() if p not in turn.excluded_people}
+            c.excluded_people = {p: f for p, f in c.excluded_people.items() if p not in turn.people}
+            c.excluded_people.update(turn.excluded_people)
             state.count = turn.count if turn.count is not None else state.count
             state.comparisons = turn.comparisons or state.comparisons
             state.unsupported += [u for u in turn.unsupported if u not in state.unsupported]
@@ -1166,6 +1222,8 @@ class ConversationReader:
         if turns:
             says_something = (
                 last.mentions
+                or last.people
+                or last.excluded_people
                 or last.categories
                 or last.excluded_categories
                 or last.values
@@ -1205,6 +1263,8 @@ def as_dict(state: RequestState) -> dict[str, Any]:
         "values": {k: list(v) for k, v in c.values.items()},
         "excluded_values": {k: list(v) for k, v in c.excluded_values.items()},
         "ranges": {k: list(v) for k, v in c.ranges.items()},
+        "people": {k: list(v) for k, v in c.people.items()},
+        "excluded_people": {k: list(v) for k, v in c.excluded_people.items()},
         "count": state.count,
         "comparisons": list(state.comparisons),
         "unsupported": list(state.unsupported),

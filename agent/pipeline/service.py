@@ -44,7 +44,7 @@ from agent.pipeline.diversity import mmr
 from agent.pipeline.generation import KINDS, Evidence, TextPlan, choose_evidence
 from agent.pipeline.grounding import GroundingCheck
 from agent.pipeline.intent import Intent, parse_intent, rule_intent
-from agent.pipeline.onboarding import ONBOARDING_ITEMS, onboarding_items, popularity
+from agent.pipeline.onboarding import ONBOARDING_ITEMS, OnboardingPicks
 from agent.pipeline.ranker import (
     CANDIDATES,
     PromptConfig,
@@ -214,6 +214,8 @@ class MuseAgent:
         self.grounding = GroundingCheck(it.title for it in items)
         self.vocabulary = Vocabulary(items, retriever.popular)
         self.reader = ConversationReader(self.vocabulary, store.get_items)
+        self.warm_items = [it for it in items if it.text][:3]  # what the LLM warm-up writes about
+        self.onboarding_picks = OnboardingPicks(store, settings.onboarding_refresh_s)
         self.retrieval_ready = threading.Event()  # the store, the index and the query encoder answered once
         self.warmed = threading.Event()  # every LLM stage in use has answered once
         self.warm_error = ""
@@ -270,14 +272,16 @@ class MuseAgent:
     # ------------------------------------------------------------ warm-up
 
     def warm_up(self, retry_every: float = 5.0, stop: threading.Event | None = None) -> None:
-        """Run one retrieval (the query encoder loads on first use; then ``retrieval_ready`` is
-        set) and ask every LLM stage in use once (texts; each ranker with a positive weight),
-        retrying the LLM until all answer; then ``warmed`` is set. ``/readyz`` reads both."""
+        """Run one retrieval (the query encoder loads on first use) and wait for the first
+        onboarding items (then ``retrieval_ready`` is set), and ask every LLM stage in use once
+        (texts; each ranker with a positive weight), retrying the LLM until all answer; then
+        ``warmed`` is set. ``/readyz`` reads both."""
         stop = stop or threading.Event()
         while not stop.is_set():
             try:
                 if not self.retrieval_ready.is_set():
                     self.plan(Ask("muse-warm-up", 1, query="warm up"))  # loads the query encoder; logs nothing
+                    self.onboarding_picks.get()  # a new user's first answer does not wait for them
                     self.retrieval_ready.set()
                 self._warm_llm()
                 self.warm_error = ""
@@ -300,7 +304,7 @@ class MuseAgent:
         engine = self.gate.engine
         if engine is None:
             return
-        items = [it for it in self.store.items() if it.text][:3]
+        items = self.warm_items  # read once: a retry after a failure reads nothing
         if len(items) < 3:
             return
         evidence = [Evidence(items[0], items[1:3])]
@@ -557,15 +561,16 @@ class MuseAgent:
         self.grounding.add(it.title for it in items)
         self.vocabulary.add(items)
         self.categories = sorted(set(self.categories) | {c for it in items for c in it.categories})
+        self.onboarding_picks.refresh()  # new items may belong in the set
         return {"upserted": changed, "embedded": embedded}
 
     def history(self, user_id: str) -> list[Interaction]:
         return self.store.history(user_id)
 
     def onboarding(self, k: int = ONBOARDING_ITEMS) -> list[Item]:
-        """The items a new user is asked to mark as liked (``pipeline.onboarding``), computed
-        from the store as it is now."""
-        return onboarding_items(self.store.items(), popularity(self.store.events()), k)
+        """The items a new user is asked to mark as liked (``pipeline.onboarding``), as the
+        store was at the last refresh (``OnboardingPicks``: no request reads the events)."""
+        return self.onboarding_picks.get(k)
 
     def record_likes(self, user_id: str, item_ids: Sequence[str]) -> int:
         """Store a ``like`` of each item by ``user_id`` (what a new user marked): they become

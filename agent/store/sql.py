@@ -83,6 +83,7 @@ class EventStore(Protocol):
         self, limit: int = 1000, users: Collection[str] | None = None, after: str | None = None
     ) -> list[tuple[str, int]]: ...
     def counts(self) -> dict[str, int]: ...
+    def catalog_summary(self) -> tuple[int, int | None, int | None]: ...
 
 
 def _item_row(item: Item, now: float) -> dict[str, Any]:
@@ -488,6 +489,17 @@ class SQLStore:
             statement = statement.where(e.c.user_id > after)
         statement = statement.group_by(e.c.user_id).order_by(e.c.user_id).limit(limit)
         return [(r["user_id"], r["n"]) for r in self._read(statement)]
+
+    def catalog_summary(self) -> tuple[int, int | None, int | None]:
+        """(items, earliest year, latest year) of the catalog, from the items table alone (one
+        aggregate query; no event is read). Years are None when no item has one."""
+        from sqlalchemy import func, select
+
+        with self._engine.connect() as c:
+            n, low, high = c.execute(
+                select(func.count(), func.min(t.items.c.year), func.max(t.items.c.year)).select_from(t.items)
+            ).one()
+        return int(n), low, high
 
     def counts(self) -> dict[str, int]:
         """Rows per table: ``items``, ``users``, ``events``, ``impressions``."""

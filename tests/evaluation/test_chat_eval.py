@@ -12,7 +12,7 @@ from agent.catalog import Item, load_file
 from agent.cli import main
 from agent.evaluation import conversations as gen
 from agent.evaluation.chat_eval import read_accuracy, score_reading, wilson
-from agent.evaluation.mdd import CatalogTitles, parse_task2, split_titles
+from agent.evaluation.mdd import CatalogTitles, parse_task2, parse_task3, split_titles
 from agent.pipeline.reader import Constraints, Mention, RequestState
 from tests.conftest import DEMO, MOVIELENS
 
@@ -58,6 +58,29 @@ def test_task2_templates_and_bad_lines(tmp_path):
     f.write_text("1 I liked Alien. Can you suggest a film?\tHeat\nno tab here\n")
     with pytest.raises(ValueError, match=r"task2.txt:2: expected"):
         parse_task2(f, KNOWN)
+
+
+def test_task3_dialogues_their_films_and_person(tmp_path):
+    f = tmp_path / "task3.txt"
+    f.write_text(
+        "1 I liked Alien, Heat, and The Dark Knight. I'm looking for a surreal movie.\tSense and Sensibility\n"
+        "2 Who is that directed by?\tAng Lee\n"
+        "3 I rate Barry Levinson movies. Any other suggestions?\tHeat\n"
+        "\n"
+        "1 Alien and Heat are films I really liked. I'm looking for a Horror movie.\tAlien\n"
+        "2 Who does that star?\tSigourney Weaver\n"
+        "1 I watched the films Alien and Heat and loved them. I'm looking for a French movie.\tHeat\n"
+        "2 Who wrote that?\tSomeone\n"
+        "3 I like Natasha Henstridge movies more. Do you know anything else?\tAlien\n"
+    )
+    dialogues = parse_task3(f, KNOWN)
+    assert [len(d.turns) for d in dialogues] == [3, 2, 3]  # a "1" starts a dialogue, blank line or not
+    assert [d.named for d in dialogues] == [("Alien", "Heat", "The Dark Knight"), ("Alien", "Heat"), ("Alien", "Heat")]
+    assert [d.person for d in dialogues] == ["Barry Levinson", None, "Natasha Henstridge"]
+    assert dialogues[0].answers == ("Sense and Sensibility", "Ang Lee", "Heat")
+    f.write_text("1 I liked Alien. I'm looking for a film.\tHeat\n3 I rate X movies. Any other suggestions?\tAlien\n")
+    with pytest.raises(ValueError, match=r"task3.txt:2: turn 3 follows turn 1"):
+        parse_task3(f, KNOWN)
 
 
 def test_titles_map_by_the_knowledge_base_year():
@@ -151,8 +174,9 @@ def test_eval_chat_command_on_the_demo(capsys):
 @pytest.mark.slow
 @pytest.mark.movielens
 def test_mdd_recall_beside_popularity_and_perfect_linking(movielens, tmp_path, monkeypatch, capsys):
-    """The real datasets (about 8 min: the retrieval fit): Muse through the chat's reader is at
-    least as good as perfect title linking on MDD's development requests, and far above popularity."""
+    """The real datasets (about 10 min: the retrieval fit): Muse through the chat's reader is at
+    least as good as perfect title linking on MDD's development requests, and far above popularity;
+    with the knowledge base's credits, task 3's "I prefer <person> movies" is honoured."""
     if not (MDD / "task2_recs_dev.txt").exists():
         pytest.skip(f"{MDD} is absent")
     monkeypatch.setenv("MUSE_DATA_DIR", str(tmp_path))
@@ -168,6 +192,14 @@ def test_mdd_recall_beside_popularity_and_perfect_linking(movielens, tmp_path, m
     assert m["linking"]["precision"] > 0.85 and m["linking"]["recall"] > 0.9
     reading = report["reading"]["generated dev"]["fields"]
     assert reading["named"]["accuracy"] >= 0.9 and reading["constraints"]["accuracy"] >= 0.9
+    # the knowledge base's credits joined: task 3's "I prefer <person> movies" is read and honoured
+    assert "facts joined to" in m["facts"]
+    t = m["task3"]
+    assert t["n"] == 400 and t["person_read"] >= 0.95 * t["person_in_catalog"] >= 0.85 * t["n"]
+    r3 = t["rows"]
+    assert r3["muse"]["R@10_ci"][0] > r3["muse without facts"]["R@10_ci"][1]  # intervals apart
+    assert r3["muse"]["R@10"] > 0.5 and r3["muse"]["R@10"] >= r3["perfect linking + person"]["R@10"] - 0.1
+    assert rows["muse"]["R@10_ci"][1] >= rows["muse without facts"]["R@10_ci"][0]  # task 2 not hurt
 
 
 class _Plan:

@@ -49,3 +49,49 @@ def test_popularity_counts_users_whose_history_holds_the_item():
         Interaction("u4", "c", 1.0, "rating", 1.0),  # a low rating: not history
     ]
     assert popularity(events) == Counter({"a": 2})
+
+
+class _CountingStore:
+    """A store whose every full read is counted."""
+
+    def __init__(self, items, events):
+        self._items, self._events, self.reads = list(items), list(events), 0
+
+    def items(self):
+        return list(self._items)
+
+    def events(self):
+        self.reads += 1
+        return list(self._events)
+
+
+def _wait_for(predicate, seconds=10.0):
+    import time
+
+    end = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+def test_kept_picks_read_the_events_once_per_refresh_not_per_request():
+    from agent.pipeline.onboarding import OnboardingPicks
+
+    now = [0.0]
+    events = [Interaction(f"u{n}", it.id, 1.0, "view") for it in ITEMS[:9] for n in range(COUNTS[it.id])]
+    store = _CountingStore(ITEMS, events)
+    picks = OnboardingPicks(store, refresh_s=300, clock=lambda: now[0])
+    first = [it.id for it in picks.get(4)]
+    assert first == ["b", "f", "h", "c"]  # the hand-worked set above, from the store's events
+    for _ in range(20):
+        assert [it.id for it in picks.get(4)] == first
+    assert store.reads == 1  # 21 requests, one read
+    store._events += [Interaction(f"v{n}", "z", 2.0, "view") for n in range(20)]  # z is the most popular now
+    now[0] = 299.0
+    assert [it.id for it in picks.get(4)] == first and store.reads == 1  # not stale yet
+    now[0] = 301.0
+    picks.get(4)  # stale: a refresh starts in the background, this request gets the last set
+    # z leads the first tier now; it comes back as that tier's second pick (Musical, 1 new category)
+    _wait_for(lambda: store.reads == 2 and [it.id for it in picks.get(4)] == ["b", "f", "h", "z"])
+    with pytest.raises(ValueError, match="k must be"):
+        picks.get(0)

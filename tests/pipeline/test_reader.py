@@ -103,6 +103,10 @@ def test_phrasings_the_held_out_conversations_found(reader):
     assert read(reader, "I watched The Counterfeit Sky. What else?").mentions[0].sentiment == "seen"
     s = read(reader, "Static Bloom was great, The Counterfeit Sky not so much.")
     assert [(m.item_id, m.sentiment) for m in s.mentions] == [("demo-021", "liked"), ("demo-078", "disliked")]
+    # a film right after a negator is turned down, not a seed: "more like X, but not Y"
+    s = read(reader, "More like Static Bloom, but not The Counterfeit Sky.")
+    assert [(m.item_id, m.sentiment) for m in s.mentions] == [("demo-021", "mentioned"), ("demo-078", "disliked")]
+    assert read(reader, "Anything except The Counterfeit Sky").mentions[0].sentiment == "disliked"
     # "show me" is a verb and "a crime film" any film: neither asks for a kind
     assert read(reader, "Show me a thriller.").constraints.values == {}
     assert read(reader, "A crime film, please.").constraints.values == {}

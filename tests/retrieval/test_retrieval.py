@@ -143,6 +143,24 @@ def test_metadata_filters(demo):
     assert first[0].item_id not in {c.item_id for c in excluded}
 
 
+def test_an_allow_list_bounds_every_path(demo):
+    """``Filters.only_ids`` (the films of a person a request names): the hybrid and content
+    searches and the popular list return only those, with the other filters still applied."""
+    _, store, retriever = demo
+    history = history_of(store, demo_users(store)[3])
+    items = {i.id: i for i in store.items()}
+    far = [c.item_id for c in retriever.retrieve(history, k=200)][-6:]  # none of them in the top 10
+    only = Filters(only_ids=far)
+    assert sorted(c.item_id for c in retriever.retrieve(history, k=10, filters=only)) == sorted(far)
+    assert {c.item_id for c in retriever.retrieve([], k=10, filters=only)} == set(far)  # popular, then catalog
+    assert {c.item_id for c in retriever.retrieve([], k=10, filters=only, query="a heist")} == set(far)
+    year = items[far[0]].year
+    dated = retriever.retrieve(history, k=10, filters=Filters(year_min=year, year_max=year, only_ids=far))
+    assert dated and {c.item_id for c in dated} <= {i for i in far if items[i].year == year}
+    assert retriever.retrieve(history, k=10, filters=Filters(only_ids=[])) == []
+    assert retriever.retrieve([], k=10, filters=Filters(only_ids=[])) == []
+
+
 def test_bad_year_range_is_refused():
     with pytest.raises(ValueError, match="year_min 2000 is after year_max 1990"):
         Filters(year_min=2000, year_max=1990)
