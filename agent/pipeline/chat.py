@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent.catalog import InvalidRequestError, Item
+from agent.pipeline.grounding import natural_title
 from agent.pipeline.intent import Intent
 from agent.pipeline.reader import ConversationReader, RequestState
 from agent.pipeline.service import Answer, Ask
@@ -154,8 +155,9 @@ def notes(state: RequestState) -> list[str]:
     """The lines that open a reply: a question back for a greeting, then what was read (films
     and how the user feels about them, constraints, comparatives) and what cannot be honoured."""
     out = [GREETING_REPLY] if state.unclear else []
-    feel = {"liked": "you liked", "disliked": "you did not like", "seen": "you have seen", "mentioned": "more like"}
-    read = [f'{feel[m.sentiment]} "{m.title}"' for m in state.mentions]
+    # "turned down" is true of both "I did not like X" and "..., but not X"
+    feel = {"liked": "you liked", "disliked": "you turned down", "seen": "you have seen", "mentioned": "more like"}
+    read = [f'{feel[m.sentiment]} "{natural_title(m.title)}"' for m in state.mentions]
     read += state.comparisons + state.constraints.summary()
     if state.count:
         read.append(f"{state.count} picks")

@@ -129,3 +129,12 @@ def test_without_people_fields_a_person_is_said_unsupported():
     state = reader.read(["something starring Clint Eastwood"])
     assert state.unsupported == ["starring Clint Eastwood: this catalog does not say who is in or made an item"]
     assert not PeopleLinker(plain, ["cast"]) and reader.vocabulary.people.find("Clint Eastwood") == []
+
+
+def test_the_reply_says_what_was_read_in_natural_words():
+    from agent.pipeline.chat import notes
+
+    items = ITEMS + [Item("12", "Shining, The", "", ("Horror",), 1980, {"director": ["Stanley Kubrick"]})]
+    reader = ConversationReader(Vocabulary(items), lambda ids: [])
+    said = notes(reader.read(["Kubrick's films, but not The Shining"]))
+    assert said == ['I read: you turned down "The Shining"; directed by Stanley Kubrick.']
