@@ -27,8 +27,6 @@ from agent.catalog import IngestError, Item, normalize_title
 
 # Knowledge-base relation -> the metadata field it becomes (a list of names each).
 FIELDS = {"directed_by": "director", "written_by": "writer", "starred_actors": "cast", "in_language": "language"}
-# Fields that hold people: the reader turns a name found in them into a constraint.
-PEOPLE = ("director", "writer", "cast")
 RELATIONS = (*FIELDS, "release_year", "has_genre", "has_tags", "has_imdb_rating", "has_imdb_votes")
 _LINE = re.compile(rf"^(\d+) (.+?) ({'|'.join(RELATIONS)}) (.+)$")
 

@@ -47,6 +47,11 @@ CUES_BEFORE = {
     "with": "cast",
     "by": "director",
 }
+# Each cue as matched at the end of the words before a name, an article allowed after it.
+_CUES = [
+    (re.compile(rf"\b{re.escape(cue)}(?:\s+(?:a|an|the|some))?$", re.IGNORECASE), name)
+    for cue, name in CUES_BEFORE.items()
+]
 _AFTER = re.compile(r"(?:['’]s?)?\s+(?:films?|movies?|pictures?|ones)\b|['’]s\b", re.IGNORECASE)
 _TOKEN = re.compile(r"[\w.-]+(?:['’](?!s\b)\w+)*")
 
@@ -61,14 +66,16 @@ def fold(name: str) -> str:
 
 @dataclass(frozen=True)
 class Person:
-    """A person found in a message: the catalog's spelling, the span in the message, and the
-    field the words point at (None: any people field)."""
+    """A person found in a message: the catalog's spelling, the span in the message, the field
+    the words point at (None: any people field), whether a cue stood next to the name, and where
+    the cue before it starts (``start`` when there is none)."""
 
     name: str
     start: int
     end: int
     field: str | None
     cued: bool
+    cue_start: int
 
 
 class PeopleLinker:
@@ -148,28 +155,33 @@ class PeopleLinker:
                     taken[s : s + length] = [True] * length
         return sorted(found, key=lambda p: p.start)
 
-    def _cue(self, text: str, start: int, end: int) -> tuple[bool, str | None]:
-        before = text[:start].lower().rstrip()
-        for cue, name in CUES_BEFORE.items():
-            if re.search(rf"\b{cue}$", before) or re.search(rf"\b{cue}\s+(?:a|an|the|some)$", before):
-                return True, name
+    @staticmethod
+    def _cue(text: str, start: int, end: int) -> tuple[bool, str | None, int]:
+        """(cued, the field the cue points at, where the cue before the name starts)."""
+        before = text[:start].rstrip()
+        for pattern, name in _CUES:  # in CUES_BEFORE's order: the first that matches
+            if m := pattern.search(before):
+                return True, name, m.start()
         if _AFTER.match(text, end):  # "Barry Levinson movies", "a Truffaut film", "Kubrick's"
-            return True, None
-        return False, None
+            return True, None, start
+        return False, None, start
 
     def _person(self, text: str, words: list, start: int, end: int) -> Person | None:
         key = fold(text[start:end])
         if not key or all(w[0].lower() in self.stopwords for w in words):
             return None
-        cued, wanted = self._cue(text, start, end)
-        name = self.by_key.get(key) if len(words) >= 2 else None
-        if name is None and len(words) >= 2 and all(w[0][:1].isupper() for w in words) and len(key) >= 8:
-            name = self._fuzzy(key)
-        if name is None and len(words) == 1 and cued and words[0][0][:1].isupper():
-            name = self.by_surname.get(key)
+        if len(words) >= 2:  # a whole name, else a fuzzy one when capitalized
+            name = self.by_key.get(key)
+            if name is None and all(w[0][:1].isupper() for w in words) and len(key) >= 8:
+                name = self._fuzzy(key)
+        else:  # a capitalized surname, taken only next to a cue
+            name = self.by_surname.get(key) if words[0][0][:1].isupper() else None
         if name is None:
             return None
-        return Person(name, start, end, wanted, cued)
+        cued, wanted, cue_start = self._cue(text, start, end)  # only for a name found: spans are many
+        if len(words) == 1 and not cued:
+            return None
+        return Person(name, start, end, wanted, cued, cue_start)
 
     def _fuzzy(self, key: str) -> str | None:
         from rapidfuzz import fuzz, process

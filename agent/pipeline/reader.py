@@ -32,7 +32,7 @@ from typing import Any
 
 from agent.catalog import Item, normalize_title
 from agent.pipeline.intent import rule_intent
-from agent.pipeline.people import CUES_BEFORE, PeopleLinker
+from agent.pipeline.people import PeopleLinker
 
 SENTIMENTS = ("liked", "disliked", "seen", "mentioned")
 
@@ -913,9 +913,6 @@ class _Turn(Constraints):
     greeting: bool = False
 
 
-_PEOPLE_CUES = "|".join(re.escape(c) for c in CUES_BEFORE)
-
-
 class ConversationReader:
     """Reads each user turn (``read_turn``) and folds the turns into one ``RequestState``
     (``read``). ``vocabulary``: the catalog's; ``items``: item id -> Item for the picks and films a
@@ -986,9 +983,8 @@ class ConversationReader:
             fields = self.vocabulary.people.fields_of(p.name, p.field)
             negated = _negated_at(clauses, p.start, masked.lower()) or _sentiment(masked, p.start, p.end) == "disliked"
             (turn.excluded_people if negated else turn.people)[p.name] = fields
-            cue = re.search(rf"\b(?:{_PEOPLE_CUES})\s+(?:a|an|the)?\s*$", masked[: p.start], re.IGNORECASE)
             possessive = re.match(r"['’]s\b", masked[p.end :])
-            consume(cue.start() if cue else p.start, p.end + (possessive.end() if possessive else 0))
+            consume(p.cue_start, p.end + (possessive.end() if possessive else 0))
 
     def _era_and_years(self, lower: str, turn: _Turn, consume) -> None:
         newest = self.vocabulary.newest_year
