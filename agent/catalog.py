@@ -183,6 +183,26 @@ def in_history(event: Interaction) -> bool:
     return not (event.kind == "rating" and event.value is not None and event.value < MIN_HISTORY_RATING)
 
 
+# What an explanation may say of an item in the user's stored history, by the kinds of their
+# events on it, strongest first: a view or a rating means they watched it; a like (a thumbs-up,
+# a film marked when they joined) that they said they liked it; a click or a dwell on its page
+# that they looked at it. An item with none of these kinds is not in the history.
+CITED_AS = (("watched", ("view", "rating")), ("liked", ("like",)), ("looked at", ("click", "dwell")))
+
+
+def cited_as(events: Iterable[Interaction]) -> dict[str, str]:
+    """How each item of one user's history (``in_history``) may be cited: item id -> the first
+    verb of ``CITED_AS`` whose kinds the user's events on it include (a kind the table does not
+    name claims the least: "looked at")."""
+    kinds: dict[str, set[str]] = {}
+    for e in events:
+        if in_history(e):
+            kinds.setdefault(e.item_id, set()).add(e.kind)
+    return {
+        item: next((verb for verb, of in CITED_AS if found & set(of)), "looked at") for item, found in kinds.items()
+    }
+
+
 def reaction(event: Interaction) -> str | None:
     """ "pos" (engaged), "neg" (turned down) or None (no opinion about the item) for one event
     answering an impression: what training data and the A/B report both count."""

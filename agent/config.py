@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         20.0, gt=0, description="per request: texts not written by then are templates (degraded answer)"
     )
     llm_retry_after_s: float = Field(5.0, ge=0, description="after an LLM failure, skip it this long")
+    llm_max_in_flight: int = Field(
+        0,
+        ge=0,
+        description="answers whose texts the LLM writes at once; past it an answer gets template "
+        "texts at once, degraded with the reason (0: one per usable CPU core)",
+    )
     onboarding_refresh_s: float = Field(
         300.0,
         gt=0,

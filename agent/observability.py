@@ -33,6 +33,11 @@ class Metrics:
             ["kind", "outcome"],
             registry=r,
         )
+        self.llm_shed = Counter(
+            "muse_llm_shed",
+            "answers given template texts at once: the LLM was writing for MUSE_LLM_MAX_IN_FLIGHT others",
+            registry=r,
+        )
         self.text_rejections = Counter(
             "muse_text_rejections", "LLM continuations refused by a check, by reason", ["kind", "reason"], registry=r
         )

@@ -168,15 +168,16 @@ class SwitchableEngine:
       mode leaves "hung", the caller's deadline passes, or the caller cancels;
     - "texts_hung": only text generation hangs (ranking answers).
 
-    ``busy`` counts the text generations in progress; ``ended`` records how each one ended
-    ("done", "deadline" or "cancelled")."""
+    ``busy`` counts the text generations in progress; ``entered`` how many were ever started (a
+    poll cannot miss one that started and ended between two looks); ``ended`` records how each
+    one ended ("done", "deadline" or "cancelled")."""
 
     def __init__(self, engine):
         import threading
 
         self.engine, self.adapters = engine, engine.adapters
         self._released = threading.Event()
-        self.busy, self.ended = 0, []
+        self.busy, self.entered, self.ended = 0, 0, []
         self.mode = "up"
 
     @property
@@ -214,6 +215,7 @@ class SwitchableEngine:
         import time
 
         self.busy += 1
+        self.entered += 1
         ended = "done"
         try:
             if self.mode in ("hung", "texts_hung"):
@@ -229,6 +231,24 @@ class SwitchableEngine:
         finally:
             self.busy -= 1
             self.ended.append(ended)
+
+    def wait_entered(self, entered: int, within: float = 120) -> bool:
+        """Until more than ``entered`` text generations have started (False after ``within`` s)."""
+        import time
+
+        end = time.monotonic() + within
+        while self.entered <= entered and time.monotonic() < end:
+            time.sleep(0.01)
+        return self.entered > entered
+
+    def wait_ended(self, calls: int, within: float = 120) -> float:
+        """Seconds until more than ``calls`` text generations have ended (at most ``within``)."""
+        import time
+
+        start = time.monotonic()
+        while len(self.ended) <= calls and time.monotonic() - start < within:
+            time.sleep(0.02)
+        return time.monotonic() - start
 
     def load_adapter(self, *args, **kwargs):
         self._gate()
@@ -268,13 +288,20 @@ def logged(store):
 
 @contextmanager
 def serve_demo(
-    demo_data, tiny_model, tiny_registry, folder: Path, deadline_s: float = 12.0, retry_after_s: float = 3.0
+    demo_data,
+    tiny_model,
+    tiny_registry,
+    folder: Path,
+    deadline_s: float = 12.0,
+    retry_after_s: float = 3.0,
+    **settings_fields,
 ):
     """A real Muse service on a copy of the demo data, the tiny model behind a
     ``SwitchableEngine`` and a copy of the tiny adapter registry, over real HTTP on a free port.
     Yields the ``BackgroundServer`` with ``engine``, ``registry``, ``db_path`` and
-    ``retry_after`` attached. The deadline leaves a wide margin: a request takes ~1.5 s here with
-    the tiny model, and shared CI machines are slower at times."""
+    ``retry_after`` attached; ``settings_fields`` set other ``Settings`` fields. The deadline
+    leaves a wide margin: a request takes ~1.5 s here with the tiny model, and shared CI
+    machines are slower at times."""
     import shutil
 
     from agent.api.app import create_app
@@ -296,6 +323,7 @@ def serve_demo(
         rank_weight=0.5,
         rank_engine="lora",
         max_body_bytes=50_000,
+        **settings_fields,
     )
     engine = SwitchableEngine(TransformersEngine(tiny_model, discover_adapters(tiny_registry), dtype="float32"))
     with BackgroundServer(create_app(settings, engine=engine)) as server:

@@ -160,3 +160,34 @@ def test_history_and_turned_down_are_one_rule_each():
     ]
     assert user_sequences(events) == {"u": ["a", "c"]}
     assert turned_down(events) == ["a", "b"]
+
+
+def test_each_history_item_is_cited_by_the_strongest_thing_the_user_did():
+    """Hand-worked (catalog.CITED_AS): a view or a rating is "watched", a like "liked", a click
+    or a dwell "looked at"; the strongest kind on an item decides; an item out of the history
+    (a low rating, a dislike, a shown impression) is not cited at all."""
+    from agent.catalog import cited_as
+
+    events = [
+        Interaction("u", "a", 1.0, "view"),
+        Interaction("u", "b", 2.0, "rating", 4.0),
+        Interaction("u", "c", 3.0, "like"),
+        Interaction("u", "d", 4.0, "click"),
+        Interaction("u", "e", 5.0, "dwell", 40.0),
+        Interaction("u", "f", 6.0, "click"),
+        Interaction("u", "f", 7.0, "like"),  # a like outranks a click
+        Interaction("u", "g", 8.0, "like"),
+        Interaction("u", "g", 9.0, "rating", 3.0),  # and a rating outranks a like
+        Interaction("u", "h", 10.0, "rating", 1.0),  # below MIN_HISTORY_RATING: not history
+        Interaction("u", "i", 11.0, "dislike"),
+        Interaction("u", "j", 12.0, "impression"),
+    ]
+    assert cited_as(events) == {
+        "a": "watched",
+        "b": "watched",
+        "c": "liked",
+        "d": "looked at",
+        "e": "looked at",
+        "f": "liked",
+        "g": "watched",
+    }

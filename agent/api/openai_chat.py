@@ -34,7 +34,7 @@ from agent.api.protocol import (
 )
 from agent.catalog import Item
 from agent.llm.engine import UnknownAdapterError
-from agent.pipeline.chat import DEGRADED_NOTE, build_ask, picks_text, read_turns, reply_text, text_part
+from agent.pipeline.chat import build_ask, degraded_note, picks_text, read_turns, reply_text, text_part
 from agent.pipeline.generation import KINDS
 from agent.pipeline.intent import Intent
 from agent.pipeline.service import Answer, MuseAgent, Plan
@@ -161,7 +161,7 @@ async def stream(agent: MuseAgent, turn: ChatTurn) -> AsyncIterator[str]:
             return
         answer = await anyio.to_thread.run_sync(agent.finish, plan)
         if answer.degraded and answer.picks:
-            yield chunks.event(ChunkDelta(content=DEGRADED_NOTE))
+            yield chunks.event(ChunkDelta(content=degraded_note(answer)))
         agent.metrics.latency.labels("chat_stream").observe(time.monotonic() - started)
         yield chunks.event(ChunkDelta(), "stop", usage=Usage.of(answer), muse=structured(answer, turn))
         yield "data: [DONE]\n\n"

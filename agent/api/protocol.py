@@ -188,6 +188,9 @@ class RecommendationResponse(BaseModel):
     candidate_ids: list[str]
     seconds: float
     reason: str | None = Field(None, description="why `items` is empty (null when it is not)")
+    degraded_reason: str | None = Field(
+        None, description="why `degraded` (null when it is not): the LLM was busy, unavailable, failed or late"
+    )
 
     @classmethod
     def of(cls, answer) -> RecommendationResponse:
@@ -201,6 +204,7 @@ class RecommendationResponse(BaseModel):
             candidate_ids=answer.candidate_ids,
             seconds=answer.seconds,
             reason=answer.reason,
+            degraded_reason=answer.degraded_reason,
         )
 
 

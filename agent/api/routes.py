@@ -287,6 +287,7 @@ def readyz(
         "items": agent.store.counts()["items"],
         "ranker_adapter": agent.default_adapter,
         "rankers_in_use": agent.rankers_in_use(),
+        "llm_answers_in_flight": f"{agent.admission.in_flight} of {agent.admission.limit}",
     }
     replicas = getattr(agent.gate.engine, "status", None)  # several vLLM servers (MUSE_LLM_URL list)
     if replicas is not None:

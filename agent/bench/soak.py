@@ -52,14 +52,18 @@ def tree_rss_mb(pid: int) -> dict[str, float]:
     }
 
 
-def send(client, route: str, user: str, rng: random.Random, items: list[str], k: int) -> tuple[bool, bool, str]:
-    """One request of the mix on ``route``: ``(ok, degraded, HTTP status)``; ok means a 200
-    with a usable body (picks for recommendations and chat). Raises ``httpx.HTTPError`` when
-    no response came."""
+def send(client, route: str, user: str, rng: random.Random, items: list[str], k: int) -> tuple[bool, str | None, str]:
+    """One request of the mix on ``route``: ``(ok, why it was degraded or None, HTTP status)``;
+    ok means a 200 with a usable body (picks for recommendations and chat). Raises
+    ``httpx.HTTPError`` when no response came."""
+
+    def why(answer: dict) -> str | None:
+        return (answer.get("degraded_reason") or "degraded") if answer["degraded"] else None
+
     if route == "recommendations":
         r = client.post("/v1/recommendations", json={"user_id": user, "k": k})
         ok = r.status_code == 200 and bool(r.json()["items"])
-        return ok, ok and r.json()["degraded"], str(r.status_code)
+        return ok, why(r.json()) if ok else None, str(r.status_code)
     if route == "chat":
         body = {
             "model": "muse",
@@ -75,7 +79,7 @@ def send(client, route: str, user: str, rng: random.Random, items: list[str], k:
             else:
                 r.read()
         ok = muse is not None and bool(muse["items"])
-        return ok, ok and muse["degraded"], str(r.status_code)
+        return ok, why(muse) if ok else None, str(r.status_code)
     if route == "feedback":
         event = {
             "user_id": user,
@@ -84,9 +88,9 @@ def send(client, route: str, user: str, rng: random.Random, items: list[str], k:
             "idempotency_key": uuid.UUID(int=rng.getrandbits(128)).hex,
         }
         r = client.post("/v1/feedback", json={"events": [event]})
-        return r.status_code == 200 and r.json()["accepted"] == 1, False, str(r.status_code)
+        return r.status_code == 200 and r.json()["accepted"] == 1, None, str(r.status_code)
     r = client.get(f"/v1/users/{user}/history")
-    return r.status_code == 200, False, str(r.status_code)
+    return r.status_code == 200, None, str(r.status_code)
 
 
 def memory_change(samples: list[tuple[float, dict]], warmup_s: float) -> dict | None:
@@ -137,7 +141,7 @@ def run_soak(
     latencies: dict[str, list[float]] = defaultdict(list)
     statuses: Counter = Counter()
     errors: list[str] = []
-    degraded = Counter()
+    degraded, reasons = Counter(), Counter()
     lock = threading.Lock()
 
     def one(rng: random.Random) -> None:
@@ -145,14 +149,16 @@ def run_soak(
         user = rng.choice(users)
         started = time.monotonic()
         try:
-            ok, was_degraded, status = send(client, route, user, rng, items, k)
+            ok, reason, status = send(client, route, user, rng, items, k)
         except httpx.HTTPError as exc:
-            ok, was_degraded, status = False, False, type(exc).__name__
+            ok, reason, status = False, None, type(exc).__name__
         seconds = time.monotonic() - started
         with lock:
             statuses[status] += 1
             latencies[route].append(seconds)
-            degraded[route] += bool(was_degraded)
+            degraded[route] += reason is not None
+            if reason is not None:
+                reasons[reason] += 1
             if not ok and len(errors) < 20:
                 errors.append(f"{route} for {user}: {status}")
 
@@ -192,5 +198,9 @@ def run_soak(
         "first_errors": errors,
         "latency_s": {"all": summary(every), **{r: summary(v) for r, v in sorted(latencies.items())}},
         "degraded": {r: f"{degraded[r]}/{len(latencies[r])}" for r in ("recommendations", "chat")},
+        "degraded_reasons": dict(reasons.most_common()),
+        "answers_with_llm_texts_per_min": round(
+            sum(len(latencies[r]) - degraded[r] for r in ("recommendations", "chat")) / (minutes or 1), 1
+        ),
         "memory": memory,
     }

@@ -70,3 +70,12 @@ def resolve_threads(threads: int) -> int:
     if threads < 0:
         raise ValueError(f"threads must be >= 0 (0 = every usable core), got {threads}")
     return threads or usable_cores()
+
+
+def resolve_in_flight(limit: int, cores: int | None = None) -> int:
+    """The admission setting (``MUSE_LLM_MAX_IN_FLIGHT``) -> answers whose texts the LLM writes
+    at once: 0 means one per usable core (``cores``, default ``usable_cores()``), at least 1.
+    Raises ``ValueError`` for a negative setting."""
+    if limit < 0:
+        raise ValueError(f"MUSE_LLM_MAX_IN_FLIGHT must be >= 0 (0 = one per usable core), got {limit}")
+    return limit or max(1, cores if cores is not None else usable_cores())

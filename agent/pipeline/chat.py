@@ -197,7 +197,9 @@ def text_part(n: int, kind: str, text: str) -> str:
     return (SECTION[kind] if n == 0 else "") + f"{n + 1}. {text}\n"
 
 
-DEGRADED_NOTE = "\n(Some texts are templates: the language model was unavailable or late.)\n"
+def degraded_note(answer: Answer) -> str:
+    """The line a degraded answer's reply ends with: some texts are templates, and why."""
+    return f"\n(Some texts are templates: {answer.degraded_reason or 'the language model was unavailable or late'}.)\n"
 
 
 def reply_text(answer: Answer) -> str:
@@ -206,5 +208,5 @@ def reply_text(answer: Answer) -> str:
     for kind in ("explanation", "draft"):
         parts += [text_part(n, kind, getattr(p, kind)) for n, p in enumerate(answer.picks)]
     if answer.degraded and answer.picks:
-        parts.append(DEGRADED_NOTE)
+        parts.append(degraded_note(answer))
     return "".join(parts)

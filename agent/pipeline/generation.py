@@ -92,8 +92,8 @@ class Evidence:
     # how retrieval found the item (retrieval.retriever.Candidate.source): what an explanation
     # without history may say about it
     source: str = "popular"
-    # cited items that are not in the stored history, and how they came in: "liked" (the user said
-    # they liked it) or "asked" (they asked for more like it); the rest were watched
+    # how each cited item came in (catalog.CITED_AS for the stored history; "liked" or "asked"
+    # for one the chat named): "watched", "liked", "looked at" or "asked"; not listed: watched
     said: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -175,6 +175,9 @@ def model_part(text: str, ev: Evidence, kind: str) -> str:
     return text.removeprefix(draft_start(ev))
 
 
+CITED_ORDER = ("watched", "liked", "looked at", "asked")  # how cited films are grouped, in this order
+
+
 def explanation_start(ev: Evidence) -> str:
     """The explanation's first words, written from the evidence (ends with a colon)."""
     groups: dict[str, list[str]] = {}
@@ -182,7 +185,7 @@ def explanation_start(ev: Evidence) -> str:
         groups.setdefault(ev.said.get(h.id, "watched"), []).append(natural_title(h.title))
     return render(
         "explain_start.jinja",
-        groups=[(why, groups[why]) for why in ("watched", "liked", "asked") if why in groups],
+        groups=[(why, groups[why]) for why in CITED_ORDER if why in groups],
         title=natural_title(ev.item.title),
         year=ev.item.year,
         shared=shared_phrase(ev),
@@ -202,8 +205,14 @@ def draft_start(ev: Evidence) -> str:
 
 
 def _explain_user(ev: Evidence) -> str:
-    history = [{"title": natural_title(h.title), "categories": list(h.categories)} for h in ev.history]
-    return render("explain.jinja", history=history, **_facts(ev.item))
+    groups: dict[str, list[dict]] = {}
+    for h in ev.history:
+        groups.setdefault(ev.said.get(h.id, "watched"), []).append(
+            {"title": natural_title(h.title), "categories": list(h.categories)}
+        )
+    return render(
+        "explain.jinja", groups=[(why, groups[why]) for why in CITED_ORDER if why in groups], **_facts(ev.item)
+    )
 
 
 def _draft_user(ev: Evidence) -> str:

@@ -30,16 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.catalog import Interaction, Item, turned_down
+from agent.catalog import Interaction, Item, cited_as, turned_down
 from agent.config import Settings
 from agent.indexing import user_sequences
 from agent.llm import registry
 from agent.llm.engine import Engine, EngineError, EngineRequestError
-from agent.llm.hardware import resolve_dtype
+from agent.llm.hardware import resolve_dtype, resolve_in_flight
 from agent.llm.model_files import model_path
 from agent.llm.registry import check_adapter
 from agent.observability import Metrics
 from agent.pipeline.ab import arm_of
+from agent.pipeline.admission import LLMAdmission
 from agent.pipeline.diversity import mmr
 from agent.pipeline.generation import KINDS, Evidence, TextPlan, choose_evidence
 from agent.pipeline.grounding import GroundingCheck
@@ -63,6 +64,14 @@ HISTORY_SCANNED = 50  # recent history items searched for evidence
 CONSTRAINED_FETCH = 200  # candidates fetched when constraints are checked on items, before cutting to CANDIDATES
 INTENT_CACHE = 1024  # LLM intent readings kept
 INTENT_TOKENS = 96  # a reading is ~40 tokens of JSON
+
+
+# Why an answer is degraded, as its ``degraded_reason`` says (with LLMAdmission.busy_reason and
+# the deadline's, which carry numbers).
+DOWN = "the language model is unavailable (it failed a moment ago and is retried after a pause)"
+NO_LLM = "this service runs without a language model"
+FAILED_RANKING = "the language model failed while ranking"
+FAILED_WRITING = "the language model failed while writing"
 
 
 class LLMUnavailable(RuntimeError):
@@ -140,6 +149,7 @@ class Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     notes: list[str] = field(default_factory=list)  # Ask.notes: what the request was read as
+    degraded_reason: str | None = None  # why ``degraded`` (None when it is not)
 
 
 @dataclass
@@ -164,10 +174,16 @@ class Plan:
     texts: TextPlan
     started: float
     deadline: float
-    degraded: bool = False  # an LLM step failed or ran past the deadline
+    degraded: bool = False  # an LLM step failed, ran past the deadline or was not admitted
     texts_done: bool = False
+    degraded_reason: str | None = None  # why, in words (the first LLM step that degraded it)
     reason: str | None = None  # why there are no picks (None when there are)
     history: list[str] = field(default_factory=list)  # the user's history (item ids, oldest first)
+
+    def degrade(self, reason: str) -> None:
+        """Mark the answer degraded; the first reason is the one it reports."""
+        self.degraded = True
+        self.degraded_reason = self.degraded_reason or reason
 
     def pick(self, n: int) -> Pick:
         t = self.texts.texts[n]
@@ -202,6 +218,7 @@ class MuseAgent:
         self.settings, self.store, self.retriever = settings, store, retriever
         self.metrics = metrics or Metrics()
         self.gate = LLMGate(engine, settings.llm_retry_after_s)
+        self.admission = LLMAdmission(resolve_in_flight(settings.llm_max_in_flight))
         self.adapters = registry.adapters(settings)
         self.default_adapter = registry.ranker_adapter(settings)
         self.ab_arms = registry.ab_arms(settings)
@@ -366,7 +383,7 @@ class MuseAgent:
         candidates = candidates[:CANDIDATES]
         ids = [c.item_id for c in candidates]
         recent = [h for h in context[-HISTORY_SCANNED:] if h in items]  # evidence candidates
-        scores, ranked_by, degraded = standardize([c.score for c in candidates]) if ids else np.empty(0), None, False
+        scores, ranked_by, degraded = standardize([c.score for c in candidates]) if ids else np.empty(0), None, None
         weight = self.ranker_weight(adapter)
         if ids and weight > 0 and self.gate.available():
             try:
@@ -374,10 +391,11 @@ class MuseAgent:
                 ranked_by = adapter
             except (EngineError, EngineRequestError) as e:
                 self.gate.failed(e)
-                degraded = True
+                degraded = FAILED_RANKING
                 self.metrics.llm_failures.labels("rank").inc()
         elif ids and weight > 0:
-            degraded = True  # the ranker is in use but the LLM is marked down
+            degraded = self._unavailable()  # the ranker is in use but the LLM is not
+        came_in = cited_as(events) | {h: ask.said.get(h, "asked") for h in seeds}
         vectors = self.retriever.index.content_vectors(ids + recent)
         picked = mmr(scores, vectors[: len(ids)], ask.k, ask.diversity) if ids else []
         history_vectors = vectors[len(ids) :]
@@ -390,9 +408,10 @@ class MuseAgent:
                     items[ids[p]],
                     choose_evidence(items[ids[p]], [items[h] for h in recent], unit @ v) if recent else [],
                     candidates[p].source,
-                    # every cited item outside the stored history says how it came in, so no
-                    # explanation can call it watched ("asked" when the ask did not say)
-                    {h: ask.said.get(h, "asked") for h in seeds},
+                    # every cited item says how it came in: from the stored events (watched,
+                    # liked, looked at: catalog.CITED_AS), or from the ask for one outside them
+                    # ("asked" when the ask did not say), so nothing is called watched that was not
+                    came_in,
                 )
             )
         return Plan(
@@ -404,9 +423,10 @@ class MuseAgent:
             TextPlan(evidence, self.grounding, self.categories),
             started,
             deadline,
-            degraded,
+            degraded is not None,
             reason=None if ids else self.nothing_matches(ask.filters),
             history=history,
+            degraded_reason=degraded,
         )
 
     def nothing_matches(self, filters: Filters) -> str:
@@ -426,31 +446,48 @@ class MuseAgent:
         """Each pick's explanation and draft, yielded as the LLM finishes them (in one batched
         generation); then, in order, whatever is left as its template. Stops early, with the
         engine's work dropped, at the deadline (texts left: templates, ``plan.degraded``) or
-        when ``cancel`` is set (nothing more is yielded)."""
+        when ``cancel`` is set (nothing more is yielded). With the LLM marked down, or
+        ``self.admission``'s bound of answers already in the engine, every text is its template
+        at once (``plan.degraded_reason`` says which)."""
         text_plan, done = plan.texts, set()
-        if text_plan.jobs and self.gate.available():
-            try:
-                for job, result in self.gate.engine.complete(text_plan.jobs, plan.deadline, cancel):
-                    n, kind = text_plan.accept(job, result)
-                    done.add((n, kind))
-                    yield self._event(plan, n, kind)
-            except (EngineError, EngineRequestError) as e:
-                self.gate.failed(e)
-                plan.degraded = True
-                self.metrics.llm_failures.labels("generate").inc()
+        if text_plan.jobs and not self.gate.available():
+            plan.degrade(self._unavailable())
+        elif text_plan.jobs:
+            with self.admission.enter() as admitted:
+                if admitted:
+                    yield from self._llm_texts(plan, cancel, done)
+                else:  # busy, not failing: the gate is not told
+                    plan.degrade(self.admission.busy_reason())
+                    self.metrics.llm_shed.inc()
             if cancel is not None and cancel.is_set():
                 return
-            if len(done) < len(text_plan.jobs) and not plan.degraded:  # the deadline passed
-                self.gate.failed(TimeoutError())
-                plan.degraded = True
-                self.metrics.llm_failures.labels("generate").inc()
-        elif text_plan.jobs:
-            plan.degraded = True  # the LLM is marked down
         for kind in KINDS:
             for n in range(len(plan.items)):
                 if (n, kind) not in done:
                     yield self._event(plan, n, kind)
         plan.texts_done = True
+
+    def _unavailable(self) -> str:
+        """Why the LLM is not asked: none is served, or it is in its cool-down after a failure."""
+        return NO_LLM if self.gate.engine is None else DOWN
+
+    def _llm_texts(self, plan: Plan, cancel: threading.Event | None, done: set) -> Iterator[TextEvent]:
+        """The engine's texts of ``plan`` as they finish (each added to ``done``); an engine
+        failure or the deadline degrades the plan and starts the gate's cool-down."""
+        text_plan = plan.texts
+        try:
+            for job, result in self.gate.engine.complete(text_plan.jobs, plan.deadline, cancel):
+                n, kind = text_plan.accept(job, result)
+                done.add((n, kind))
+                yield self._event(plan, n, kind)
+        except (EngineError, EngineRequestError) as e:
+            self.gate.failed(e)
+            plan.degrade(FAILED_WRITING)
+            self.metrics.llm_failures.labels("generate").inc()
+        if len(done) < len(text_plan.jobs) and not plan.degraded and not (cancel is not None and cancel.is_set()):
+            self.gate.failed(TimeoutError())  # the deadline passed
+            plan.degrade(f"the language model was not done within the {self.settings.llm_deadline_s:g} s deadline")
+            self.metrics.llm_failures.labels("generate").inc()
 
     def _event(self, plan: Plan, n: int, kind: str) -> TextEvent:
         t = plan.texts.texts[n]
@@ -485,6 +522,7 @@ class MuseAgent:
             plan.texts.prompt_tokens,
             plan.texts.completion_tokens,
             list(plan.ask.notes),
+            plan.degraded_reason,
         )
 
     def _llm_rank(

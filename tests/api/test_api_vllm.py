@@ -125,15 +125,22 @@ def test_service_on_a_real_vllm_server(demo_data, packaged_model, tmp_path):
                 "messages": [{"role": "user", "content": "surprise me"}],
             }
             with httpx.stream("POST", f"{muse.url}/v1/chat/completions", json=body, timeout=DEADLINE_S) as r:
-                for line in r.iter_lines():
+                # The line iterator is held: dropped, httpx would close the response at once, and
+                # the client would leave before the texts reach vLLM.
+                lines = r.iter_lines()
+                for line in lines:
                     if line.startswith("data: ") and "Here are" in line:
                         break
-                time.sleep(0.2)  # the texts are being written
-            left = time.monotonic()
+                asked = time.monotonic()
+                while _metric(llm.url, "vllm:num_requests_running") == 0:  # until the texts are being written
+                    assert time.monotonic() - asked < DEADLINE_S, "the texts never reached vLLM"
+                    time.sleep(0.01)
+            left = time.monotonic()  # the client has left
             while _metric(llm.url, "vllm:num_requests_running") > 0:
-                assert time.monotonic() - left < 1.0, "vLLM still writing for a client that left"
+                assert time.monotonic() - left < DEADLINE_S, "vLLM still writing for a client that left"
                 time.sleep(0.02)
-            time.sleep(1.0)
+            print(f"vLLM idle {time.monotonic() - left:.2f} s after the client left")
+            time.sleep(1.0)  # the metrics of the last engine step
             assert finished() - before < 20  # 10 picks: 20 texts asked; the rest were aborted
 
             # Promotion while serving: a new adapter enters the registry; the service merges it and

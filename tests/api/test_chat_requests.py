@@ -119,3 +119,43 @@ def test_a_greeting_gets_a_question_not_a_claim(service):
     assert text.startswith("Hi! Tell me what you are in the mood for")
     assert muse["onboarding"]  # a new user is offered items to mark
     assert not any("what you asked for" in it["explanation"] for it in muse["items"])
+
+
+CITED = re.compile(
+    r'(you watched|you said you liked|you looked at|you asked for more like) ((?:"[^"]+"(?: and )?)+)', re.IGNORECASE
+)
+
+
+def cited_verbs(explanation: str) -> dict[str, str]:
+    """Each film an explanation's opening cites -> the verb it is cited with (lower case)."""
+    return {t: verb.lower() for verb, titles in CITED.findall(explanation) for t in re.findall(r'"([^"]+)"', titles)}
+
+
+def test_every_cited_film_is_cited_by_what_the_user_did(service):
+    """A new user marks three onboarding films (``muse.liked``), then opens one pick's page (a
+    click) and watches another (a view): each explanation says of every film it cites what the
+    user did with it (catalog.CITED_AS), never "watched" of a film they only marked or opened."""
+    user = f"new-{uuid.uuid4().hex[:8]}"
+    url = f"{service.url}/v1/chat/completions"
+    liked = [it["id"] for it in httpx.get(f"{service.url}/v1/onboarding").json()["items"][:3]]
+    body = {"model": "muse", "user": user, "muse": {"liked": liked, "k": 5}}
+    first = httpx.post(url, json={**body, "messages": [{"role": "user", "content": "something good"}]}, timeout=120)
+    items = first.json()["muse"]["items"]
+    assert all(TITLE[t] in liked for it in items for t in cited_verbs(it["explanation"]))
+    said = [v for it in items for v in cited_verbs(it["explanation"]).values()]
+    assert said and set(said) == {"you said you liked"}, [it["explanation"] for it in items]
+
+    opened, watched = items[0]["id"], items[1]["id"]
+    events = [
+        {"user_id": user, "item_id": opened, "kind": "click", "idempotency_key": f"{user}-click"},
+        {"user_id": user, "item_id": watched, "kind": "view", "idempotency_key": f"{user}-view"},
+    ]
+    assert httpx.post(f"{service.url}/v1/feedback", json={"events": events}).status_code == 200
+    did = {i: "you said you liked" for i in liked} | {opened: "you looked at", watched: "you watched"}
+    again = httpx.post(url, json={**body, "messages": [{"role": "user", "content": "more please"}]}, timeout=120)
+    seen = {}
+    for it in again.json()["muse"]["items"]:
+        for title, verb in cited_verbs(it["explanation"]).items():
+            assert verb == did[TITLE[title]], it["explanation"]
+            seen[TITLE[title]] = verb
+    assert set(seen.values()) == {"you said you liked", "you looked at", "you watched"}, seen

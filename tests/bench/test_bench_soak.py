@@ -29,5 +29,8 @@ def test_soak_reports_each_route_errors_and_memory(demo_data, tmp_path):
         )
     assert report["errors"] == 0 and report["requests"] == report["http_status"]["200"] > 4
     assert set(report["latency_s"]) == {"all", "recommendations", "chat", "feedback", "history"}
+    degraded = sum(int(v.split("/")[0]) for v in report["degraded"].values())  # no LLM: every answer
+    assert degraded > 0 and report["degraded_reasons"] == {"this service runs without a language model": degraded}
+    assert report["answers_with_llm_texts_per_min"] == 0
     memory = report["memory"]
     assert memory["samples"] >= 3 and memory["baseline_mb"]["total"] > 0 and memory["max_total_mb"] > 0

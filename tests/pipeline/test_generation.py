@@ -51,6 +51,24 @@ def test_the_texts_start_from_the_evidence():
     assert (
         template_draft(ev) == '"Ronin" (1998) is an action crime film. Mercenaries chase a briefcase through France.'
     )
+    # Each cited film says how it came in (catalog.CITED_AS, or what the chat said), grouped.
+    came_in = Evidence(RONIN, [HEAT, CASINO, TOY], said={"c": "liked", "t": "looked at"})
+    assert explanation_start(came_in) == (
+        'You watched "Heat"; you said you liked "Casino"; you looked at "Toy Story", so try "Ronin" (1998), another '
+        "action film:"
+    )
+    asked_first = Evidence(RONIN, [CASINO, HEAT], said={"c": "asked", "h": "looked at"})
+    assert explanation_start(asked_first) == (
+        'You looked at "Heat"; you asked for more like "Casino", so try "Ronin" (1998), another action film:'
+    )
+    assert (
+        text_job(came_in, "explanation", CATEGORIES)
+        .messages[-1]["content"]
+        .startswith(
+            'The reader watched "Heat" (Action, Crime, Thriller); said they liked "Casino" (Crime, Drama); '
+            'looked at "Toy Story" (Animation, Children, Comedy).\n'
+        )
+    )
     nothing_shared = Evidence(TOY, [CASINO])
     assert explanation_start(nothing_shared) == 'You watched "Casino", so try "Toy Story" (1995):'
     assert template_explanation(Evidence(TOY, [])) == '"Toy Story" (1995) is popular with people right now.'

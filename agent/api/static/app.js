@@ -335,7 +335,7 @@ function finalCards(muse, cards) {
   cards.after(by);
   showBanner(
     muse.degraded
-      ? "The language model was unavailable or late: this answer keeps retrieval order and template texts."
+      ? `Some texts are templates: ${muse.degraded_reason || "the language model was unavailable or late"}.`
       : "",
   );
   if (!muse.items.length && muse.reason) note(`Nothing fits: ${muse.reason}`);
