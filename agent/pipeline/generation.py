@@ -178,14 +178,19 @@ def model_part(text: str, ev: Evidence, kind: str) -> str:
 CITED_ORDER = ("watched", "liked", "looked at", "asked")  # how cited films are grouped, in this order
 
 
+def cited_groups(ev: Evidence) -> list[tuple[str, list[Item]]]:
+    """The cited history items grouped by how each came in (``Evidence.said``), in ``CITED_ORDER``."""
+    groups: dict[str, list[Item]] = {}
+    for h in ev.history:
+        groups.setdefault(ev.said.get(h.id, "watched"), []).append(h)
+    return [(why, groups[why]) for why in CITED_ORDER if why in groups]
+
+
 def explanation_start(ev: Evidence) -> str:
     """The explanation's first words, written from the evidence (ends with a colon)."""
-    groups: dict[str, list[str]] = {}
-    for h in ev.history:
-        groups.setdefault(ev.said.get(h.id, "watched"), []).append(natural_title(h.title))
     return render(
         "explain_start.jinja",
-        groups=[(why, groups[why]) for why in CITED_ORDER if why in groups],
+        groups=[(why, [natural_title(h.title) for h in items]) for why, items in cited_groups(ev)],
         title=natural_title(ev.item.title),
         year=ev.item.year,
         shared=shared_phrase(ev),
@@ -205,14 +210,11 @@ def draft_start(ev: Evidence) -> str:
 
 
 def _explain_user(ev: Evidence) -> str:
-    groups: dict[str, list[dict]] = {}
-    for h in ev.history:
-        groups.setdefault(ev.said.get(h.id, "watched"), []).append(
-            {"title": natural_title(h.title), "categories": list(h.categories)}
-        )
-    return render(
-        "explain.jinja", groups=[(why, groups[why]) for why in CITED_ORDER if why in groups], **_facts(ev.item)
-    )
+    groups = [
+        (why, [{"title": natural_title(h.title), "categories": list(h.categories)} for h in items])
+        for why, items in cited_groups(ev)
+    ]
+    return render("explain.jinja", groups=groups, **_facts(ev.item))
 
 
 def _draft_user(ev: Evidence) -> str:
