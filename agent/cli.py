@@ -282,6 +282,13 @@ def _eval_chat(args: argparse.Namespace, settings) -> int:
             from agent.llm.session import open_engine
 
             engine = stack.enter_context(open_engine(settings, engine=args.engine))
+        reader_engine = None
+        if args.llm_reader or args.reader_adapter:
+            from agent.llm.model_files import model_path
+            from agent.llm.transformers_engine import TransformersEngine
+
+            adapters = {"reader": args.reader_adapter} if args.reader_adapter else {}
+            reader_engine = TransformersEngine(model_path(settings), adapters, dtype=settings.llm_dtype)
         report = run_chat_eval(
             data,
             settings.data_dir / "eval",
@@ -291,14 +298,31 @@ def _eval_chat(args: argparse.Namespace, settings) -> int:
             args.limit,
             settings.chroma_url,
             engine,
+            reader_engine,
+            "reader" if args.reader_adapter else None,
         )
     if args.json:
         print(json.dumps(report))
         return 0
+    llm = report.get("reading_llm")
+    if llm:
+        print(f"LLM reader groups chosen on the generated dev set: {', '.join(llm['chosen_groups']) or 'none'}")
     for name, r in report["reading"].items():
         print(f"reading, {name} conversations (n={r['n']}; all fields right {r['all_right']:.3f}):")
+        if llm:
+            a, c = llm[name]["llm"], llm[name]["combined"]
+            print(
+                f"  {'field':<26} rules  llm    combined  ({llm[name]['invalid_replies']} invalid replies, "
+                f"{llm[name]['seconds_per_turn']:.2f} s per turn; all right: llm {a['all_right']:.3f}, "
+                f"combined {c['all_right']:.3f})"
+            )
         for field, f in r["fields"].items():
-            print(f"  {field:<26} {f['accuracy']:.3f}  ({f['correct']}/{f['n']})")
+            line = f"  {field:<26} {f['accuracy']:.3f}"
+            if llm:
+                for other in (llm[name]["llm"], llm[name]["combined"]):
+                    g = other["fields"].get(field)
+                    line += f"  {g['accuracy']:.3f}" if g else "  -    "
+            print(f"{line}  (n={f['n']})")
     if "mdd" in report:
         m = report["mdd"]
         print(
@@ -666,6 +690,18 @@ def _add_data_commands(sub) -> None:
         action="store_true",
         help="--stage chat with --mdd: also score Muse's candidates with the conversation-aware LLM "
         "reranker (the base model, --engine) and report the fusion weight validation chooses",
+    )
+    p.add_argument(
+        "--llm-reader",
+        action="store_true",
+        help="--stage chat: also read the conversations with the LLM reader (in-process engine; the base "
+        "model unless --reader-adapter), rules and LLM side by side per field",
+    )
+    p.add_argument(
+        "--reader-adapter",
+        type=Path,
+        default=None,
+        help="--stage chat: the LLM reader's LoRA adapter (finetune/reader_sft.py's output_dir/adapter)",
     )
     p.add_argument("--split", choices=("test", "validation"), default="test")
     p.add_argument("--seed", type=int, default=0)

@@ -27,6 +27,7 @@ from agent.llm import registry
 from agent.llm.engine import EngineError, UnknownAdapterError
 from agent.observability import Metrics
 from agent.pipeline.service import LLMUnavailable, RequestCancelled
+from agent.pipeline.users import UnknownUserError
 from agent.store import IdempotencyConflictError, UnknownImpressionError, UnknownItemError
 
 logger = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     UnknownAdapterError: (400, "invalid_request_error"),
     AuthenticationError: (401, "authentication_error"),
     PermissionDeniedError: (403, "permission_error"),
+    UnknownUserError: (404, "not_found"),
     UnknownItemError: (422, "invalid_request_error"),
     UnknownImpressionError: (422, "invalid_request_error"),
     IdempotencyConflictError: (409, "conflict"),

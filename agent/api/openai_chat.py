@@ -90,11 +90,11 @@ def plan_chat(agent: MuseAgent, request: ChatRequest) -> ChatTurn:
     turns = read_turns([{"role": m.role, "content": m.content or ""} for m in request.messages])
     options = request.options
     if options.liked:  # a new user's answer to muse.onboarding: their history from now on
-        agent.record_likes(request.user, options.liked)
+        agent.users.record_likes(request.user, options.liked)
     chosen = Filters(options.categories, options.year_min, options.year_max)
     ask, intent, _ = build_ask(turns, request.user, options.k, agent.reader, adapter, options.diversity, chosen)
     plan = agent.plan(ask)
-    onboarding = [] if plan.history else agent.onboarding()  # a user with no history yet
+    onboarding = [] if plan.history else agent.users.onboarding()  # a user with no history yet
     return ChatTurn(plan, intent, request.model, request.ignored_fields, onboarding)
 
 

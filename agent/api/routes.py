@@ -178,20 +178,16 @@ def upsert_items(body: ItemsRequest, agent: AgentDep, _: AdminDep) -> dict:
 @router.get("/v1/users/{user_id}/history", response_model=HistoryResponse)
 def history(user_id: str, agent: AgentDep, caller: CallerDep) -> HistoryResponse:
     caller.check_users([user_id])
-    if not agent.store.has_user(user_id):
-        raise HTTPException(404, f"unknown user {user_id!r}")
-    history = agent.history(user_id)
-    titles = {it.id: it.title for it in agent.store.get_items(sorted({e.item_id for e in history}))}
     events = [
         EventOut(
             item_id=e.item_id,
-            title=titles.get(e.item_id),
+            title=title,
             kind=e.kind,
             value=e.value,
             timestamp=e.timestamp,
             impression_id=e.impression_id,
         )
-        for e in history
+        for e, title in agent.users.titled_history(user_id)
     ]
     return HistoryResponse(user_id=user_id, events=events)
 
@@ -205,7 +201,7 @@ def users(
 ) -> UsersResponse:
     """The users with events, in id order, a page of up to ``limit`` after ``after``: every one
     for an admin key, a client key's own (filtered before the page is cut)."""
-    counts = agent.store.user_event_counts(limit, users=None if caller.is_admin else caller.users, after=after)
+    counts = agent.users.listing(limit, users=None if caller.is_admin else caller.users, after=after)
     return UsersResponse(
         users=[UserOut(user_id=u, events=n) for u, n in counts],
         next_after=counts[-1][0] if len(counts) == limit else None,
@@ -215,13 +211,8 @@ def users(
 @router.get("/v1/catalog", response_model=CatalogResponse)
 def catalog(agent: AgentDep, _: CallerDep) -> CatalogResponse:
     """The catalog's size, categories and year range (what a page's filters offer)."""
-    n, year_min, year_max = agent.store.catalog_summary()
-    return CatalogResponse(
-        items=n,
-        categories=agent.categories,  # kept current as items are added
-        year_min=year_min,
-        year_max=year_max,
-    )
+    n, categories, year_min, year_max = agent.catalog_summary()
+    return CatalogResponse(items=n, categories=categories, year_min=year_min, year_max=year_max)
 
 
 @router.get("/v1/onboarding", response_model=OnboardingResponse)
@@ -229,16 +220,14 @@ def onboarding(
     agent: AgentDep, _: CallerDep, k: Annotated[int, Query(ge=1, le=50)] = ONBOARDING_ITEMS
 ) -> OnboardingResponse:
     """Items to ask a new user about, spread over categories and popularity (chosen by code)."""
-    return OnboardingResponse(items=[ItemBrief.of(it) for it in agent.onboarding(k)])
+    return OnboardingResponse(items=[ItemBrief.of(it) for it in agent.users.onboarding(k)])
 
 
 @router.delete("/v1/users/{user_id}", response_model=ForgetResponse)
 def forget(user_id: str, agent: AgentDep, _: AdminDep) -> ForgetResponse:
     """Forget a user: their events, impressions and rows of exported training data are deleted;
     the answer names the trained weights that were fitted on them (until retrained)."""
-    gone = agent.forget(user_id)
-    if not gone.found():
-        raise HTTPException(404, f"unknown user {user_id!r}")
+    gone = agent.users.forget(user_id)
     return ForgetResponse(
         user_id=user_id, deleted=gone.deleted, exported_rows=gone.exported_rows, in_model_weights=gone.in_model_weights
     )
@@ -284,7 +273,7 @@ def readyz(
     body = {
         "ready": True,
         "llm": llm if llm in ("up", "none") else f"{llm} (answers degraded)",
-        "items": agent.store.counts()["items"],
+        "items": agent.catalog_summary()[0],
         "ranker_adapter": agent.default_adapter,
         "rankers_in_use": agent.rankers_in_use(),
         "llm_answers_in_flight": f"{agent.admission.in_flight} of {agent.admission.limit}",

@@ -81,18 +81,6 @@ def _parts(c: Constraints) -> dict[str, Constraints]:
     return out
 
 
-def _empty(c: Constraints) -> bool:
-    return not (
-        c.categories
-        or c.excluded_categories
-        or c.year_min is not None
-        or c.year_max is not None
-        or c.values
-        or c.excluded_values
-        or c.ranges
-    )
-
-
 def score_reading(conv: Conversation, state: RequestState, items: Sequence[Item]) -> dict[str, bool]:
     """Field -> whether ``state`` read it right, for each field ``conv`` expects or ``state``
     holds (module docstring). ``items``: the catalog, for comparing constraints."""
@@ -108,13 +96,16 @@ def score_reading(conv: Conversation, state: RequestState, items: Sequence[Item]
     if any(pointed) or e["pointed_like"] or e["pointed_exclude"]:
         out["references"] = pointed == (sorted(e["pointed_like"]), sorted(e["pointed_exclude"]))
     read, expected = state.constraints, conv.constraints()
-    if not _empty(read) or not _empty(expected):
+    if not read.empty() or not expected.empty():
         out["constraints"] = _admitted(read, items) == _admitted(expected, items)
         mine, theirs = _parts(read), _parts(expected)
         for name in set(mine) | set(theirs):
             a, b = mine.get(name, Constraints()), theirs.get(name, Constraints())
-            if not _empty(a) or not _empty(b):
+            if not a.empty() or not b.empty():
                 out[f"constraints.{name}"] = _admitted(a, items) == _admitted(b, items)
+    soft, wanted = state.preferences, conv.constraints("preferences")
+    if not soft.empty() or not wanted.empty():
+        out["preferences"] = _admitted(soft, items) == _admitted(wanted, items)
     if state.count is not None or e["count"] is not None:
         out["count"] = state.count == e["count"]
     if state.unclear or e["unclear"]:
@@ -125,9 +116,15 @@ def score_reading(conv: Conversation, state: RequestState, items: Sequence[Item]
 
 
 def read_accuracy(
-    conversations: Sequence[Conversation], items: Sequence[Item], popularity: Sequence[str] = ()
+    conversations: Sequence[Conversation],
+    items: Sequence[Item],
+    popularity: Sequence[str] = (),
+    readings: dict | None = None,
+    groups: Sequence[str] = (),
 ) -> dict:
-    """Field-level accuracy of the rule reader on ``conversations`` over the catalog ``items``:
+    """Field-level accuracy of the reader on ``conversations`` over the catalog ``items``: the
+    rules, or with ``readings`` (turn text -> the LLM's ``_Turn``, ``llm_readings``) the rules with
+    ``groups`` of fields taken from the LLM (``reader.merge_turn``).
     ``{"n", "fields": {field: {"n", "correct", "accuracy"}}, "all_right", "kinds", "examples"}``
     (``examples``: up to ``EXAMPLES`` misreadings per field, with the text and both readings)."""
     by_id = {it.id: it for it in items}
@@ -137,7 +134,7 @@ def read_accuracy(
     examples: dict[str, list] = {}
     all_right = 0
     for conv in conversations:
-        _, _, state = build_ask(read_turns(conv.messages), "muse-eval", 5, reader)
+        _, _, state = build_ask(read_turns(conv.messages), "muse-eval", 5, reader, readings=readings, groups=groups)
         scored = score_reading(conv, state, items)
         all_right += all(scored.values())
         k = kinds.setdefault(conv.kind, [0, 0])
@@ -162,6 +159,45 @@ def read_accuracy(
         "kinds": {name: round(ok / n, 4) for name, (ok, n) in sorted(kinds.items())},
         "examples": examples,
     }
+
+
+def llm_readings(
+    conversations: Sequence[Conversation], items: Sequence[Item], engine, adapter: str | None, popularity=()
+) -> tuple[dict, dict, float]:
+    """The LLM reader's reading (``llm_reader.LLMReader``) of every user turn of
+    ``conversations``, in one batch: ``(readings, errors, seconds per turn)``."""
+    from agent.pipeline.llm_reader import LLMReader, TurnFormat
+
+    texts = [q for conv in conversations for q in read_turns(conv.messages).queries]
+    started = time.perf_counter()
+    readings, errors = LLMReader(engine, TurnFormat(Vocabulary(items, popularity)), adapter).read(texts)
+    return readings, errors, (time.perf_counter() - started) / max(len(set(texts)), 1)
+
+
+# Each field group the LLM may read (``reader.READ_GROUPS``) and the scored fields that judge it.
+GROUP_FIELDS = {
+    "mentions": ("named", "named+sentiment"),
+    "categories": ("constraints.categories",),
+    "years": ("constraints.years",),
+    "values": (),  # filled per catalog: constraints.<each text field>
+    "ranges": (),  # constraints.<the runtime field>
+    "count": ("count",),
+    "greeting": ("unclear",),
+}
+
+
+def choose_groups(rules: dict, llm: dict, fmt) -> list[str]:
+    """The groups whose fields the LLM reads right more often than the rules on one set of
+    conversations (``read_accuracy`` reports of both): correct counts summed over the group's
+    fields, ties to the rules. ``fmt``: the catalog's ``TurnFormat`` (its fields)."""
+    fields = dict(GROUP_FIELDS)
+    fields["values"] = tuple(f"constraints.{name}" for name in fmt.fields)
+    fields["ranges"] = (f"constraints.{fmt.runtime}",) if fmt.runtime else ()
+
+    def correct(report: dict, group: str) -> int:
+        return sum(report["fields"].get(f, {}).get("correct", 0) for f in fields[group])
+
+    return [g for g in fields if fields[g] and correct(llm, g) > correct(rules, g)]
 
 
 def _reading(state: RequestState) -> dict:
@@ -444,8 +480,13 @@ def run_chat_eval(
     limit: int = 1000,
     chroma_url: str | None = None,
     engine=None,
+    reader_engine=None,
+    reader_adapter: str | None = None,
 ) -> dict:
-    """What ``muse eval --stage chat`` prints. ``data``: a dataset folder, or None for the shipped
+    """What ``muse eval --stage chat`` prints. With ``reader_engine`` (an engine serving the
+    reader's LoRA adapter ``reader_adapter``; None: the base model) the reading is scored three
+    ways on each set: rules, the LLM (every group it reads), and the groups chosen on the
+    generated development set (``choose_groups``). ``data``: a dataset folder, or None for the shipped
     demo catalog. The reading is scored on the development split of ``conversations`` (a file
     written by ``conversations.save``; default: the demo's file for the demo, conversations
     generated from the catalog with ``seed`` otherwise), plus every conversation of the demo's
@@ -471,6 +512,29 @@ def run_chat_eval(
         convs = gen.load(conversations) if conversations else gen.generate(items, 500, seed, popularity)
         sets = {"generated dev": [c for c in convs if c.split == "dev"]}
     report["reading"] = {name: read_accuracy(convs, items, popularity) for name, convs in sets.items()}
+    if reader_engine is not None:
+        report["reader"] = f"rules, and the LLM reader (adapter {reader_adapter or 'none: the base model'})"
+        report["reading_llm"] = _llm_reading(sets, items, popularity, reader_engine, reader_adapter, report["reading"])
     if mdd_dir is not None and data is not None:
         report["mdd"] = mdd_recall(data, mdd_dir, workdir, seed, limit, chroma_url, engine)
     return report
+
+
+def _llm_reading(sets: dict, items, popularity, engine, adapter, rules: dict) -> dict:
+    """The LLM reader beside the rules on each set (``run_chat_eval``)."""
+    from agent.pipeline.llm_reader import TurnFormat
+    from agent.pipeline.reader import READ_GROUPS
+
+    fmt = TurnFormat(Vocabulary(items, popularity))
+    out: dict = {}
+    readings = {}
+    for name, convs in sets.items():
+        got, errors, seconds = llm_readings(convs, items, engine, adapter, popularity)
+        readings[name] = got
+        llm = read_accuracy(convs, items, popularity, got, list(READ_GROUPS))
+        out[name] = {"llm": llm, "invalid_replies": len(errors), "seconds_per_turn": round(seconds, 3)}
+    chosen = choose_groups(rules["generated dev"], out["generated dev"]["llm"], fmt)
+    out["chosen_groups"] = chosen
+    for name, convs in sets.items():
+        out[name]["combined"] = read_accuracy(convs, items, popularity, readings[name], chosen)
+    return out

@@ -81,8 +81,9 @@ class Conversation:
     messages: list[dict]
     expected: dict
 
-    def constraints(self) -> Constraints:
-        c = self.expected.get("constraints") or {}
+    def constraints(self, key: str = "constraints") -> Constraints:
+        """The expected hard constraints (``key="preferences"``: the soft ones)."""
+        c = self.expected.get(key) or {}
         ranges = {k: tuple(v) for k, v in (c.get("ranges") or {}).items()}
         return Constraints(**{**c, "ranges": ranges})
 
@@ -432,6 +433,20 @@ def _tone(cat, rng, dev):
     return [phrase + "."], _state(constraints={"values": {"tone": [tone]}})
 
 
+def _soft(cat, rng, dev):
+    """A genre asked for, and an era, a kind or a runtime asked for softly."""
+    g = _genre(cat, rng)
+    cue = _say(rng, dev, ["ideally {}", "preferably {}"], ["{} if possible", "{} if you can"])
+    options = [("from the 90s", {"year_min": 1990, "year_max": 1999}), ("made after 2005", {"year_min": 2006})]
+    if "kind" in cat.fields:
+        options.append(("a series", {"values": {"kind": ["series"]}}))
+    if cat.runtime:
+        options.append(("under two hours", {"ranges": {"runtime_min": [None, 119]}}))
+    phrase, preferences = rng.choice(options)
+    text = f"{_words(g, rng).capitalize()}, {cue.format(phrase)}."
+    return [text], _state(constraints={"categories": [g]}, preferences=preferences)
+
+
 def _first_answer(cat, rng, constraints: Constraints, n: int = 4) -> list[Item]:
     fits = [it for it in cat.famous if constraints.admits(it)]
     return rng.sample(fits, min(n, len(fits)))
@@ -507,8 +522,16 @@ KINDS: dict[str, Callable] = {
 }
 
 
-def generate(items: Sequence[Item], n: int = 500, seed: int = 0, popularity: Sequence[str] = ()) -> list[Conversation]:
-    """``n`` conversations over ``items`` (kinds in turn, phrasing and films drawn with ``seed``).
+# Kinds added after the first sets were written: generated after the ``KINDS`` conversations,
+# from their own random stream, so the conversations of ``KINDS`` stay as they were.
+LATER_KINDS: dict[str, Callable] = {"soft": _soft}
+
+
+def generate(
+    items: Sequence[Item], n: int = 500, seed: int = 0, popularity: Sequence[str] = (), later: int | None = None
+) -> list[Conversation]:
+    """``n`` conversations over ``items`` (kinds in turn, phrasing and films drawn with ``seed``),
+    then ``later`` of each of ``LATER_KINDS`` (default: as many as of each of ``KINDS``).
     ``popularity``: item ids, most popular first; titles people name are drawn from the top 300
     (all unambiguous titles when empty). Raises ``ValueError`` for a catalog too small to name
     films from (fewer than 20 unambiguous titles)."""
@@ -525,6 +548,14 @@ def generate(items: Sequence[Item], n: int = 500, seed: int = 0, popularity: Seq
         messages = [{"role": "assistant" if i % 2 else "user", "content": t} for i, t in enumerate(turns)]
         cid = hashlib.sha1(json.dumps([seed, k, messages]).encode()).hexdigest()[:12]
         out.append(Conversation(cid, kind, "dev" if dev else "train", messages, expected))
+    rng = random.Random(f"{seed}-later")
+    for kind, make in LATER_KINDS.items():
+        for k in range(n // len(kinds) if later is None else later):
+            dev = random.Random(f"{seed}-{kind}-{k}").random() < DEV_SHARE
+            turns, expected = make(cat, rng, dev)
+            messages = [{"role": "assistant" if i % 2 else "user", "content": t} for i, t in enumerate(turns)]
+            cid = hashlib.sha1(json.dumps([seed, kind, k, messages]).encode()).hexdigest()[:12]
+            out.append(Conversation(cid, kind, "dev" if dev else "train", messages, expected))
     return out
 
 

@@ -103,14 +103,17 @@ def build_ask(
     adapter: str | None = None,
     diversity: float = 0.0,
     chosen: Filters | None = None,
+    readings: dict | None = None,
+    groups: Sequence[str] = (),
 ) -> tuple[Ask, Intent, RequestState]:
     """The ask for a conversation, from the reader's ``RequestState``: films the user liked or
     asked for more like seed the query (the session's history), films they turned down are
     excluded and pushed away from, hard constraints filter, a count sets ``k``, and every item
     already shown is excluded. ``chosen``: filters the client set explicitly (a page's
-    controls); each one it sets wins over what the messages say. Also returns the reading as an
-    ``Intent`` (the API's ``muse.intent``) and the state itself."""
-    state = reader.read(turns.queries, turns.shown, turns.like_ids, turns.exclude_ids)
+    controls); each one it sets wins over what the messages say. ``readings``/``groups``: the
+    LLM's readings of turns and the field groups taken from them (``ConversationReader.read``).
+    Also returns the reading as an ``Intent`` (the API's ``muse.intent``) and the state itself."""
+    state = reader.read(turns.queries, turns.shown, turns.like_ids, turns.exclude_ids, readings, groups)
     c = state.constraints
     if chosen is not None:
         c.categories = chosen.categories or c.categories
@@ -137,6 +140,7 @@ def build_ask(
         state.seeds,
         disliked_ids=list(dict.fromkeys(state.ids("disliked") + state.pointed_exclude)),
         constraints=c,
+        preferences=None if state.preferences.empty() else state.preferences,
         said=said,
         notes=notes(state),
     )
@@ -159,6 +163,7 @@ def notes(state: RequestState) -> list[str]:
     feel = {"liked": "you liked", "disliked": "you turned down", "seen": "you have seen", "mentioned": "more like"}
     read = [f'{feel[m.sentiment]} "{natural_title(m.title)}"' for m in state.mentions]
     read += state.comparisons + state.constraints.summary()
+    read += [f"preferably {p}" for p in state.preferences.summary()]
     if state.count:
         read.append(f"{state.count} picks")
     if read:

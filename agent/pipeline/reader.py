@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from agent.catalog import Item, normalize_title
@@ -156,6 +157,13 @@ _SHOW_VERB = re.compile(r"\bshow(?=\s+(?:me|us|them|him|her|my|our)\b)", re.IGNO
 # Nouns people use for any item ("a crime film", "a good movie"): a catalog value spelled so
 # constrains only when contrasted ("a film, not a series") or negated ("not a film").
 GENERIC_NOUNS = {"film", "films", "movie", "movies"}
+# A clause with one of these asks softly: what it constrains re-weights the candidates
+# (``RequestState.preferences``) instead of filtering them ("a comedy, ideally from the 90s").
+# "X would be nice" is not one: people say it of what they ask for.
+SOFT = re.compile(
+    r"\b(?:preferably|ideally|if possible|if you can|if there is one|bonus (?:points )?(?:if|for))\b",
+    re.IGNORECASE,
+)
 
 NEGATORS = (
     r"(?:no|not|nothing|without|avoid|never|none|except|don'?t want|do not want|skip|anything but|no more|isn'?t|"
@@ -466,6 +474,20 @@ class Constraints:
     people: dict[str, tuple[str, ...]] = field(default_factory=dict)
     excluded_people: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    def empty(self) -> bool:
+        """Whether nothing is constrained."""
+        return not (
+            self.categories
+            or self.excluded_categories
+            or self.year_min is not None
+            or self.year_max is not None
+            or self.values
+            or self.excluded_values
+            or self.ranges
+            or self.people
+            or self.excluded_people
+        )
+
     def needs_items(self) -> bool:
         """Whether a constraint is checked on items after retrieval (not a Chroma filter)."""
         return bool(
@@ -555,7 +577,9 @@ class RequestState:
 
     - ``mentions``: films named, one per item id (newest sentiment);
     - ``pointed_like`` / ``pointed_exclude``: earlier picks the user pointed at;
-    - ``constraints``: hard filters; ``count``: how many picks they asked for (None: not said);
+    - ``constraints``: hard filters; ``preferences``: soft ones, asked for with a ``SOFT`` cue
+      ("ideally from the 90s"), which re-weight the candidates instead of filtering them;
+      ``count``: how many picks they asked for (None: not said);
     - ``comparisons``: comparatives read, in words ("darker than "Lost Luggage Lovers"");
     - ``unsupported``: what the catalog cannot honour, in words; ``unclear``: "greeting" or
       "empty" when the newest turn asks for nothing; ``query``: the words left for the content
@@ -565,6 +589,7 @@ class RequestState:
     pointed_like: list[str] = field(default_factory=list)
     pointed_exclude: list[str] = field(default_factory=list)
     constraints: Constraints = field(default_factory=Constraints)
+    preferences: Constraints = field(default_factory=Constraints)
     count: int | None = None
     comparisons: list[str] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
@@ -814,6 +839,19 @@ def _clauses(text: str) -> list[tuple[int, int, bool]]:
     return out
 
 
+def _clause_of(text: str, pos: int) -> tuple[int, int]:
+    """The (start, end) of the clause of ``text`` (``_CLAUSE``: commas, "but", sentence ends)
+    that holds position ``pos``."""
+    start, end = 0, len(text)
+    for m in _CLAUSE.finditer(text):
+        if m.end() <= pos:
+            start = m.end()
+        elif m.start() >= pos:
+            end = m.start()
+            break
+    return start, end
+
+
 def _negated_at(clauses, pos: int, text: str) -> bool:
     for start, end, negated in clauses:
         if start <= pos < end:
@@ -911,6 +949,36 @@ class _Turn(Constraints):
     unsupported: list[str] = field(default_factory=list)
     query: str = ""
     greeting: bool = False
+    preferences: Constraints = field(default_factory=Constraints)
+
+
+# What another reading of a turn (``agent.pipeline.llm_reader``) may replace, field group ->
+# the ``_Turn`` attributes it covers. People, pointers, comparatives, what cannot be honoured
+# and the query words are always the rules'.
+READ_GROUPS = {
+    "mentions": ("mentions",),
+    "categories": ("categories", "excluded_categories"),
+    "years": ("year_min", "year_max"),
+    "values": ("values", "excluded_values"),
+    "ranges": ("ranges",),
+    "count": ("count",),
+    "greeting": ("greeting",),
+}
+_CONSTRAINT_GROUPS = ("categories", "years", "values", "ranges")
+
+
+def merge_turn(rules: _Turn, other: _Turn, groups: Iterable[str]) -> _Turn:
+    """``rules`` with the attributes of each of ``groups`` (``READ_GROUPS`` keys) taken from
+    ``other``. A turn whose rules read a comparative ("darker", "newer") keeps the rules'
+    constraints: a comparative is read against the earlier picks, which ``other`` never saw.
+    Raises ``KeyError`` for a group ``READ_GROUPS`` lacks."""
+    out = _Turn(**{f.name: getattr(rules, f.name) for f in dataclass_fields(_Turn)})
+    for group in groups:
+        if rules.comparisons and group in _CONSTRAINT_GROUPS:
+            continue
+        for name in READ_GROUPS[group]:
+            setattr(out, name, getattr(other, name))
+    return out
 
 
 class ConversationReader:
@@ -932,6 +1000,7 @@ class ConversationReader:
         if GREETING.match(text.strip()):
             turn.greeting = True
             return turn
+        text = self._soft(text, turn, last_picks)
         rest = list(text)  # characters consumed by a rule become spaces, what is left is the query
 
         def consume(start: int, end: int) -> None:
@@ -971,8 +1040,32 @@ class ConversationReader:
         clauses = _clauses(lower)
         kept = [w for s, e, negated in clauses if not negated for w in re.findall(r"[\w'-]+", lower[s:e])]
         content = [w for w in kept if w not in ASKING and not w.isdigit() and len(w) > 1]
-        turn.query = " ".join(content)
+        turn.query = " ".join(w for w in (turn.query, " ".join(content)) if w)
         return turn
+
+    def _soft(self, text: str, turn: _Turn, last_picks: Sequence[str]) -> str:
+        """Reads each clause with a ``SOFT`` cue on its own: its constraints become the turn's
+        preferences, its films and words join the turn's; returns ``text`` with those clauses
+        blanked, for the hard reading."""
+        spans = []
+        for m in SOFT.finditer(text):
+            start, end = _clause_of(text, m.start())
+            if not spans or start >= spans[-1][1]:
+                spans.append((start, end))
+        for start, end in spans:
+            clause = text[start:end]
+            cue = SOFT.search(clause)
+            soft = self.read_turn(
+                clause[: cue.start()] + " " * (cue.end() - cue.start()) + clause[cue.end() :], last_picks
+            )
+            for name in dataclass_fields(Constraints):
+                setattr(turn.preferences, name.name, getattr(soft, name.name))
+            turn.mentions += soft.mentions
+            turn.unsupported += soft.unsupported
+            turn.query = " ".join(w for w in (turn.query, soft.query) if w)
+        for start, end in spans:
+            text = text[:start] + " " * (end - start) + text[end:]
+        return text
 
     def _people(self, people: Sequence, masked: str, turn: _Turn, consume) -> None:
         """Each person found: a constraint on the fields the words point at (``PeopleLinker``),
@@ -1167,10 +1260,21 @@ class ConversationReader:
 
     # ------------------------------------------------------------ the conversation
 
-    def read(self, turns: Sequence[str], shown: Sequence[Sequence[str]] = (), pointed_like=(), pointed_exclude=()):
+    def read(
+        self,
+        turns: Sequence[str],
+        shown: Sequence[Sequence[str]] = (),
+        pointed_like=(),
+        pointed_exclude=(),
+        readings: Mapping[str, _Turn] | None = None,
+        groups: Iterable[str] = (),
+    ):
         """The state of a conversation: ``turns``, the user messages oldest first (pointers
         removed); ``shown[i]``: the ids of the reply before user turn ``i + 1`` (as many as there
-        are earlier replies); ``pointed_*``: items the newest turn pointed at."""
+        are earlier replies); ``pointed_*``: items the newest turn pointed at. ``readings``: turn
+        text -> another reader's reading of it (the LLM's), whose ``groups`` replace the rules'
+        (``merge_turn``); a turn without one is the rules' alone."""
+        groups = tuple(groups)
         state = RequestState(pointed_like=list(pointed_like), pointed_exclude=list(pointed_exclude))
         c = state.constraints
         mentions: dict[str, Mention] = {}
@@ -1178,35 +1282,14 @@ class ConversationReader:
         for n, text in enumerate(turns):
             before = shown[n - 1] if 0 < n <= len(shown) else (shown[-1] if shown and n > 0 else ())
             turn = self.read_turn(text, before)
+            if readings and text in readings:
+                turn = merge_turn(turn, readings[text], groups)
             for m in turn.mentions:
                 mentions.pop(m.item_id, None)
                 mentions[m.item_id] = m
-            if turn.categories:
-                c.categories = list(turn.categories)
-            c.excluded_categories = [x for x in c.excluded_categories if x not in turn.categories]
-            c.excluded_categories += [x for x in turn.excluded_categories if x not in c.excluded_categories]
-            c.categories = [x for x in c.categories if x not in c.excluded_categories]
-            c.year_min = turn.year_min if turn.year_min is not None else c.year_min
-            c.year_max = turn.year_max if turn.year_max is not None else c.year_max
-            if c.year_min is not None and c.year_max is not None and c.year_min > c.year_max:
-                c.year_min, c.year_max = turn.year_min, turn.year_max  # the turns disagree: the newest wins
-            for name, vals in turn.values.items():
-                c.values[name] = list(vals)
-                if name in c.excluded_values:
-                    c.excluded_values[name] = [x for x in c.excluded_values[name] if x not in vals]
-            for name, vals in turn.excluded_values.items():
-                c.excluded_values.setdefault(name, [])
-                c.excluded_values[name] += [x for x in vals if x not in c.excluded_values[name]]
-                if name in c.values:
-                    c.values[name] = [x for x in c.values[name] if x not in vals] or c.values.pop(name) and []
-            c.values = {k: v for k, v in c.values.items() if v}
-            c.excluded_values = {k: v for k, v in c.excluded_values.items() if v}
-            c.ranges.update(turn.ranges)
-            if turn.people:  # the newest turn that names people says whose films
-                c.people = dict(turn.people)
-            c.people = {p: f for p, f in c.people.items() if p not in turn.excluded_people}
-            c.excluded_people = {p: f for p, f in c.excluded_people.items() if p not in turn.people}
-            c.excluded_people.update(turn.excluded_people)
+            _fold(c, turn)
+            if not turn.preferences.empty():  # the newest turn that asks softly says what is preferred
+                state.preferences = turn.preferences
             state.count = turn.count if turn.count is not None else state.count
             state.comparisons = turn.comparisons or state.comparisons
             state.unsupported += [u for u in turn.unsupported if u not in state.unsupported]
@@ -1216,30 +1299,52 @@ class ConversationReader:
         state.mentions = list(mentions.values())
         state.query = " ".join(queries) or None
         if turns:
-            says_something = (
+            says_something = not last.empty() or bool(
                 last.mentions
-                or last.people
-                or last.excluded_people
-                or last.categories
-                or last.excluded_categories
-                or last.values
-                or (
-                    last.excluded_values
-                    or last.ranges
-                    or last.comparisons
-                    or last.count
-                    or last.query
-                    or last.year_min is not None
-                    or last.year_max is not None
-                    or pointed_like
-                    or pointed_exclude
-                )
+                or not last.preferences.empty()
+                or last.comparisons
+                or last.count
+                or last.query
+                or pointed_like
+                or pointed_exclude
             )
             if last.greeting:
                 state.unclear = "greeting"
             elif not says_something and not turns[-1].strip():
                 state.unclear = "empty"
         return state
+
+
+def _fold(c: Constraints, turn: _Turn) -> None:
+    """Fold one turn's hard constraints into the conversation's ``c``: a turn that names
+    categories, values or people replaces them, an exclusion adds up and undoes a wish for the
+    same, years and ranges the turn sets override, a contradiction leaves the newest."""
+    if turn.categories:
+        c.categories = list(turn.categories)
+    c.excluded_categories = [x for x in c.excluded_categories if x not in turn.categories]
+    c.excluded_categories += [x for x in turn.excluded_categories if x not in c.excluded_categories]
+    c.categories = [x for x in c.categories if x not in c.excluded_categories]
+    c.year_min = turn.year_min if turn.year_min is not None else c.year_min
+    c.year_max = turn.year_max if turn.year_max is not None else c.year_max
+    if c.year_min is not None and c.year_max is not None and c.year_min > c.year_max:
+        c.year_min, c.year_max = turn.year_min, turn.year_max  # the turns disagree: the newest wins
+    for name, vals in turn.values.items():
+        c.values[name] = list(vals)
+        if name in c.excluded_values:
+            c.excluded_values[name] = [x for x in c.excluded_values[name] if x not in vals]
+    for name, vals in turn.excluded_values.items():
+        c.excluded_values.setdefault(name, [])
+        c.excluded_values[name] += [x for x in vals if x not in c.excluded_values[name]]
+        if name in c.values:
+            c.values[name] = [x for x in c.values[name] if x not in vals] or c.values.pop(name) and []
+    c.values = {k: v for k, v in c.values.items() if v}
+    c.excluded_values = {k: v for k, v in c.excluded_values.items() if v}
+    c.ranges.update(turn.ranges)
+    if turn.people:  # the newest turn that names people says whose films
+        c.people = dict(turn.people)
+    c.people = {p: f for p, f in c.people.items() if p not in turn.excluded_people}
+    c.excluded_people = {p: f for p, f in c.excluded_people.items() if p not in turn.people}
+    c.excluded_people.update(turn.excluded_people)
 
 
 def as_dict(state: RequestState) -> dict[str, Any]:
@@ -1261,6 +1366,7 @@ def as_dict(state: RequestState) -> dict[str, Any]:
         "ranges": {k: list(v) for k, v in c.ranges.items()},
         "people": {k: list(v) for k, v in c.people.items()},
         "excluded_people": {k: list(v) for k, v in c.excluded_people.items()},
+        "preferences": state.preferences.summary(),
         "count": state.count,
         "comparisons": list(state.comparisons),
         "unsupported": list(state.unsupported),

@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -45,7 +44,8 @@ from agent.pipeline.diversity import mmr
 from agent.pipeline.generation import KINDS, Evidence, TextPlan, choose_evidence
 from agent.pipeline.grounding import GroundingCheck
 from agent.pipeline.intent import Intent, parse_intent, rule_intent
-from agent.pipeline.onboarding import ONBOARDING_ITEMS, OnboardingPicks
+from agent.pipeline.onboarding import OnboardingPicks
+from agent.pipeline.preferences import prefer
 from agent.pipeline.ranker import (
     CANDIDATES,
     PromptConfig,
@@ -56,6 +56,7 @@ from agent.pipeline.ranker import (
     standardize,
 )
 from agent.pipeline.reader import Constraints, ConversationReader, Vocabulary
+from agent.pipeline.users import Users
 from agent.store import EventStore
 from retrieval.index import Filters
 from retrieval.retriever import Retriever
@@ -120,6 +121,7 @@ class Ask:
     # more like it), so an explanation never says "you watched" of it.
     disliked_ids: list[str] = field(default_factory=list)
     constraints: Constraints | None = None
+    preferences: Constraints | None = None  # soft: candidates they admit gain PREFERENCE_BOOST
     said: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the reply says it read and could not honour
 
@@ -192,20 +194,6 @@ class Plan:
         )
 
 
-@dataclass
-class Forgotten:
-    """What forgetting a user removed: rows per store table, rows per exported training-data
-    file, and the trained weights that were fitted on their data and still are until retrained
-    (no weights are edited: removing one user's influence means training again without them)."""
-
-    deleted: dict[str, int]
-    exported_rows: dict[str, int]
-    in_model_weights: list[str]
-
-    def found(self) -> bool:
-        return any(self.deleted.values()) or any(self.exported_rows.values())
-
-
 class MuseAgent:
     def __init__(
         self,
@@ -233,6 +221,7 @@ class MuseAgent:
         self.reader = ConversationReader(self.vocabulary, store.get_items)
         self.warm_items = [it for it in items if it.text][:3]  # what the LLM warm-up writes about
         self.onboarding_picks = OnboardingPicks(store, settings.onboarding_refresh_s)
+        self.users = Users(settings, store, self.onboarding_picks)  # what the user routes call
         self.retrieval_ready = threading.Event()  # the store, the index and the query encoder answered once
         self.warmed = threading.Event()  # every LLM stage in use has answered once
         self.warm_error = ""
@@ -370,7 +359,7 @@ class MuseAgent:
         context = history + seeds  # "more like X": X joins the history as the newest item
         disliked = [i for i in dict.fromkeys(turned_down(events) + ask.disliked_ids) if i not in seeds]
         constrained = ask.constraints is not None and ask.constraints.needs_items()
-        fetch = CONSTRAINED_FETCH if constrained else CANDIDATES
+        fetch = CONSTRAINED_FETCH if constrained or ask.preferences is not None else CANDIDATES
         candidates = self.retriever.retrieve(context, fetch, ask.filters, ask.query, disliked=disliked)
         items = {
             it.id: it
@@ -380,6 +369,8 @@ class MuseAgent:
         }
         if constrained:
             candidates = [c for c in candidates if c.item_id in items and ask.constraints.admits(items[c.item_id])]
+        if ask.preferences is not None:
+            candidates = prefer(candidates, items, ask.preferences)
         candidates = candidates[:CANDIDATES]
         ids = [c.item_id for c in candidates]
         recent = [h for h in context[-HISTORY_SCANNED:] if h in items]  # evidence candidates
@@ -593,6 +584,12 @@ class MuseAgent:
         self.metrics.feedback.labels("duplicate").inc(len(events) - new)
         return new, len(events) - new
 
+    def catalog_summary(self) -> tuple[int, list[str], int | None, int | None]:
+        """(items, categories, first year, last year) of the catalog; the categories kept
+        current as items are added."""
+        n, year_min, year_max = self.store.catalog_summary()
+        return n, list(self.categories), year_min, year_max
+
     def upsert_items(self, items: Sequence[Item]) -> dict[str, int]:
         changed = self.store.upsert_items(items)
         embedded = self.retriever.upsert_items(items)
@@ -601,53 +598,6 @@ class MuseAgent:
         self.categories = sorted(set(self.categories) | {c for it in items for c in it.categories})
         self.onboarding_picks.refresh()  # new items may belong in the set
         return {"upserted": changed, "embedded": embedded}
-
-    def history(self, user_id: str) -> list[Interaction]:
-        return self.store.history(user_id)
-
-    def onboarding(self, k: int = ONBOARDING_ITEMS) -> list[Item]:
-        """The items a new user is asked to mark as liked (``pipeline.onboarding``), as the
-        store was at the last refresh (``OnboardingPicks``: no request reads the events)."""
-        return self.onboarding_picks.get(k)
-
-    def record_likes(self, user_id: str, item_ids: Sequence[str]) -> int:
-        """Store a ``like`` of each item by ``user_id`` (what a new user marked): they become
-        history at once. Idempotent per (user, item): marking again adds nothing. Returns the
-        events added. Raises ``UnknownItemError`` for an id outside the catalog."""
-        now = time.time()
-        events = [
-            Interaction(user_id, i, now, "like", key=f"onboarding|{user_id}|{i}") for i in dict.fromkeys(item_ids)
-        ]
-        return self.store.add_events(events) if events else 0
-
-    def forget(self, user_id: str) -> Forgotten:
-        """Remove ``user_id`` from the exported training data, then from the store (events,
-        impressions, the user row, client keys' bindings), and name the trained weights that
-        may still reflect them. Exports go first: a crash in between leaves the user in the
-        store, so the retried request finds them and finishes."""
-        from agent.store import remove_user_rows
-
-        exported: dict[str, int] = {}
-        scrubbed: set[Path] = set()  # the export folders that held rows of this user
-        for folder in self.store.exports():
-            removed = remove_user_rows(folder, user_id) if folder.is_dir() else {}
-            exported |= {str(folder / name): n for name, n in removed.items()}
-            scrubbed |= {folder} if removed else set()
-        deleted = self.store.forget_user(user_id)
-        weights = []
-        if deleted["events"] and (self.settings.model_dir / "model.json").exists():
-            weights.append(
-                f"the retrieval model in {self.settings.model_dir} (fitted on every user's history "
-                "by the last `muse index`; the next one refits it without this user)"
-            )
-        for name, path in sorted(registry.adapters(self.settings).items()):  # the registry now, not at start
-            data = registry.read_manifest(path).get("data")
-            if data and Path(data).resolve() in scrubbed:
-                weights.append(
-                    f"ranker adapter {name!r} (trained on {data}; an adapter trained on the "
-                    "scrubbed data and promoted replaces it)"
-                )
-        return Forgotten(deleted, exported, weights)
 
     def close(self) -> None:
         for engine in self._rankers.values():

@@ -2,7 +2,8 @@
 official OpenAI client, with the LLM up (the tiny model in-process) and down. Each request kind
 that issue 23 found misread: negation, named dislikes, named likes of a new user, comparatives
 after a first answer, era words, metadata fields, a count, "more like the second one" without a
-false "you watched", and a greeting."""
+false "you watched", a greeting; and a soft preference ("ideally from the 90s"), which re-weights
+the picks without filtering them."""
 
 from __future__ import annotations
 
@@ -159,3 +160,16 @@ def test_every_cited_film_is_cited_by_what_the_user_did(service):
             assert verb == did[TITLE[title]], it["explanation"]
             seen[TITLE[title]] = verb
     assert set(seen.values()) == {"you said you liked", "you looked at", "you watched"}, seen
+
+
+def test_a_soft_preference_reweights_without_filtering(service):
+    user = f"new-{uuid.uuid4().hex[:8]}"
+    _, plain = chat(service, "A drama, please.", user)
+    text, soft = chat(service, "A drama, ideally from the 90s.", user)
+    nineties = [sum(1990 <= it.year <= 1999 for it in picks(m)) for m in (plain, soft)]
+    assert picks(soft) and all("Drama" in it.categories for it in picks(soft))  # the hard part still filters
+    assert nineties[1] > nineties[0], nineties  # the soft part lifts 90s dramas
+    assert "preferably 1990-1999" in text
+    # the demo has at most one 90s western series: a preference few films meet still leaves a full answer
+    _, few = chat(service, "A western, ideally a series from the 90s.", user)
+    assert len(picks(few)) == len(picks(plain)) and all("Western" in it.categories for it in picks(few))

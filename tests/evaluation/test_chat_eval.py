@@ -120,6 +120,16 @@ def test_score_reading_by_hand():
     assert wrong == {"constraints": False, "constraints.categories": False}
     assert score_reading(_conv(count=3), RequestState(count=5), items) == {"count": False}
     assert score_reading(_conv(unclear="greeting"), RequestState(unclear="greeting"), items) == {"unclear": True}
+    # a soft preference is scored apart from the hard constraints
+    soft = _conv(preferences={"categories": ["Horror"]})
+    assert score_reading(soft, RequestState(preferences=Constraints(categories=["Horror"])), items) == {
+        "preferences": True
+    }
+    assert score_reading(soft, RequestState(constraints=Constraints(categories=["Horror"])), items) == {
+        "preferences": False,
+        "constraints": False,
+        "constraints.categories": False,
+    }
 
 
 def test_generation_is_seeded_split_and_names_real_items():
@@ -130,7 +140,10 @@ def test_generation_is_seeded_split_and_names_real_items():
     ids = {it.id for it in items}
     assert all(set(c.expected["mentions"]) <= ids for c in a)
     assert 0.25 < sum(c.split == "dev" for c in a) / len(a) < 0.55
-    assert {c.kind for c in a} == set(gen.KINDS)
+    assert {c.kind for c in a} == set(gen.KINDS) | set(gen.LATER_KINDS)
+    # later kinds come after, from their own stream: the first kinds' conversations do not move
+    assert [c.messages for c in gen.generate(items, 120, seed=3, later=0)] == [c.messages for c in a[:120]]
+    assert len(a) == 120 + (120 // len(gen.KINDS)) * len(gen.LATER_KINDS)
     # a catalog without metadata: the series request cannot be honoured
     bare = [
         Item(f"m{n}", f"Film Number {n}", categories=("Drama", "Comedy")[n % 2 :], year=1990 + n % 30)

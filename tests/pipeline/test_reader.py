@@ -192,3 +192,20 @@ def test_asks_the_catalog_cannot_honour_and_more_verdicts(reader):
         assert read(reader, text).unclear == "greeting", text
     ml_like = Vocabulary([Item("m1", "Heat", year=1995, metadata={"language": "Korean"})])
     assert ConversationReader(ml_like, lambda ids: []).read(["a Korean film"]).unsupported == []
+
+
+def test_a_soft_cue_makes_its_clause_a_preference(reader):
+    s = read(reader, "A comedy, ideally from the 90s.")
+    assert s.constraints.categories == ["Comedy"] and s.constraints.year_min is None
+    assert (s.preferences.year_min, s.preferences.year_max) == (1990, 1999)
+    s = read(reader, "Preferably a series, but nothing dark")
+    assert s.preferences.values == {"kind": ["series"]} and s.constraints.values == {}
+    assert s.constraints.excluded_values == {"tone": ["dark"]}
+    s = read(reader, "something tense under two hours if possible")  # one clause: all of it is soft
+    assert s.constraints.empty() and s.preferences.values == {"tone": ["tense"]}
+    assert s.preferences.ranges == {"runtime_min": (None, 119.0)}
+    # a later turn that asks softly replaces the preference; one that does not keeps it
+    s = read(reader, "A comedy, ideally from the 90s.", "ideally a series")
+    assert s.preferences.values == {"kind": ["series"]} and s.preferences.year_min is None
+    assert read(reader, "A comedy, ideally from the 90s.", "darker").preferences.year_min == 1990
+    assert read(reader, "a drama from the 90s").preferences.empty()
