@@ -21,7 +21,13 @@ def test_examples_are_the_one_turn_train_conversations_with_their_expected_json(
 
     convs = gen.load(gen.DEMO_FILE)
     pairs = examples(convs, demo_items())
-    one_turn_train = [c for c in convs if c.split == "train" and sum(m["role"] == "user" for m in c.messages) == 1]
+    one_turn_train = [
+        c
+        for c in convs
+        if c.split == "train"
+        and sum(m["role"] == "user" for m in c.messages) == 1
+        and not c.expected.get("preferences")
+    ]
     assert len(pairs) == len(one_turn_train) > 0
     texts = {conversation[-1]["content"] for conversation, _ in pairs}
     assert not texts & {m["content"] for c in convs if c.split == "dev" for m in c.messages}
