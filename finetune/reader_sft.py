@@ -73,12 +73,12 @@ class ReaderSFTConfig:
     seed: int = field(default=0, metadata={"help": "seed of the generated conversations, shuffling and training"})
 
 
-def expected_turn(expected: dict, items: dict[str, Item]) -> _Turn:
-    """The reading of a one-turn conversation its ``expected`` state states (ids -> ``items``).
-    Raises ``KeyError`` for a film id the catalog lacks."""
-    c = Constraints(**expected.get("constraints") or {})
+def expected_turn(conv, items: dict[str, Item]) -> _Turn:
+    """The reading of a one-turn conversation ``conv`` its expected state states (ids ->
+    ``items``). Raises ``KeyError`` for a film id the catalog lacks."""
+    c = conv.constraints()  # the conversation's own reading of its expected constraints
     turn = _Turn(**{name: getattr(c, name) for name in Constraints.__dataclass_fields__})
-    turn.ranges = {k: tuple(v) for k, v in (c.ranges or {}).items()}
+    expected = conv.expected
     turn.mentions = [Mention(i, items[i].title, items[i].title, s) for i, s in expected["mentions"].items()]
     turn.count = expected.get("count")
     turn.greeting = expected.get("unclear") == "greeting"
@@ -96,7 +96,7 @@ def examples(conversations, items: list[Item], popularity=()) -> list[tuple[list
         users = [m["content"] for m in conv.messages if m["role"] == "user"]
         if conv.split != "train" or len(users) != 1 or conv.expected.get("preferences"):
             continue  # the format has no soft preferences: the rules read those
-        out.append((fmt.conversation(users[0]), fmt.target(expected_turn(conv.expected, by_id))))
+        out.append((fmt.conversation(users[0]), fmt.target(expected_turn(conv, by_id))))
     return out
 
 
