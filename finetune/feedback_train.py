@@ -25,18 +25,19 @@ Ready-to-paste commands (repository root; ``MUSE_DATA_DIR`` names the event stor
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.llm import registry
 from agent.llm.hardware import resolve_dtype
 from agent.llm.registry import read_manifest
+from finetune.base_config import train_resuming
+from finetune.manifest import training_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,6 @@ def train(cfg: FeedbackTrainConfig) -> Path:
     import torch
     from datasets import Dataset, load_dataset
     from transformers import AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
 
     from agent.llm.engine import single_token_ids
     from agent.llm.model_files import ensure_checkpoint
@@ -202,31 +202,25 @@ def train(cfg: FeedbackTrainConfig) -> Path:
             processing_class=tokenizer,
             peft_config=lora,
         )
-    checkpoints = Path(common["output_dir"])
-    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if resume:
-        logger.info(f"resuming from {resume}")
-    with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs; stdout is for results
-        result = trainer.train(resume_from_checkpoint=resume)
+    result = train_resuming(trainer, common["output_dir"])
 
     parent_manifest = read_manifest(Path(cfg.registry) / cfg.parent) if cfg.parent else {}
     prompt = report.get("prompt") or {
         k: v for k, v in parent_manifest.get("config", {}).items() if k in ("history_items", "title_chars")
     }
-    manifest = {
-        "kind": "ranker",
-        "method": cfg.method,
-        "parent": cfg.parent,
-        "base_model": str(model_dir),
-        "data": str(data),
-        "data_hash": report.get("data_hash"),
-        "rows": len(rows),
-        "config": {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}, **prompt},
-        "train_loss": result.training_loss,
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "created_at": time.time(),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-    }
+    manifest = training_manifest(
+        "ranker",
+        cfg,
+        model_dir,
+        result,
+        started,
+        method=cfg.method,
+        parent=cfg.parent,
+        data=str(data),
+        data_hash=report.get("data_hash"),
+        rows=len(rows),
+        config_extra=prompt,
+    )
     # Written next to the registry under a hidden name, then renamed: a crash leaves no half entry.
     partial = Path(cfg.registry) / f".{cfg.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)

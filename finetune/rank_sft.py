@@ -45,18 +45,16 @@ import numpy as np
 from agent.llm.engine import prompt_ids
 from agent.llm.hardware import resolve_dtype
 from agent.pipeline.ranker import LABELS, PromptConfig, RankRequest, rank_conversation, standardize
+from finetune.base_config import LoRATrainConfig, train_resuming
+from finetune.manifest import training_manifest
 from finetune.rank_data import MIN_HISTORY, RankExample
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class RankSFTConfig:
+@dataclass(kw_only=True)
+class RankSFTConfig(LoRATrainConfig):
     data: Path = field(metadata={"help": "dataset folder (e.g. ml-latest-small)"})
-    output_dir: Path = field(metadata={"help": "checkpoints, the fitted retriever and the final adapter"})
-    model_dir: Path | None = field(
-        default=None, metadata={"help": "base HF checkpoint; default: the packaged SmolLM2"}
-    )
     examples: int = field(default=3200, metadata={"help": "training examples drawn from the sequences"})
     positions_per_user: int = field(default=16, metadata={"help": "last positions of each training sequence used"})
     unseen_positions: int = field(
@@ -69,19 +67,10 @@ class RankSFTConfig:
             )
         },
     )
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
-    top_layers: int = field(default=10, metadata={"help": "LoRA on the top N transformer layers only"})
-    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (linear decay)"})
-    batch_size: int = field(default=8, metadata={"help": "examples per step"})
     warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over the examples"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (-1: epochs decide)"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (resume point)"})
     history_items: int = field(default=8, metadata={"help": "history titles in the prompt"})
     title_chars: int = field(default=28, metadata={"help": "titles cut to this many characters"})
-    seed: int = field(default=0, metadata={"help": "seed of the retriever fit, sampling and training"})
     retrieval_prior: bool = field(
         default=False,
         metadata={
@@ -210,6 +199,27 @@ def label_trainer_class():
     return LabelRankTrainer
 
 
+def fit_label_lora(cfg: LoRATrainConfig, model_dir: Path, tokenizer, dataset, label_ids: list[int]):
+    """Train a LoRA adapter on ``cfg.top_layers`` of ``model_dir`` with the label-only loss of
+    ``label_trainer_class`` over ``dataset`` (rows of ``label_row``, optionally with a ``prior``),
+    resuming from the newest checkpoint. Returns ``(trainer, TrainOutput)``; the adapter is
+    ``trainer.model``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, resolve_dtype("auto")))
+    trainer = label_trainer_class()(
+        model=model,
+        args=SFTConfig(**cfg.training_arguments(), max_length=None),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=top_layers_lora(model_dir, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.top_layers),
+        label_ids=label_ids,
+    )
+    return trainer, train_resuming(trainer, cfg.training_arguments()["output_dir"])
+
+
 def data_hash(data: Path) -> str:
     digest = hashlib.sha256()
     for file in sorted(p for p in Path(data).iterdir() if p.is_file()):
@@ -223,11 +233,8 @@ def train(cfg: RankSFTConfig) -> Path:
     ``output_dir/adapter`` with its manifest. Resumes from the newest checkpoint."""
     import random
 
-    import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
-    from trl import SFTConfig
+    from transformers import AutoTokenizer
 
     from agent.evaluation.retrieval_eval import content_index, fit_for_validation, prepare
     from agent.llm.engine import single_token_ids
@@ -278,56 +285,22 @@ def train(cfg: RankSFTConfig) -> Path:
         logger.info(f"residual training on the retrieval prior, scale {prior_scale}")
     rows = [tokenize(e, items, tokenizer, cfg.prompt, label_ids, prior_scale) for e in examples]
     dataset = Dataset.from_list(rows)
-    lora = top_layers_lora(model_dir, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.top_layers)
-    args = SFTConfig(
-        output_dir=str(out / "checkpoints"),
-        per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type="linear",
-        warmup_steps=cfg.warmup_steps,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        logging_steps=10,
-        seed=cfg.seed,
-        report_to="none",
-        max_length=None,
-        dataloader_drop_last=False,
-        bf16=torch.cuda.is_available(),  # TRL's default bf16 fails on CPU
-        # TRL turns this on by default; it makes the embeddings require grad, so the backward
-        # pass would run through all 30 layers instead of stopping at the lowest LoRA layer.
-        gradient_checkpointing=False,
-    )
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, resolve_dtype("auto")))
-    trainer = label_trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=lora,
-        label_ids=label_ids,
-    )
-    resume = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-    if resume:
-        logger.info(f"resuming from {resume}")
-    result = trainer.train(resume_from_checkpoint=resume)
+    trainer, result = fit_label_lora(cfg, model_dir, tokenizer, dataset, label_ids)
 
     adapter_dir = out / "adapter"
     trainer.model.save_pretrained(adapter_dir)
-    manifest = {
-        "kind": "ranker",
-        "base_model": str(model_dir),
-        "data": str(cfg.data),
-        "data_hash": data_hash(cfg.data),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        "lora_r": cfg.lora_r,
-        "examples": len(examples),
-        "train_loss": result.training_loss,
-        "retrieval_prior_scale": prior_scale,
-        "train_seconds": round(time.perf_counter() - started, 1),
-    }
+    manifest = training_manifest(
+        "ranker",
+        cfg,
+        model_dir,
+        result,
+        started,
+        data=str(cfg.data),
+        data_hash=data_hash(cfg.data),
+        lora_r=cfg.lora_r,
+        examples=len(examples),
+        retrieval_prior_scale=prior_scale,
+    )
     metrics = held_out_metrics(model_dir, {"tuned": adapter_dir}, held_out, items, cfg.prompt)
     manifest["held_out"] = metrics
     (adapter_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))

@@ -26,7 +26,7 @@ import logging
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.catalog import Item
@@ -34,14 +34,15 @@ from agent.llm.engine import prompt_ids
 from agent.llm.hardware import resolve_dtype
 from agent.pipeline.llm_reader import TurnFormat
 from agent.pipeline.reader import Constraints, Mention, _Turn
+from finetune.base_config import LoRATrainConfig, train_resuming
+from finetune.manifest import training_manifest
 from finetune.rank_sft import data_hash, top_layers_lora
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class ReaderSFTConfig:
-    output_dir: Path = field(metadata={"help": "checkpoints and the final adapter (output_dir/adapter)"})
+@dataclass(kw_only=True)
+class ReaderSFTConfig(LoRATrainConfig):
     conversations: Path | None = field(
         default=None, metadata={"help": "conversations file of the demo catalog; default: the shipped one"}
     )
@@ -57,20 +58,9 @@ class ReaderSFTConfig:
             "split only: the development phrasings stay unseen)"
         },
     )
-    model_dir: Path | None = field(
-        default=None, metadata={"help": "base HF checkpoint; default: the packaged SmolLM2"}
-    )
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
     top_layers: int = field(default=30, metadata={"help": "LoRA on the top N transformer layers only"})
     learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate (linear decay)"})
-    batch_size: int = field(default=8, metadata={"help": "examples per step"})
-    warmup_steps: int = field(default=10, metadata={"help": "linear warm-up steps"})
     epochs: float = field(default=2.0, metadata={"help": "passes over the examples"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (-1: epochs decide)"})
-    save_steps: int = field(default=25, metadata={"help": "checkpoint every N steps (resume point)"})
-    seed: int = field(default=0, metadata={"help": "seed of the generated conversations, shuffling and training"})
 
 
 def expected_turn(conv, items: dict[str, Item]) -> _Turn:
@@ -118,7 +108,6 @@ def train(cfg: ReaderSFTConfig) -> Path:
     from datasets import Dataset
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
     from agent.catalog import load_dataset, load_file
     from agent.evaluation import conversations as gen
@@ -154,45 +143,26 @@ def train(cfg: ReaderSFTConfig) -> Path:
     model = get_peft_model(
         model, top_layers_lora(model_dir, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.top_layers)
     )
-    args = TrainingArguments(
-        output_dir=str(out / "checkpoints"),
-        per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type="linear",
-        warmup_steps=cfg.warmup_steps,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        logging_steps=10,
-        seed=cfg.seed,
-        report_to="none",
-        dataloader_drop_last=False,
-        remove_unused_columns=False,
-    )
+    args = TrainingArguments(**cfg.training_arguments(), remove_unused_columns=False)
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
     )
-    resume = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-    if resume:
-        logger.info(f"resuming from {resume}")
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = train_resuming(trainer, args.output_dir)
     adapter_dir = out / "adapter"
     trainer.model.save_pretrained(adapter_dir)
-    manifest = {
-        "kind": "reader",
-        "base_model": str(model_dir),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        "data_hash": data_hash(cfg.data) if cfg.data is not None else None,
-        "lora_r": cfg.lora_r,
-        "examples": sources,
-        "train_loss": result.training_loss,
-        "train_seconds": round(time.perf_counter() - started, 1),
-    }
+    manifest = training_manifest(
+        "reader",
+        cfg,
+        model_dir,
+        result,
+        started,
+        data_hash=data_hash(cfg.data) if cfg.data is not None else None,
+        lora_r=cfg.lora_r,
+        examples=sources,
+    )
     (adapter_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     logger.info(f"adapter saved in {adapter_dir}")
     return adapter_dir

@@ -181,10 +181,6 @@ class ItemIndex:
             self.client.delete_collection(HYBRID)
             self.hybrid = self.client.get_or_create_collection(HYBRID, configuration={"hnsw": self._hnsw})
 
-    def delete(self, ids: Sequence[str]) -> None:
-        for collection in (self.content, self.hybrid):
-            collection.delete(ids=list(ids))
-
     # ------------------------------------------------------------ reads
 
     def search(

@@ -110,6 +110,22 @@ def tiny_model(tmp_path_factory, packaged_model) -> Path:
     return folder
 
 
+@pytest.fixture
+def tiny_lora(tiny_model) -> dict:
+    """The ``LoRATrainConfig`` knobs of a two-step test run on ``tiny_model``: LoRA r=4 on its
+    top layer, batches of 4, a checkpoint every step."""
+    return {
+        "model_dir": tiny_model,
+        "top_layers": 1,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "batch_size": 4,
+        "warmup_steps": 0,
+        "max_steps": 2,
+        "save_steps": 1,
+    }
+
+
 def random_adapter(model_dir: Path, folder: Path, layers: list[int], r: int = 4, seed: int = 1) -> Path:
     """A LoRA adapter with random (non-zero) weights on ``layers``, saved as a registry entry."""
     import json

@@ -26,7 +26,7 @@ from agent.config import Settings
 from agent.llm import registry
 from agent.llm.engine import EngineError, UnknownAdapterError
 from agent.observability import Metrics
-from agent.pipeline.service import LLMUnavailable, RequestCancelled
+from agent.pipeline.llm_gate import LLMUnavailable, RequestCancelled
 from agent.pipeline.users import UnknownUserError
 from agent.store import IdempotencyConflictError, UnknownImpressionError, UnknownItemError
 

@@ -34,17 +34,18 @@ from agent.api.protocol import (
 )
 from agent.catalog import Item
 from agent.llm.engine import UnknownAdapterError
+from agent.pipeline.answer import Answer, Plan
 from agent.pipeline.chat import build_ask, degraded_note, picks_text, read_turns, reply_text, text_part
 from agent.pipeline.generation import KINDS
 from agent.pipeline.intent import Intent
-from agent.pipeline.service import Answer, MuseAgent, Plan
+from agent.pipeline.service import MuseAgent
 from retrieval.index import Filters
 
 MODEL = "muse"
 
 
 def model_names(agent: MuseAgent) -> list[str]:
-    return [MODEL] + [f"{MODEL}:{name}" for name in agent.adapters]
+    return [MODEL] + [f"{MODEL}:{name}" for name in agent.rankers.adapters]
 
 
 def adapter_of(model: str, agent: MuseAgent) -> str | None:
@@ -52,7 +53,7 @@ def adapter_of(model: str, agent: MuseAgent) -> str | None:
     if model == MODEL:
         return None
     name = model.removeprefix(f"{MODEL}:")
-    if model.startswith(f"{MODEL}:") and name in agent.adapters:
+    if model.startswith(f"{MODEL}:") and name in agent.rankers.adapters:
         return name
     raise UnknownAdapterError(model, model_names(agent))
 

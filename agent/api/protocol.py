@@ -164,7 +164,7 @@ class ItemOut(BaseModel):
 
     @classmethod
     def of(cls, pick) -> ItemOut:
-        """From a ``agent.pipeline.service.Pick``."""
+        """From a ``agent.pipeline.answer.Pick``."""
         it = pick.item
         return cls(
             id=it.id,
@@ -194,7 +194,7 @@ class RecommendationResponse(BaseModel):
 
     @classmethod
     def of(cls, answer) -> RecommendationResponse:
-        """From an ``agent.pipeline.service.Answer``; the chat layer sends the same under ``muse``."""
+        """From an ``agent.pipeline.answer.Answer``; the chat layer sends the same under ``muse``."""
         return cls(
             user_id=answer.user_id,
             items=[ItemOut.of(p) for p in answer.picks],
@@ -480,7 +480,7 @@ class Usage(BaseModel):
 
     @classmethod
     def of(cls, answer) -> Usage:
-        """From an ``agent.pipeline.service.Answer``."""
+        """From an ``agent.pipeline.answer.Answer``."""
         return cls(
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,

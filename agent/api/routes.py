@@ -39,8 +39,10 @@ from agent.api.protocol import (
     UsersResponse,
 )
 from agent.catalog import Interaction, Item
+from agent.pipeline.answer import Answer, Ask, Plan
+from agent.pipeline.llm_gate import RequestCancelled
 from agent.pipeline.onboarding import ONBOARDING_ITEMS
-from agent.pipeline.service import Answer, Ask, MuseAgent, Plan, RequestCancelled
+from agent.pipeline.service import MuseAgent
 from retrieval.index import Filters
 
 router = APIRouter()
@@ -237,7 +239,7 @@ def forget(user_id: str, agent: AgentDep, _: AdminDep) -> ForgetResponse:
 def serve_adapter(body: ServeAdapterRequest, agent: AgentDep, _: AdminDep) -> ServeAdapterResponse:
     """Switch (or split) ranker traffic to a registered adapter, loading it into the running LLM
     server if it is new. `muse finetune promote --url` calls this after a promotion."""
-    return ServeAdapterResponse(**agent.serve_adapter(body.name, body.split))
+    return ServeAdapterResponse(**agent.rankers.serve(body.name, body.split))
 
 
 @router.get("/healthz")
@@ -274,8 +276,8 @@ def readyz(
         "ready": True,
         "llm": llm if llm in ("up", "none") else f"{llm} (answers degraded)",
         "items": agent.catalog_summary()[0],
-        "ranker_adapter": agent.default_adapter,
-        "rankers_in_use": agent.rankers_in_use(),
+        "ranker_adapter": agent.rankers.default,
+        "rankers_in_use": agent.rankers.in_use(),
         "llm_answers_in_flight": f"{agent.admission.in_flight} of {agent.admission.limit}",
     }
     replicas = getattr(agent.gate.engine, "status", None)  # several vLLM servers (MUSE_LLM_URL list)

@@ -14,8 +14,6 @@ Users are drawn (seeded) from the service's own event store; requests alternate 
   item, drafts not naming the pick, cut-off texts, repeated citations, the unique-sentence
   ratio, explanations that address the reader, and the share of texts that mention a real
   attribute of the pick (a category, its year, words of its description);
-- the intent step: how often the LLM's reading was used, from the service's ``/metrics``
-  (``not asked`` while ``MUSE_INTENT_LLM`` is off).
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ from agent.config import Settings
 from agent.indexing import history_of
 from agent.pipeline.generation import Evidence, model_part, shown_facts
 from agent.pipeline.grounding import GroundingCheck
+from agent.pipeline.support import support
 from agent.pipeline.text_quality import (
     addresses_reader,
     cited_titles,
@@ -43,7 +42,6 @@ from agent.pipeline.text_quality import (
     names_history,
     names_title,
     repeats_citation,
-    support,
     unique_sentence_ratio,
 )
 from agent.store import open_store
@@ -143,7 +141,7 @@ def text_quality(
 
 
 def text_support(answers: Sequence[tuple[list[dict], list[str]]], items: dict[str, Item], examples: int = 5) -> dict:
-    """The support measure (``text_quality.support``) over every model-written text of
+    """The support measure (``agent.pipeline.support``) over every model-written text of
     ``answers`` (source ``llm``; templates are Muse's own words): the model's part of each text
     (after Muse's opening) against the facts its prompt showed (``generation.shown_facts``).
     Returns the texts measured, their content words, the unsupported-word rate, the share of
@@ -171,15 +169,6 @@ def text_support(answers: Sequence[tuple[list[dict], list[str]]], items: dict[st
     }
 
 
-def _intent_counts(client) -> Counter:
-    out: Counter = Counter()
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith("muse_intents_total{"):
-            source = line.split('source="')[1].split('"')[0]
-            out[source] += float(line.rsplit(" ", 1)[1])
-    return out
-
-
 def run_agent_bench(
     settings: Settings, url: str, n: int = 100, k: int = 5, concurrency: int = 1, seed: int = 0
 ) -> dict:
@@ -194,7 +183,6 @@ def run_agent_bench(
     plan = [(rng.choice(users), n % 2 == 1, ASKS[n % len(ASKS)]) for n in range(n)]
     histories = {u: history_of(store, u) for u, _, _ in plan}
     client = httpx.Client(base_url=url.rstrip("/"), timeout=600, headers=settings.client_headers())
-    intents_before = _intent_counts(client)
 
     def one(job):
         user, chat, ask = job
@@ -249,8 +237,6 @@ def run_agent_bench(
             if done % 10 == 0:
                 logger.info(f"{done}/{n} requests")
     wall = time.monotonic() - started
-    intents = _intent_counts(client) - intents_before
-    asked = intents["llm"] + intents["rules_after_llm"]
     texts = sum(outcomes.values())
     return {
         "url": url,
@@ -271,10 +257,5 @@ def run_agent_bench(
         "text_outcomes": dict(outcomes),
         "template_share": round((outcomes["fallback"] + outcomes["template"]) / texts, 4) if texts else None,
         "text_quality": text_quality(answers, catalog, GroundingCheck(it.title for it in catalog.values())),
-        "intent_llm": {
-            "asked": int(asked),
-            "accepted": int(intents["llm"]),
-            "acceptance_rate": round(intents["llm"] / asked, 4) if asked else "not asked",
-        },
         "wall_s": round(wall, 1),
     }

@@ -35,6 +35,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -227,32 +228,40 @@ def _fitted_model(data: Path, workdir: Path, seed: int, chroma_url: str | None):
     return proto, index, fitted.model
 
 
-def mdd_recall(
-    data: Path,
-    mdd_dir: Path,
-    workdir: Path,
-    seed: int = 0,
-    limit: int = 1000,
-    chroma_url: str | None = None,
-    engine=None,
-    rerank_limit: int = 400,
-) -> dict:
-    """Recall@1/10/20 on MDD task-2 development requests mapped to ``data``'s catalog (module
-    docstring): ``{"rows": {name: {"R@k": .., "R@k_ci": [lo, hi]}}, "n", "mapped", ...}``.
-    ``limit``: a seeded random sample of that many mapped requests (0: all). ``engine``: an LLM
-    engine; when given, the first ``rerank_limit`` requests of the sample also go through the
-    conversation-aware LLM reranker (``rerank_probe``). Raises ``FileNotFoundError`` when
+@dataclass
+class MddSetup:
+    """What every MDD measurement shares (``mdd_setup``): the protocol, two agents over the
+    test-fit retriever (``agent``: the catalog with ``movie_kb.txt``'s facts joined; ``plain``:
+    without), popularity order, the title mapping, and the mapped task-2 requests."""
+
+    proto: object
+    agent: object
+    plain: object
+    popular: list[str]
+    titles: object
+    years: dict[str, int]
+    requests: list  # task-2 requests whose recommended film maps to the catalog
+    total: int  # task-2 requests in the file
+    joined: object  # join_facts' summary
+
+    def close(self) -> None:
+        self.agent.close()
+        self.plain.close()
+
+
+def mdd_setup(data: Path, mdd_dir: Path, workdir: Path, seed: int = 0, chroma_url: str | None = None) -> MddSetup:
+    """Fit (or reuse, cached in ``workdir`` by seed) the retriever, build both agents in fresh
+    SQLite stores under ``workdir`` and parse MDD task 2. Raises ``FileNotFoundError`` when
     ``mdd_dir`` lacks the task-2 file or ``movie_kb.txt``."""
     from agent.config import Settings
     from agent.evaluation import mdd
-    from agent.pipeline.service import Ask, MuseAgent
+    from agent.pipeline.service import MuseAgent
     from agent.store.sql import SQLiteStore
     from retrieval.retriever import Retriever
 
     for name in (mdd.TASK2, mdd.KB):
         if not (mdd_dir / name).exists():
             raise FileNotFoundError(f"{mdd_dir / name} is missing (the MDD development files and movie_kb.txt)")
-    started = time.perf_counter()
     proto, index, model = _fitted_model(data, workdir, seed, chroma_url)
     counts = Counter(i for seq in proto.loo.sequences.values() for i in seq)
     popular = [i for i, _ in counts.most_common()]
@@ -266,13 +275,63 @@ def mdd_recall(
         store = SQLiteStore(home / "muse.db")
         store.upsert_items(items)
         agents[name] = MuseAgent(Settings(data_dir=home), store, retriever, None)
-    agent, plain = agents["facts"], agents["no facts"]
-
     years = mdd.release_years(mdd_dir / mdd.KB)
     titles = mdd.CatalogTitles(proto.items, years)
-    requests = [r for r in mdd.parse_task2(mdd_dir / mdd.TASK2, set(years)) if titles.ids(r.targets)]
-    total = len(mdd.parse_task2(mdd_dir / mdd.TASK2, set(years)))
-    sample = random.Random(seed).sample(requests, limit) if 0 < limit < len(requests) else requests
+    parsed = mdd.parse_task2(mdd_dir / mdd.TASK2, set(years))
+    requests = [r for r in parsed if titles.ids(r.targets)]
+    return MddSetup(proto, agents["facts"], agents["no facts"], popular, titles, years, requests, len(parsed), joined)
+
+
+def mdd_sample(requests: Sequence, seed: int, limit: int) -> list:
+    """The seeded random sample ``muse eval --stage chat --mdd`` scores (``limit`` 0: all). The
+    conversation reranker's trainer leaves exactly these requests out."""
+    return random.Random(seed).sample(list(requests), limit) if 0 < limit < len(requests) else list(requests)
+
+
+def chat_plan(agent, text: str, k: int = 20):
+    """One request through the chat's path as a new user (``read_turns`` -> ``build_ask`` ->
+    ``MuseAgent.plan``), ``k`` picks whatever count it states: ``(plan, the reader's state)``."""
+    ask, _, state = build_ask(read_turns([{"role": "user", "content": text}]), "mdd-eval", k, agent.reader)
+    ask.k = k
+    return agent.plan(ask), state
+
+
+def chat_rank_request(agent, text: str, plan, state):
+    """The conversation-aware ranking request for one planned chat turn: its words, the films the
+    reader read as liked (the last ``PromptConfig.history_items``) and the plan's candidates
+    (``RankRequest.for_chat``)."""
+    from agent.pipeline.ranker import PromptConfig, RankRequest
+
+    liked = agent.store.get_items(state.ids("liked", "mentioned"))[-PromptConfig().history_items :]
+    return RankRequest.for_chat(text, plan.items, plan.scores, liked)
+
+
+def mdd_recall(
+    data: Path,
+    mdd_dir: Path,
+    workdir: Path,
+    seed: int = 0,
+    limit: int = 1000,
+    chroma_url: str | None = None,
+    engine=None,
+    rerank_limit: int = 400,
+    rerank_adapter: str | None = None,
+) -> dict:
+    """Recall@1/10/20 on MDD task-2 development requests mapped to ``data``'s catalog (module
+    docstring): ``{"rows": {name: {"R@k": .., "R@k_ci": [lo, hi]}}, "n", "mapped", ...}``.
+    ``limit``: a seeded random sample of that many mapped requests (0: all). ``engine``: an LLM
+    engine; when given, the first ``rerank_limit`` requests of the sample also go through the
+    conversation-aware LLM reranker (``rerank_probe``): the base model (``rerank``) and, when
+    ``rerank_adapter`` names one of the engine's adapters, that LoRA adapter (``rerank_tuned``).
+    Raises ``FileNotFoundError`` when ``mdd_dir`` lacks the task-2 file or ``movie_kb.txt``."""
+    from agent.evaluation import mdd
+    from agent.pipeline.answer import Ask
+
+    started = time.perf_counter()
+    setup = mdd_setup(data, mdd_dir, workdir, seed, chroma_url)
+    agent, plain, popular, titles = setup.agent, setup.plain, setup.popular, setup.titles
+    years, requests, total = setup.years, setup.requests, setup.total
+    sample = mdd_sample(requests, seed, limit)
     hits: dict[str, list[list[int]]] = {
         "popularity": [],
         "perfect linking + retrieval": [],
@@ -280,7 +339,7 @@ def mdd_recall(
         "muse": [],
     }
     linked = [0, 0, 0]  # true positives, read, gold
-    plans = []  # (request text, the target ids, Muse's plan) for the reranker
+    plans = []  # (ranking request, the target ids, the candidate ids) for the reranker
     for r in sample:
         target = set(titles.ids(r.targets))
         gold = [i for i in titles.ids(r.named) if i not in target]
@@ -291,12 +350,10 @@ def mdd_recall(
             ],
         }
         ranked["muse without facts"] = _chat_picks(plain, [r.text], [])
-        ask, _, state = build_ask(read_turns([{"role": "user", "content": r.text}]), "mdd-eval", 20, agent.reader)
-        ask.k = 20  # every pick Recall@20 needs, whatever count the request states
-        plan = agent.plan(ask)
+        plan, state = chat_plan(agent, r.text)
         ranked["muse"] = [it.id for it in plan.items]
         if engine is not None and len(plans) < rerank_limit:
-            plans.append((r.text, target, plan))
+            plans.append((chat_rank_request(agent, r.text, plan, state), target, ranked["muse"]))
         read = set(state.ids("liked", "mentioned", "seen", "disliked"))
         linked = [linked[0] + len(read & set(gold)), linked[1] + len(read), linked[2] + len(gold)]
         for name, ids in ranked.items():
@@ -306,8 +363,7 @@ def mdd_recall(
         if (mdd_dir / mdd.TASK3).exists()
         else None
     )
-    for a in agents.values():
-        a.close()
+    setup.close()
     muse, perfect = np.array(hits["muse"]), np.array(hits["perfect linking + retrieval"])
     diff = (muse[:, 1] - perfect[:, 1]).astype(float) if len(muse) else np.zeros(0)
     half = 1.96 * float(diff.std(ddof=1)) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
@@ -317,7 +373,7 @@ def mdd_recall(
         "n": len(sample),
         "seed": seed,
         "rows": _recall_rows(hits),
-        "facts": joined.summary(),
+        "facts": setup.joined.summary(),
         "task3": people,
         "muse_minus_perfect_R@10": {
             "mean": round(float(diff.mean()) if len(diff) else 0.0, 4),
@@ -328,6 +384,7 @@ def mdd_recall(
             "recall": round(linked[0] / max(linked[2], 1), 4),
         },
         "rerank": rerank_probe(engine, plans) if engine is not None else None,
+        "rerank_tuned": rerank_probe(engine, plans, rerank_adapter) if engine is not None and rerank_adapter else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -371,8 +428,8 @@ def mdd_people_recall(agent, plain, popular, titles, mdd_dir: Path, years, seed:
     perfect reader gets); popularity. Earlier answers are not shown items (the dataset's text, not
     Muse's), so they are not excluded."""
     from agent.evaluation import mdd
+    from agent.pipeline.answer import Ask
     from agent.pipeline.reader import Constraints
-    from agent.pipeline.service import Ask
     from retrieval.index import Filters
 
     linker = agent.reader.vocabulary.people
@@ -428,21 +485,18 @@ def mdd_people_recall(agent, plain, popular, titles, mdd_dir: Path, years, seed:
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 
 
-def rerank_probe(engine, plans: Sequence[tuple[str, set[str], object]], adapter: str | None = None) -> dict:
-    """The conversation-aware LLM reranker on Muse's candidates: each plan's 20 picks (retrieval
-    order) are scored by the LLM from the request's words and each candidate's facts
-    (``ranker.rank_conversation`` with a request), fused with the retrieval scores at each weight
-    of ``WEIGHTS``. The weight is chosen on the first half of ``plans`` (R@10, then N@10) and
-    reported on the second: ``{"chosen_weight", "choose": {w: metrics}, "held_out": {w: metrics},
-    "n"}``. Weight 0 is retrieval order exactly."""
-    from agent.pipeline.ranker import CANDIDATES, Ranker, RankRequest, candidate_facts, fuse, order
+def rerank_probe(engine, plans: Sequence[tuple], adapter: str | None = None) -> dict:
+    """The conversation-aware LLM reranker on Muse's candidates: each plan ``(RankRequest, the
+    target ids, the candidate ids in retrieval order)`` (``chat_rank_request``) is scored by the
+    LLM from the request's words, the liked films' facts and each candidate's facts, fused with
+    the retrieval scores at each weight of ``WEIGHTS``. The weight is chosen on the first half of
+    ``plans`` (R@10, then N@10) and reported on the second: ``{"chosen_weight", "choose": {w:
+    metrics}, "held_out": {w: metrics}, "n"}``. Weight 0 is retrieval order exactly."""
+    from agent.pipeline.ranker import CANDIDATES, Ranker, fuse, order
     from retrieval.metrics import rank_of, recall_at, summarize
 
-    plans = [p for p in plans if len(p[2].items) == CANDIDATES]
-    requests = [
-        RankRequest([], [candidate_facts(it, 40) for it in plan.items], list(plan.scores), text)
-        for text, _, plan in plans
-    ]
+    plans = [p for p in plans if len(p[2]) == CANDIDATES]
+    requests = [request for request, _, _ in plans]
     started = time.perf_counter()
     llm = Ranker(engine, adapter).llm_scores(requests) if requests else []
     seconds = time.perf_counter() - started
@@ -450,8 +504,8 @@ def rerank_probe(engine, plans: Sequence[tuple[str, set[str], object]], adapter:
     tables: dict[str, dict] = {"choose": {}, "held_out": {}}
     for w in WEIGHTS:
         ranks = []
-        for (_, target, plan), scores in zip(plans, llm):
-            ids = [plan.items[i].id for i in order(fuse(plan.scores, scores, w))]
+        for (request, target, candidates), scores in zip(plans, llm):
+            ids = [candidates[i] for i in order(fuse(request.retrieval_scores, scores, w))]
             ranks.append(min((rank_of(t, ids) or 10**6) for t in target))
         ranks = [r if r < 10**6 else None for r in ranks]
         for name, part in (("choose", ranks[:half]), ("held_out", ranks[half:])):
@@ -482,6 +536,7 @@ def run_chat_eval(
     engine=None,
     reader_engine=None,
     reader_adapter: str | None = None,
+    rerank_adapter: str | None = None,
 ) -> dict:
     """What ``muse eval --stage chat`` prints. With ``reader_engine`` (an engine serving the
     reader's LoRA adapter ``reader_adapter``; None: the base model) the reading is scored three
@@ -490,7 +545,8 @@ def run_chat_eval(
     demo catalog. The reading is scored on the development split of ``conversations`` (a file
     written by ``conversations.save``; default: the demo's file for the demo, conversations
     generated from the catalog with ``seed`` otherwise), plus every conversation of the demo's
-    hand-written set when evaluating the demo; MDD recall is added when ``mdd_dir`` is given.
+    hand-written set when evaluating the demo; MDD recall is added when ``mdd_dir`` is given (with
+    ``engine``, the conversation-aware reranker too: the base model, and ``rerank_adapter``).
     Raises ``ValueError`` for ``mdd_dir`` with the demo catalog (MDD's films are MovieLens')."""
     from agent.catalog import load_dataset, load_file
     from agent.evaluation import conversations as gen
@@ -516,7 +572,9 @@ def run_chat_eval(
         report["reader"] = f"rules, and the LLM reader (adapter {reader_adapter or 'none: the base model'})"
         report["reading_llm"] = _llm_reading(sets, items, popularity, reader_engine, reader_adapter, report["reading"])
     if mdd_dir is not None and data is not None:
-        report["mdd"] = mdd_recall(data, mdd_dir, workdir, seed, limit, chroma_url, engine)
+        report["mdd"] = mdd_recall(
+            data, mdd_dir, workdir, seed, limit, chroma_url, engine, rerank_adapter=rerank_adapter
+        )
     return report
 
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent.catalog import InvalidRequestError, Item
+from agent.pipeline.answer import Answer, Ask
 from agent.pipeline.grounding import natural_title
 from agent.pipeline.intent import Intent
 from agent.pipeline.reader import ConversationReader, RequestState
-from agent.pipeline.service import Answer, Ask
 from retrieval.index import Filters
 
 _SHOWN = re.compile(r"\[#([^\]\s]+)\]")

@@ -37,10 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
-import numpy as np
-
 from agent.catalog import Item
 from agent.llm.engine import Message, TextJob, TextResult
+from agent.pipeline.evidence import Evidence
 from agent.pipeline.grounding import GroundingCheck, natural_title
 from agent.pipeline.prompts import PROMPTS_DIR, render
 from agent.pipeline.text_quality import (
@@ -59,7 +58,6 @@ from agent.pipeline.text_quality import (
 
 EXPLAIN_TOKENS, DRAFT_TOKENS = 48, 80  # bounds on the continuations (one sentence each)
 DESCRIPTION_CHARS = 240
-EVIDENCE_ITEMS = 2  # history items cited per explanation
 MIN_WORDS = 1  # a continuation must say something beyond the titles it names ("mafia." is a fact; "" is not)
 KINDS = ("explanation", "draft")
 
@@ -81,40 +79,6 @@ _NOUNS = {
     "film-noir": "film noir",
     "sci-fi": "sci-fi film",
 }
-
-
-@dataclass
-class Evidence:
-    """What a recommendation's text may draw on: the item, and the history items it cites."""
-
-    item: Item
-    history: list[Item]  # the user's items chosen as evidence, best first (may be empty)
-    # how retrieval found the item (retrieval.retriever.Candidate.source): what an explanation
-    # without history may say about it
-    source: str = "popular"
-    # how each cited item came in (catalog.CITED_AS for the stored history; "liked" or "asked"
-    # for one the chat named): "watched", "liked", "looked at" or "asked"; not listed: watched
-    said: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def shared_categories(self) -> list[str]:
-        """The item's categories that a cited history item has too, in the item's order."""
-        theirs = {c for h in self.history for c in h.categories}
-        return [c for c in self.item.categories if c in theirs]
-
-    @property
-    def allowed_titles(self) -> list[str]:
-        """The titles its texts may name: the item and the cited history items."""
-        return [self.item.title] + [h.title for h in self.history]
-
-
-def choose_evidence(item: Item, recent: Sequence[Item], similarity: np.ndarray, n: int = EVIDENCE_ITEMS) -> list[Item]:
-    """The ``n`` history items to cite for ``item``: those sharing a category with it first
-    (so the explanation can say what they have in common), each group by content similarity
-    (``similarity[j]``: cosine of ``recent[j]`` to the item), most similar first."""
-    mine = set(item.categories)
-    key = [(-bool(mine & set(h.categories)), -float(s), j) for j, (h, s) in enumerate(zip(recent, similarity))]
-    return [recent[j] for *_, j in sorted(key)[:n]]
 
 
 # How a category reads in front of another ("romantic drama", "animated family film").
@@ -154,7 +118,7 @@ def shown_facts(ev: Evidence, kind: str) -> list[str]:
     """The facts the model is shown for one text of ``kind`` (``"explanation"`` or ``"draft"``),
     as strings: the pick's title, year, categories and description excerpt; an explanation's
     prompt also carries the cited history items' titles and categories. What
-    ``text_quality.support`` checks the model's words against."""
+    ``support.support`` checks the model's words against."""
     facts = _facts(ev.item)
     out = [facts["title"], str(facts["year"] or ""), *facts["categories"], facts["description"]]
     if kind == "explanation":
@@ -404,8 +368,3 @@ class TextPlan:
                 "source": self.texts[n].outcomes[kind],
             }
         return out
-
-
-def template_texts(evidence: Sequence[Evidence]) -> list[Texts]:
-    """Texts without the LLM (degraded mode)."""
-    return [Texts(template_explanation(ev), template_draft(ev), {k: "template" for k in KINDS}) for ev in evidence]

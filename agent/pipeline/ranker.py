@@ -137,6 +137,20 @@ class RankRequest:
             list(scores),
         )
 
+    @classmethod
+    def for_chat(
+        cls, request: str, candidates: Sequence[Item], scores: Sequence[float], liked: Sequence[Item] = ()
+    ) -> RankRequest:
+        """A conversation-aware request (``rank_chat_user.jinja``): the person's words, the facts
+        of the films they said they liked (or watched; the last ``PromptConfig.history_items``)
+        and each candidate's facts (``candidate_facts``, titles cut to ``CHAT_TITLE_CHARS``), in
+        retrieval order. The one definition the eval and the trainer share."""
+        history = [candidate_facts(it, CHAT_TITLE_CHARS) for it in liked]
+        return cls(history, [candidate_facts(it, CHAT_TITLE_CHARS) for it in candidates], list(scores), request)
+
+
+CHAT_TITLE_CHARS = 40  # a candidate's title in the conversation-aware prompt
+
 
 class Ranker:
     def __init__(

@@ -13,6 +13,7 @@ from agent.cli import main
 from agent.evaluation import conversations as gen
 from agent.evaluation.chat_eval import read_accuracy, score_reading, wilson
 from agent.evaluation.mdd import CatalogTitles, parse_task2, parse_task3, split_titles
+from agent.pipeline.ranker import RankRequest
 from agent.pipeline.reader import Constraints, Mention, RequestState
 from tests.conftest import DEMO, MOVIELENS
 
@@ -215,11 +216,6 @@ def test_mdd_recall_beside_popularity_and_perfect_linking(movielens, tmp_path, m
     assert rows["muse"]["R@10_ci"][1] >= rows["muse without facts"]["R@10_ci"][0]  # task 2 not hurt
 
 
-class _Plan:
-    def __init__(self, items, scores):
-        self.items, self.scores = items, scores
-
-
 class _LabelEngine:
     """Label log-probabilities from a rule: the label of the candidate whose facts hold ``word``
     scores 0, every other label -10 (uniform when ``word`` is None)."""
@@ -241,7 +237,9 @@ def _plans(n=8):
     for p in range(n):
         items = [Item(f"p{p}-{i}", f"Film {i}", categories=("Drama",), year=1990) for i in range(20)]
         items[14] = Item(f"p{p}-14", "Film 14", categories=("Western",), year=1990)  # the one asked for
-        plans.append((f"a western please {p}", {f"p{p}-14"}, _Plan(items, [1.0 - i / 20 for i in range(20)])))
+        scores = [1.0 - i / 20 for i in range(20)]
+        request = RankRequest.for_chat(f"a western please {p}", items, scores)
+        plans.append((request, {f"p{p}-14"}, [it.id for it in items]))
     return plans
 
 

@@ -35,7 +35,7 @@ def write_movielens(folder, users: int = 36, movies: int = 48, per_user: int = 1
 
 
 @pytest.mark.slow
-def test_train_fits_the_retriever_trains_two_steps_and_resumes(tiny_model, tmp_path, caplog):
+def test_train_fits_the_retriever_trains_two_steps_and_resumes(tiny_lora, tmp_path, caplog):
     from safetensors.torch import load_file
 
     from finetune.rank_sft import RankSFTConfig, load_examples, train
@@ -46,16 +46,9 @@ def test_train_fits_the_retriever_trains_two_steps_and_resumes(tiny_model, tmp_p
     cfg = RankSFTConfig(
         data=data,
         output_dir=out,
-        model_dir=tiny_model,
         examples=16,
         unseen_positions=4,
-        top_layers=1,
-        lora_r=4,
-        lora_alpha=8,
-        batch_size=4,
-        warmup_steps=0,
-        max_steps=2,
-        save_steps=1,
+        **tiny_lora,
     )
     caplog.set_level(logging.INFO, logger="finetune.rank_sft")
     adapter = train(cfg)

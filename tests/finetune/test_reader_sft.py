@@ -59,21 +59,14 @@ def test_tokenize_masks_the_prompt_and_targets_the_answer_and_end_of_turn(packag
 
 
 @pytest.mark.slow
-def test_two_steps_move_every_lora_b_and_write_the_manifest(tiny_model, tmp_path):
+def test_two_steps_move_every_lora_b_and_write_the_manifest(tiny_lora, tmp_path):
     from safetensors.torch import load_file as load_tensors
 
     from finetune.reader_sft import ReaderSFTConfig, train
 
     cfg = ReaderSFTConfig(
         output_dir=tmp_path / "run",
-        model_dir=tiny_model,
-        top_layers=1,
-        lora_r=4,
-        lora_alpha=8,
-        batch_size=4,
-        warmup_steps=0,
-        max_steps=2,
-        save_steps=1,
+        **tiny_lora,
     )
     adapter = train(cfg)
     weights = load_tensors(str(adapter / "adapter_model.safetensors"))

@@ -1,9 +1,7 @@
-"""The agent's pure parts on hand-worked cases: intent rules and validation, multi-turn
+"""The agent's pure parts on hand-worked cases: intent rules, multi-turn
 references, the grounding check, MMR diversity (texts: tests/pipeline/test_generation.py)."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ from agent.catalog import Item
 from agent.pipeline.chat import build_ask, read_turns
 from agent.pipeline.diversity import mmr
 from agent.pipeline.grounding import GroundingCheck, natural_title, normalize
-from agent.pipeline.intent import Intent, intent_schema, parse_intent, rule_intent, validate_llm_intent
+from agent.pipeline.intent import rule_intent
 from agent.pipeline.reader import ConversationReader, Vocabulary
 
 CATEGORIES = ["Comedy", "Drama", "Horror", "Sci-Fi"]
@@ -34,30 +32,6 @@ def test_rule_intent(text, years, categories):
     intent = rule_intent(text, CATEGORIES)
     assert (intent.year_min, intent.year_max) == years
     assert intent.categories == categories and intent.query == text and intent.source == "rules"
-
-
-def test_llm_intent_is_validated_and_falls_back_to_rules():
-    good = json.dumps({"query": "light comedy", "categories": ["comedy"], "year_min": 1990, "year_max": 1999})
-    asked = "a funny one from the nineties, 90s"
-    assert validate_llm_intent(good, CATEGORIES, asked) == Intent(asked, ["Comedy"], 1990, 1999, "llm")
-    with pytest.raises(ValueError, match=r"categories \['comedy'\] are not in the request"):
-        validate_llm_intent(good, CATEGORIES, "a gripping thriller")  # invented constraints
-    with pytest.raises(ValueError, match="names no time"):
-        validate_llm_intent(good, CATEGORIES, "a funny one")
-    for bad, why in [
-        ("not json", "not JSON"),
-        (json.dumps({"query": "", "categories": ["Noir"], "year_min": None, "year_max": None}), "not in the catalog"),
-        (json.dumps({"query": "", "categories": [], "year_min": 2000, "year_max": 1990}), "after"),
-        (json.dumps({"query": "", "categories": [], "year_min": 12, "year_max": None}), "out of range"),
-    ]:
-        with pytest.raises(ValueError, match=why):
-            validate_llm_intent(bad, CATEGORIES, "from 1990")
-    fallback = parse_intent("a comedy from the 90s", CATEGORIES, lambda conversation, schema: "{oops")
-    assert fallback.source == "rules" and fallback.categories == ["Comedy"] and "not JSON" in fallback.llm_error
-    used = parse_intent("a comedy from the 1990s", CATEGORIES, lambda conversation, schema: good)
-    assert used.source == "llm" and used.year_min == 1990 and used.query == "a comedy from the 1990s"
-    schema = intent_schema(CATEGORIES)
-    assert schema["properties"]["categories"]["items"] == {"enum": CATEGORIES}
 
 
 def test_turns_resolve_references_and_carry_filters():

@@ -21,10 +21,9 @@ from agent.llm.engine import (
     text_result,
 )
 from agent.llm.hardware import choose_dtype, cpu_flags, resolve_dtype, resolve_threads
+from agent.pipeline.evidence import Evidence, choose_evidence
 from agent.pipeline.generation import (
-    Evidence,
     TextPlan,
-    choose_evidence,
     draft_start,
     explanation_start,
     genre_phrase,

@@ -9,8 +9,8 @@ from agent.bench.agent import QUALITY_KEYS, text_quality, text_support
 from agent.catalog import Item
 from agent.pipeline.generation import Evidence, draft_start, explanation_start, model_part, shown_facts
 from agent.pipeline.grounding import GroundingCheck
+from agent.pipeline.support import Support, support
 from agent.pipeline.text_quality import (
-    Support,
     addresses_reader,
     cited_titles,
     claims_watched_pick,
@@ -22,7 +22,6 @@ from agent.pipeline.text_quality import (
     near_repeats,
     repeats_citation,
     sentences,
-    support,
     unique_sentence_ratio,
 )
 
