@@ -26,6 +26,9 @@ TEXT_RATING_KINDS = ("explanation_like", "explanation_dislike", "draft_like", "d
 KINDS = ("view", "click", "like", "dislike", "skip", "rating", "impression", "dwell", *TEXT_RATING_KINDS)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$")
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})\)\s*$")
+# The years an item may carry, one definition: ingest, the API's items and filters, the LLM
+# reader's schema.
+YEAR_MIN, YEAR_MAX = 1800, 2100
 ML100K_GENRES = (
     "unknown",
     "Action",
@@ -165,22 +168,79 @@ class Impression:
         return self.texts.get(item_id, {}).get(kind)
 
 
-POSITIVE_RATING, NEGATIVE_RATING, ENGAGED_DWELL_S = 4.0, 2.0, 30.0
-# Kinds that never put an item in a user's history: no opinion of it, or one against it, or an
-# opinion of Muse's text about it (a liked pitch is not a watched film).
-NOT_ENGAGED_KINDS = ("dislike", "skip", "impression", *TEXT_RATING_KINDS)
-MIN_HISTORY_RATING = 2.0
+@dataclass(frozen=True)
+class FeedbackPolarity:
+    """What each event kind says about its item, as data: the one table that the history
+    (``in_history``), the turned-down set (``turned_down``) and the opinion of an impression
+    (``reaction``: training data, the A/B report) read. After Gorse's positive and read feedback
+    types, which are configuration, not code.
+
+    - ``positive`` / ``negative``: kinds that are an opinion for / against the item whatever
+      their value (``reaction``);
+    - ``turns_down``: the negative kinds strong enough that Muse stops showing the item (a skip
+      is not: a skipped item may come back); ``clears_down``: kinds that undo that;
+    - ``outside_history``: kinds that never put an item in the history: no opinion of it, one
+      against it, or an opinion of Muse's text about it (a liked pitch is not a watched film);
+    - ratings (``rating``): ``positive_rating`` and up is for, ``negative_rating`` and down is
+      against and turns down, below ``history_rating`` out of the history; any other rating
+      clears a turned-down item;
+    - dwell (``dwell``, seconds): ``engaged_dwell_s`` and up is for.
+    """
+
+    positive: tuple[str, ...] = ("click", "like")
+    negative: tuple[str, ...] = ("skip", "dislike")
+    turns_down: tuple[str, ...] = ("dislike",)
+    clears_down: tuple[str, ...] = ("like", "click")
+    outside_history: tuple[str, ...] = ("dislike", "skip", "impression", *TEXT_RATING_KINDS)
+    positive_rating: float = 4.0
+    negative_rating: float = 2.0
+    # A rating of exactly 2 is in the history and also turned down: on MovieLens a low rating
+    # still follows a viewing, and dropping such items from the history lost N@10
+    # (docs/negative_feedback_probe.py).
+    history_rating: float = 2.0
+    engaged_dwell_s: float = 30.0
+
+    def reaction(self, event: Interaction) -> str | None:
+        """ "pos", "neg" or None (no opinion about the item) for one event."""
+        value = event.value
+        if event.kind in self.positive:
+            return "pos"
+        if event.kind in self.negative:
+            return "neg"
+        if event.kind == "rating":
+            if (value or 0) >= self.positive_rating:
+                return "pos"
+            if (value if value is not None else 5) <= self.negative_rating:
+                return "neg"
+        if event.kind == "dwell" and (value or 0) >= self.engaged_dwell_s:
+            return "pos"
+        return None
+
+    def in_history(self, event: Interaction) -> bool:
+        """Whether ``event`` puts its item in the user's history."""
+        if event.kind in self.outside_history:
+            return False
+        return not (event.kind == "rating" and event.value is not None and event.value < self.history_rating)
+
+    def turns_item_down(self, event: Interaction) -> bool | None:
+        """True: ``event`` turns its item down; False: it undoes that; None: neither."""
+        if event.kind in self.turns_down:
+            return True
+        if event.kind == "rating" and event.value is not None:
+            return event.value <= self.negative_rating
+        if event.kind in self.clears_down or event.kind == "rating":
+            return False
+        return None
+
+
+POLARITY = FeedbackPolarity()
 
 
 def in_history(event: Interaction) -> bool:
-    """Whether ``event`` puts its item in the user's history, what retrieval conditions on: any
-    kind outside ``NOT_ENGAGED_KINDS``, except a rating below ``MIN_HISTORY_RATING``. A rating of
-    exactly 2 is in the history and also turned down (``turned_down``): on MovieLens a low rating
-    still follows a viewing, and dropping such items from the history lost N@10
-    (docs/negative_feedback_probe.py). Either way the item is never recommended to that user."""
-    if event.kind in NOT_ENGAGED_KINDS:
-        return False
-    return not (event.kind == "rating" and event.value is not None and event.value < MIN_HISTORY_RATING)
+    """Whether ``event`` puts its item in the user's history, what retrieval conditions on
+    (``POLARITY.in_history``): any kind outside ``outside_history``, except a rating below
+    ``history_rating``. Either way a turned-down item is never recommended to that user."""
+    return POLARITY.in_history(event)
 
 
 # What an explanation may say of an item in the user's stored history, by the kinds of their
@@ -205,27 +265,21 @@ def cited_as(events: Iterable[Interaction]) -> dict[str, str]:
 
 def reaction(event: Interaction) -> str | None:
     """ "pos" (engaged), "neg" (turned down) or None (no opinion about the item) for one event
-    answering an impression: what training data and the A/B report both count."""
-    if event.kind in ("click", "like") or (event.kind == "rating" and (event.value or 0) >= POSITIVE_RATING):
-        return "pos"
-    if event.kind == "dwell" and (event.value or 0) >= ENGAGED_DWELL_S:
-        return "pos"
-    if event.kind in ("skip", "dislike") or (event.kind == "rating" and (event.value or 5) <= NEGATIVE_RATING):
-        return "neg"
-    return None
+    answering an impression (``POLARITY.reaction``): what training data and the A/B report both
+    count."""
+    return POLARITY.reaction(event)
 
 
 def turned_down(events: Iterable[Interaction]) -> list[str]:
-    """The items whose latest opinion in ``events`` (one user's) is negative: a dislike or a
-    rating of ``NEGATIVE_RATING`` or less, not followed by a like, a click or a higher rating.
-    Muse never shows these to that user again and steers retrieval away from them. A skip is
-    not an opinion of this strength: a skipped item may come back."""
+    """The items whose latest opinion in ``events`` (one user's) turns them down
+    (``POLARITY.turns_item_down``: a dislike or a rating of ``negative_rating`` or less, not
+    followed by a like, a click or a higher rating). Muse never shows these to that user again
+    and steers retrieval away from them."""
     latest: dict[str, bool] = {}
     for e in sorted(events, key=lambda e: e.timestamp):
-        if e.kind == "dislike" or (e.kind == "rating" and e.value is not None and e.value <= NEGATIVE_RATING):
-            latest[e.item_id] = True
-        elif e.kind in ("like", "click", "rating"):  # a rating above NEGATIVE_RATING
-            latest[e.item_id] = False
+        down = POLARITY.turns_item_down(e)
+        if down is not None:
+            latest[e.item_id] = down
     return [i for i, down in latest.items() if down]
 
 
@@ -273,8 +327,8 @@ def _parse_year(value: Any, path: Path, line: int) -> int | None:
         year = int(value)
     except (TypeError, ValueError):
         raise IngestError(path, line, f"bad year {value!r}: expected an integer") from None
-    if not 1800 <= year <= 2200:
-        raise IngestError(path, line, f"year {year} is out of range 1800-2200")
+    if not YEAR_MIN <= year <= YEAR_MAX:
+        raise IngestError(path, line, f"year {year} is out of range {YEAR_MIN}-{YEAR_MAX}")
     return year
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from agent.catalog import NOT_ENGAGED_KINDS, Interaction, Item, in_history
+from agent.catalog import Interaction, Item, in_history
 from agent.config import Settings
 from agent.store import EventStore
 from retrieval.behavior import MIN_SEQUENCE, BehaviorConfig, HybridModel, fit_hybrid
@@ -80,7 +80,8 @@ def build_index(
             f"only {len(usable)} users with {MIN_SEQUENCE}+ items (need {MIN_USERS_TO_FIT}): "
             "serving content and popularity only"
         )
-    popular = recent_popularity([(e.item_id, e.timestamp) for e in events if e.kind not in NOT_ENGAGED_KINDS])
+    # popularity counts what the history counts (catalog.in_history), as onboarding's tiers do
+    popular = recent_popularity([(e.item_id, e.timestamp) for e in events if in_history(e)])
     settings.model_dir.mkdir(parents=True, exist_ok=True)
     (settings.model_dir / "popular.json").write_text(json.dumps(popular))
     Retriever(index, model, popular).write_hybrid(items)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -47,14 +48,13 @@ MIN_Z = 1.645  # one-sided 95%: the paired gain must be this many standard error
 
 
 def paired(current: list[float], candidate: list[float]) -> dict:
-    """Mean per-row gain of the candidate over the current adapter, its standard error and z."""
-    import numpy as np
+    """Mean per-row gain of the candidate over the current adapter, its standard error and z
+    (``report.paired_gain``)."""
+    from agent.evaluation.report import paired_gain
 
-    d = np.asarray(candidate, dtype=np.float64) - np.asarray(current, dtype=np.float64)
-    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
-    mean = float(d.mean()) if len(d) else 0.0
-    z = mean / se if se > 0 else (float("inf") if mean > 0 else 0.0)
-    return {"gain": round(mean, 4), "se": round(se, 4), "z": round(z, 2) if np.isfinite(z) else z}
+    mean, se = paired_gain(current, candidate)
+    z = mean / se if se > 0 else (math.inf if mean > 0 else 0.0)
+    return {"gain": round(mean, 4), "se": round(se, 4), "z": round(z, 2) if math.isfinite(z) else z}
 
 
 def held_out_events(engine, adapters: dict[str, str | None], rows: list[dict]) -> dict:

@@ -321,9 +321,8 @@ def held_out_metrics(
 ) -> dict:
     """N@5, N@10 and R@10 on held-out positions: retrieval order, then the base model and each
     adapter alone and fused with retrieval (same prompts, same candidates)."""
-    from agent.evaluation.rerank_eval import WEIGHT_GRID
     from agent.llm.transformers_engine import TransformersEngine
-    from agent.pipeline.ranker import Ranker, fuse, order
+    from agent.pipeline.ranker import WEIGHT_GRID, Ranker, best_weight, fuse, order
     from retrieval.metrics import ndcg_at, summarize
 
     if not examples:
@@ -342,7 +341,7 @@ def held_out_metrics(
         rows[key] = [order(s) for s in llm]
         # The best fusion weight on these same positions: optimistic, but equally so for every model.
         by_weight = {float(w): [order(fuse(e.scores, s, w)) for e, s in zip(examples, llm)] for w in WEIGHT_GRID}
-        best = max(by_weight, key=lambda w: (np.mean([ndcg_at(r, 10) for r in ranks(by_weight[w])]), -w))
+        best = best_weight(lambda w, fused=by_weight: float(np.mean([ndcg_at(r, 10) for r in ranks(fused[w])])))
         rows[f"{key}_fused"], weights[f"{key}_fused"] = by_weight[best], best
     out = {}
     for name, orders in rows.items():

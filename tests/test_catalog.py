@@ -69,6 +69,7 @@ def test_movielens_latest_small(movielens):
             r"items.jsonl:2: item 'a' conflicts with its earlier row at line 1",
         ),
         ("items.csv", "id,title,year\na,A,nineteen\n", r"items.csv:2: bad year"),
+        ("items.csv", "id,title,year\na,A,2150\n", r"items.csv:2: year 2150 is out of range 1800-2100"),
         (
             "interactions.jsonl",
             '{"user_id": "u", "item_id": "a", "timestamp": "yesterday"}\n',
@@ -178,7 +179,7 @@ def test_each_history_item_is_cited_by_the_strongest_thing_the_user_did():
         Interaction("u", "f", 7.0, "like"),  # a like outranks a click
         Interaction("u", "g", 8.0, "like"),
         Interaction("u", "g", 9.0, "rating", 3.0),  # and a rating outranks a like
-        Interaction("u", "h", 10.0, "rating", 1.0),  # below MIN_HISTORY_RATING: not history
+        Interaction("u", "h", 10.0, "rating", 1.0),  # below POLARITY.history_rating: not history
         Interaction("u", "i", 11.0, "dislike"),
         Interaction("u", "j", 12.0, "impression"),
     ]
@@ -191,3 +192,32 @@ def test_each_history_item_is_cited_by_the_strongest_thing_the_user_did():
         "f": "liked",
         "g": "watched",
     }
+
+
+def test_an_impressions_reaction_is_read_from_the_polarity_table():
+    """Hand-worked (catalog.POLARITY): clicks and likes are for, skips and dislikes against; a
+    rating of 4 and up is for, 2 and down against; a dwell of 30 s and up is for; views, short
+    dwells, middling ratings and thumbs on Muse's texts are no opinion of the item."""
+    from agent.catalog import POLARITY, FeedbackPolarity, reaction
+
+    cases = [
+        ("click", None, "pos"),
+        ("like", None, "pos"),
+        ("skip", None, "neg"),
+        ("dislike", None, "neg"),
+        ("rating", 4.0, "pos"),
+        ("rating", 3.5, None),
+        ("rating", 2.0, "neg"),
+        ("dwell", 30.0, "pos"),
+        ("dwell", 29.0, None),
+        ("view", None, None),
+        ("draft_like", None, None),
+    ]
+    assert [reaction(Interaction("u", "x", 1.0, k, v)) for k, v, _ in cases] == [want for _, _, want in cases]
+    # the table is configuration: a stricter one moves the same events
+    strict = FeedbackPolarity(positive=("like",), engaged_dwell_s=60.0)
+    assert (
+        strict.reaction(Interaction("u", "x", 1.0, "click")) is None
+        and POLARITY.reaction(Interaction("u", "x", 1.0, "click")) == "pos"
+    )
+    assert strict.reaction(Interaction("u", "x", 1.0, "dwell", 45.0)) is None

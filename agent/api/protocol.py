@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from agent.catalog import _ID
+from agent.catalog import _ID, YEAR_MAX, YEAR_MIN
 from agent.pipeline.ranker import CANDIDATES
 
 # OpenAI chat-completion parameters that shape how a model samples text. Muse writes its texts
@@ -116,10 +116,23 @@ Timestamp = Annotated[float, BeforeValidator(_epoch_seconds), Field(ge=0)]
 # ------------------------------------------------------------ recommendations
 
 
+class ErrorDetail(BaseModel):
+    message: str = Field(description="what is wrong, in words a caller can act on")
+    type: str = Field(description="OpenAI's error type: invalid_request_error, not_found, conflict, ...")
+    code: int = Field(description="the HTTP status")
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx answer of Muse: OpenAI's error shape, so OpenAI clients raise with the
+    message (``agent.api.app.error``)."""
+
+    error: ErrorDetail
+
+
 class FiltersIn(Strict):
     categories: list[str] = Field(default_factory=list, max_length=50)
-    year_min: int | None = Field(None, ge=1800, le=2100)
-    year_max: int | None = Field(None, ge=1800, le=2100)
+    year_min: int | None = Field(None, ge=YEAR_MIN, le=YEAR_MAX)
+    year_max: int | None = Field(None, ge=YEAR_MIN, le=YEAR_MAX)
     exclude_ids: list[str] = Field(default_factory=list, max_length=1000)
 
     @model_validator(mode="after")
@@ -263,7 +276,7 @@ class ItemIn(Strict):
     title: str = Field(min_length=1, max_length=300)
     text: str = Field("", max_length=5000)
     categories: list[str] = Field(default_factory=list, max_length=30)
-    year: int | None = Field(None, ge=1800, le=2100)
+    year: int | None = Field(None, ge=YEAR_MIN, le=YEAR_MAX)
     metadata: Annotated[dict[str, Any], BeforeValidator(_finite_json)] = Field(default_factory=dict)
 
 

@@ -29,7 +29,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import random
 import shutil
 import time
@@ -42,6 +41,8 @@ import numpy as np
 
 from agent.catalog import Item
 from agent.evaluation.conversations import Conversation
+from agent.evaluation.report import paired_gain
+from agent.evaluation.report import wilson_interval as wilson
 from agent.knowledge import join_facts, load_facts
 from agent.pipeline.chat import build_ask, read_turns
 from agent.pipeline.people import fold as people_fold
@@ -51,16 +52,6 @@ logger = logging.getLogger(__name__)
 
 KS = (1, 10, 20)
 EXAMPLES = 5  # misreadings kept per field
-
-
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval (Wilson 1927) of a proportion ``hits / n``; (0, 0) for n = 0."""
-    if n == 0:
-        return 0.0, 0.0
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _admitted(c: Constraints, items: Sequence[Item]) -> frozenset[str]:
@@ -365,8 +356,8 @@ def mdd_recall(
     )
     setup.close()
     muse, perfect = np.array(hits["muse"]), np.array(hits["perfect linking + retrieval"])
-    diff = (muse[:, 1] - perfect[:, 1]).astype(float) if len(muse) else np.zeros(0)
-    half = 1.96 * float(diff.std(ddof=1)) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    mean, se = paired_gain(perfect[:, 1].tolist() if len(perfect) else [], muse[:, 1].tolist() if len(muse) else [])
+    half = 1.96 * se
     return {
         "requests": total,
         "mapped": len(requests),
@@ -376,8 +367,8 @@ def mdd_recall(
         "facts": setup.joined.summary(),
         "task3": people,
         "muse_minus_perfect_R@10": {
-            "mean": round(float(diff.mean()) if len(diff) else 0.0, 4),
-            "ci": [round(float(diff.mean()) - half, 4), round(float(diff.mean()) + half, 4)] if len(diff) else [0, 0],
+            "mean": round(mean, 4),
+            "ci": [round(mean - half, 4), round(mean + half, 4)] if len(muse) else [0, 0],
         },
         "linking": {
             "precision": round(linked[0] / max(linked[1], 1), 4),
@@ -492,7 +483,7 @@ def rerank_probe(engine, plans: Sequence[tuple], adapter: str | None = None) -> 
     the retrieval scores at each weight of ``WEIGHTS``. The weight is chosen on the first half of
     ``plans`` (R@10, then N@10) and reported on the second: ``{"chosen_weight", "choose": {w:
     metrics}, "held_out": {w: metrics}, "n"}``. Weight 0 is retrieval order exactly."""
-    from agent.pipeline.ranker import CANDIDATES, Ranker, fuse, order
+    from agent.pipeline.ranker import CANDIDATES, Ranker, best_weight, fuse, order
     from retrieval.metrics import rank_of, recall_at, summarize
 
     plans = [p for p in plans if len(p[2]) == CANDIDATES]
@@ -512,7 +503,7 @@ def rerank_probe(engine, plans: Sequence[tuple], adapter: str | None = None) -> 
             m = summarize(part)
             m["R@1"] = sum(recall_at(r, 1) for r in part) / len(part)
             tables[name][str(w)] = {k: round(m[k], 4) for k in ("R@1", "R@10", "N@10")}
-    chosen = max(WEIGHTS, key=lambda w: (tables["choose"][str(w)]["R@10"], tables["choose"][str(w)]["N@10"], -w))
+    chosen = best_weight(lambda w: (tables["choose"][str(w)]["R@10"], tables["choose"][str(w)]["N@10"]), WEIGHTS)
     return {
         "n": len(plans),
         "adapter": adapter,

@@ -174,6 +174,22 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def paired_gain(base: Sequence[float], other: Sequence[float]) -> tuple[float, float]:
+    """The one paired comparison: the mean per-row gain of ``other`` over ``base`` (the same rows,
+    users or requests, in the same order) and its standard error (the gains' sample standard
+    deviation over sqrt(n); 0.0 for fewer than two rows; (0.0, 0.0) for none). Raises
+    ``ValueError`` when the two lengths differ."""
+    if len(base) != len(other):
+        raise ValueError(f"paired rows differ in number: {len(base)} and {len(other)}")
+    n = len(base)
+    if n == 0:
+        return 0.0, 0.0
+    gains = [b - a for a, b in zip(base, other, strict=True)]
+    mean = sum(gains) / n
+    se = math.sqrt(sum((g - mean) ** 2 for g in gains) / (n - 1) / n) if n > 1 else 0.0
+    return mean, se
+
+
 def write_ab_report(arms: dict[str, dict], folder: Path) -> Path:
     """``folder/index.html`` and ``folder/result.json`` for ``muse finetune ab-report``: the
     engagement rate of each arm with its 95% Wilson interval."""

@@ -25,15 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.evaluation.report import paired_gain
 from agent.evaluation.retrieval_eval import UserCandidates, fit_for_validation, refit_for_test, retrieve_all
 from agent.llm.engine import Engine
-from agent.pipeline.ranker import PromptConfig, Ranker, RankRequest, fuse, order
+from agent.pipeline.ranker import PromptConfig, Ranker, RankRequest, best_weight, fuse, order
 from retrieval.metrics import ndcg_at, summarize
 from retrieval.split import Split
 
 logger = logging.getLogger(__name__)
 
-WEIGHT_GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
 Z_GAIN = 1.645  # one-sided 95%: the rule `muse finetune promote` applies to a new adapter
 
 
@@ -77,17 +77,13 @@ def fused_orders(users, llm: dict[int, np.ndarray], weight: float) -> dict[int, 
 
 
 def choose_weight(users, llm: dict[int, np.ndarray]) -> float:
-    """The fusion weight with the best N@10 (ties: the smaller weight, nearer retrieval order)."""
-    best, best_w = -1.0, 0.0
-    for w in WEIGHT_GRID:
-        value = float(
-            np.mean(
-                [ndcg_at(r, 10) for r in ranks_after(users, fused_orders(users, llm, w)) if r is not None] or [0.0]
-            )
-        )
-        if value > best + 1e-12:
-            best, best_w = value, float(w)
-    return best_w
+    """The fusion weight with the best N@10 (``ranker.best_weight``: ties to the smaller weight)."""
+
+    def n_at_10(w: float) -> float:
+        ranks = ranks_after(users, fused_orders(users, llm, w))
+        return round(float(np.mean([ndcg_at(r, 10) for r in ranks if r is not None] or [0.0])), 12)
+
+    return best_weight(n_at_10)
 
 
 def validated_weight(users, llm: dict[int, np.ndarray]) -> tuple[float, dict]:
@@ -98,13 +94,11 @@ def validated_weight(users, llm: dict[int, np.ndarray]) -> tuple[float, dict]:
     valid = list(llm)
     base = ranks_after(users, {n: list(range(len(users[n].candidates))) for n in valid})
     fused = ranks_after(users, fused_orders(users, llm, best))
-    gains = np.array([ndcg_at(fused[n], 10) - ndcg_at(base[n], 10) for n in valid])
-    mean = float(gains.mean()) if len(gains) else 0.0
-    se = float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else 0.0
+    mean, se = paired_gain([ndcg_at(base[n], 10) for n in valid], [ndcg_at(fused[n], 10) for n in valid])
     kept = best > 0 and mean > 0 and mean >= Z_GAIN * se
     evidence = {
         "best_weight": best,
-        "users": len(gains),
+        "users": len(valid),
         "gain_mean": round(mean, 5),
         "gain_se": round(se, 5),
         "rule": f"best weight kept if gain >= {Z_GAIN} standard errors, else 0",

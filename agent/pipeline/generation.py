@@ -356,14 +356,16 @@ class TextPlan:
         return n, kind
 
     def prompts(self, n: int) -> dict[str, dict]:
-        """Pick ``n``'s texts with the prompt and start that asked for each (what a rating of
-        the text trains on)."""
+        """Pick ``n``'s texts, each with the prompt and start the engine was given for it (system
+        turn, worked examples, request: what a rating of the text trains on). A text the model
+        was not asked for (a template) carries the prompt it would have been asked with."""
+        jobs = dict(zip(self.keys, self.jobs, strict=True))
         out = {}
         for kind in KINDS:
-            messages, start = text_prompt(self.evidence[n], kind)
+            job = jobs.get((n, kind)) or text_job(self.evidence[n], kind, self.categories)
             out[kind] = {
-                "prompt": messages,
-                "prefix": start,
+                "prompt": job.messages,
+                "prefix": job.prefix,
                 "text": getattr(self.texts[n], kind),
                 "source": self.texts[n].outcomes[kind],
             }

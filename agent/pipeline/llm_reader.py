@@ -24,6 +24,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from agent.catalog import YEAR_MAX, YEAR_MIN
 from agent.pipeline.prompts import render
 from agent.pipeline.reader import MAX_COUNT, Mention, Vocabulary, _Turn
 
@@ -81,7 +82,7 @@ class TurnFormat:
             return {"type": "array", "items": {"enum": list(values)}, "maxItems": len(values), "uniqueItems": True}
 
         titles = {"type": "array", "items": {"type": "string", "maxLength": 120}, "maxItems": MAX_TITLES}
-        year = {"type": ["integer", "null"], "minimum": 1850, "maximum": 2100}
+        year = {"type": ["integer", "null"], "minimum": YEAR_MIN, "maximum": YEAR_MAX}
         props: dict[str, Any] = {key: titles for key in SENTIMENT_KEYS}
         props |= {"genres": listed(self.genres), "not_genres": listed(self.genres), "year_min": year, "year_max": year}
         for name, values in self.fields.items():
@@ -182,7 +183,7 @@ def _strings(value: Any) -> list[str]:
 
 
 def _year(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and 1850 <= value <= 2100 else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and YEAR_MIN <= value <= YEAR_MAX else None
 
 
 def _minutes(value: Any) -> float | None:

@@ -1,12 +1,15 @@
-"""Jinja2 templates from the top-level ``prompts/`` folder, rendered strictly: a variable the
-template names but the caller did not pass is an error, not an empty string."""
+"""Jinja2 templates of the ``prompts`` package (the top-level ``prompts/`` folder, installed with
+Muse as package data), rendered strictly: a variable the template names but the caller did not
+pass is an error, not an empty string."""
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+import prompts
+
+PROMPTS_DIR = Path(prompts.__file__).resolve().parent
 
 
 @cache

@@ -15,7 +15,7 @@ PGAI@CIKM 2023.
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +112,18 @@ def fuse(retrieval: Sequence[float], llm: Sequence[float], weight: float) -> np.
 def order(scores: Sequence[float]) -> list[int]:
     """Candidate positions, best first; ties keep retrieval order (a stable sort)."""
     return [int(i) for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")]
+
+
+# The fusion weights a search tries: 0 (retrieval order) to 1 (the LLM's order) in steps of 0.05.
+WEIGHT_GRID = tuple(round(0.05 * i, 2) for i in range(21))
+
+
+def best_weight(metric: Callable[[float], float | tuple], weights: Iterable[float] = WEIGHT_GRID) -> float:
+    """The one fusion-weight search: the weight of ``weights`` whose ``metric(weight)`` (a number,
+    or a tuple compared in order) is highest; a tie goes to the smaller weight, nearer
+    retrieval order. Used wherever a weight is chosen (the rerank eval, the chat eval, the
+    ranker trainer's held-out report)."""
+    return float(max(weights, key=lambda w: (metric(w), -w)))
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Schema-driven fuzzing of the HTTP API (schemathesis over Muse's own OpenAPI document): for
-every operation, generated requests never get a 5xx, and every 4xx carries a message that says
-what is wrong. Both kinds of input: valid by the schema (``positive``) and deliberately invalid
+every operation, generated requests never get a 5xx, every 4xx carries a message that says
+what is wrong, and every status answered is one the operation declares in the document. Both
+kinds of input: valid by the schema (``positive``) and deliberately invalid
 (``negative``). Bounded (``MAX_EXAMPLES`` per operation and kind) so CI can run it; a real
 uvicorn server on a copy of the demo catalog, no LLM (texts are templates)."""
 
@@ -68,6 +69,14 @@ def test_no_server_error_and_every_client_error_says_what_is_wrong(api_schema, m
         except Unsatisfiable:  # no invalid request exists for a route without a body or constrained parameters
             assert mode == GenerationMode.NEGATIVE and operation.method.upper() in ("GET", "DELETE"), operation
     print(mode.value, {k: sorted(v) for k, v in seen.items()})
+    paths = api_schema.raw_schema["paths"]
+    declared = {
+        f"{m.upper()} {path}": {int(c) for c in op["responses"]}
+        for path, ops in paths.items()
+        for m, op in ops.items()
+    }
+    undeclared = {label: sorted(codes - declared[label]) for label, codes in seen.items()}
+    assert not any(undeclared.values()), f"answered but not declared in the OpenAPI document: {undeclared}"
     assert {"POST /v1/recommendations", "POST /v1/feedback", "POST /v1/chat/completions", "POST /v1/items"} <= set(
         seen
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.evaluation.report import DIGITS, wilson_interval, write_ab_report, write_eval_report
+from agent.evaluation.report import DIGITS, paired_gain, wilson_interval, write_ab_report, write_eval_report
 
 METRICS = {"N@10": 0.0941, "R@10": 0.1672, "M@10": 0.0719, "N@20": 0.1095, "R@20": 0.2295}
 
@@ -126,3 +126,13 @@ def test_rerank_report_puts_the_ranker_beside_retrieval_order(tmp_path):
               "splits": {"test": {"rows": rows}}}  # fmt: skip
     html_file = write_eval_report(result, tmp_path / "rerank")
     check_self_contained_and_equal(html_file, {"accuracy": {n: r["all_users"] for n, r in rows.items()}})
+
+
+def test_paired_gain_by_hand():
+    # gains 1, 0, 2: mean 1, sample sd 1, se 1 / sqrt(3)
+    mean, se = paired_gain([0.0, 1.0, 0.0], [1.0, 1.0, 2.0])
+    assert mean == pytest.approx(1.0) and se == pytest.approx(1 / 3**0.5)
+    assert paired_gain([0.5], [0.7]) == (pytest.approx(0.2), 0.0)  # one row: no spread to measure
+    assert paired_gain([], []) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="differ in number: 2 and 1"):
+        paired_gain([0.0, 1.0], [1.0])

@@ -118,6 +118,17 @@ def test_jobs_only_where_the_model_has_facts_to_write_from():
     assert all(t.outcomes == {"explanation": "template", "draft": "template"} for t in plan.texts)
 
 
+def test_the_logged_prompt_is_the_prompt_the_engine_was_given():
+    plan = TextPlan([Evidence(RONIN, [HEAT]), Evidence(TOY, [])], CATALOG, CATEGORIES)
+    asked = plan.prompts(0)["explanation"]
+    assert asked["prompt"] == plan.jobs[0].messages and asked["prefix"] == plan.jobs[0].prefix
+    assert "assistant" in [m["role"] for m in asked["prompt"]]  # the worked examples the engine saw
+    # pick 1 has no history: its explanation stays a template, logged with the prompt it would have had
+    assert (1, "explanation") not in plan.keys
+    template = plan.prompts(1)["explanation"]
+    assert template["source"] == "template" and template["prompt"][:-1] == plan.jobs[0].messages[:-1]
+
+
 @pytest.mark.parametrize(
     ("kind", "continuation", "complete", "outcome"),
     [

@@ -188,3 +188,16 @@ def test_the_fusion_weight_is_kept_only_when_validation_says_it_helps(tmp_path):
     assert (
         fusion_weight_of(adapter) == 0.55 and json.loads((adapter / "manifest.json").read_text())["kind"] == "ranker"
     )
+
+
+def test_the_weight_search_takes_the_best_metric_and_breaks_ties_toward_retrieval_order():
+    """Hand-worked (ranker.best_weight): the highest metric wins; equal metrics go to the
+    smaller weight; a tuple metric compares its parts in order."""
+    from agent.pipeline.ranker import WEIGHT_GRID, best_weight
+
+    assert WEIGHT_GRID[0] == 0.0 and WEIGHT_GRID[-1] == 1.0 and len(WEIGHT_GRID) == 21
+    assert best_weight(lambda w: -abs(w - 0.3)) == 0.3
+    assert best_weight(lambda w: 1.0 if w >= 0.5 else 0.0) == 0.5  # a plateau: its smallest weight
+    assert best_weight(lambda w: 0.0) == 0.0  # nothing helps: retrieval order
+    by_weight = {0.0: (0.1, 0.5), 0.5: (0.2, 0.1), 1.0: (0.2, 0.3)}
+    assert best_weight(by_weight.__getitem__, by_weight) == 1.0  # R@10 tied, N@10 decides
