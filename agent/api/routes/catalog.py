@@ -11,7 +11,7 @@ from agent.catalog import Item
 router = APIRouter(tags=["catalog"])
 
 
-@router.post("/v1/items", responses=errors(403, 413, 422))
+@router.post("/v1/items", responses=errors(400, 403, 413, 422))
 def upsert_items(body: ItemsRequest, agent: AgentDep, _: AdminDep) -> dict:
     """Add or replace items; they are embedded and searchable when the call returns."""
     items = [Item(i.id, i.title, i.text, tuple(i.categories), i.year, i.metadata) for i in body.items]
