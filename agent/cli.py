@@ -99,8 +99,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.url:
         return _recommend_via_service(args)
     from agent.catalog import turned_down
-    from agent.indexing import load_retriever, user_sequences
+    from agent.indexing import load_retriever
     from agent.store import open_store
+    from agent.store.history import user_sequences
 
     settings = _settings()
     store = open_store(settings.store_url)
@@ -543,9 +544,9 @@ def cmd_finetune_build_data(args: argparse.Namespace) -> int:
 def cmd_finetune_train(args: argparse.Namespace) -> int:
     from finetune.feedback_train import config_from_args, train
 
-    cfg = config_from_args(list(args.options), _settings())
-    folder = train(cfg)
-    print(json.dumps({"adapter": cfg.name, "path": str(folder)}))
+    job, cfg = config_from_args(list(args.options), _settings())
+    folder = train(job, cfg)
+    print(json.dumps({"adapter": job.name, "path": str(folder)}))
     return 0
 
 
@@ -559,7 +560,10 @@ def cmd_finetune_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_loop_simulate(args: argparse.Namespace) -> int:
-    from finetune.loop import LoopConfig, simulate
+    from transformers import HfArgumentParser
+
+    from finetune.feedback_train import FeedbackTrainConfig
+    from finetune.loop import ROUND_TRAINING, LoopConfig, simulate
 
     settings = _settings()
     start = (
@@ -567,6 +571,10 @@ def cmd_loop_simulate(args: argparse.Namespace) -> int:
     )
     if start and "/" not in start:  # a registered name
         start = str(settings.adapters_dir / start)
+    # Each round's training takes `muse finetune train`'s options (--method, --learning_rate, ...).
+    training_options = HfArgumentParser(FeedbackTrainConfig)
+    training_options.set_defaults(**ROUND_TRAINING, dtype=settings.llm_dtype)
+    (training,) = training_options.parse_args_into_dataclasses(list(args.options))
     cfg = LoopConfig(
         data=args.data,
         work_dir=args.work_dir or settings.data_dir / "loop",
@@ -576,11 +584,8 @@ def cmd_loop_simulate(args: argparse.Namespace) -> int:
         users=args.users,
         shown=args.shown,
         unseen=args.unseen,
-        method=args.method,
-        learning_rate=args.learning_rate,
-        max_steps=args.max_steps,
         seed=args.seed,
-        dtype=resolve_dtype(settings.llm_dtype),
+        training=training,
     )
     result = simulate(cfg)
     if args.json:
@@ -830,7 +835,12 @@ def _add_loop_commands(sub) -> None:
     """Muse loop simulate."""
     p = sub.add_parser("loop", help="the feedback loop, measured")
     loop = p.add_subparsers(dest="loop_command", required=True)
-    p = loop.add_parser("simulate", help="replay dataset users through recommend -> feedback -> train -> eval")
+    p = loop.add_parser(
+        "simulate",
+        help="replay dataset users through recommend -> feedback -> train -> eval",
+        description="each round's training also takes `muse finetune train`'s options (--method, --learning_rate, "
+        "--max_steps, ...; see `python -m finetune.feedback_train --help`); defaults: sft, learning rate 5e-4",
+    )
     p.add_argument("--data", type=Path, required=True, help="dataset folder (e.g. ml-latest-small)")
     p.add_argument("--rounds", type=int, default=2, help="feedback rounds after round 0")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -839,9 +849,6 @@ def _add_loop_commands(sub) -> None:
     p.add_argument("--users", type=int, default=0, help="simulate this many users (0: all)")
     p.add_argument("--shown", type=int, default=10, help="items shown per impression")
     p.add_argument("--unseen", type=int, default=16, help="last training items the serving retriever never saw")
-    p.add_argument("--method", default="sft", choices=["sft", "dpo", "kto"], help="how each round trains")
-    p.add_argument("--learning-rate", type=float, default=5e-4)
-    p.add_argument("--max-steps", type=int, default=-1, help="cap on training steps per round")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_loop_simulate)
 
@@ -909,7 +916,7 @@ def main(argv: list[str] | None = None) -> int:
     log_to_stderr()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if getattr(args, "func", None) is cmd_finetune_train:  # its options belong to FeedbackTrainConfig
+    if getattr(args, "func", None) in (cmd_finetune_train, cmd_loop_simulate):  # options of FeedbackTrainConfig
         args.options = unknown
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")

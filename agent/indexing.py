@@ -14,34 +14,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from agent.catalog import Interaction, Item, in_history
+from agent.catalog import Item, in_history
 from agent.config import Settings
 from agent.store import EventStore
-from retrieval.behavior import MIN_SEQUENCE, BehaviorConfig, HybridModel, fit_hybrid
+from agent.store.history import user_sequences
+from retrieval.hybrid import MIN_SEQUENCE, HybridConfig, HybridModel, fit_hybrid
 from retrieval.index import ItemIndex, chroma_client
 from retrieval.retriever import Retriever, recent_popularity
 
 logger = logging.getLogger(__name__)
 
 MIN_USERS_TO_FIT = 5
-
-
-def user_sequences(events: list[Interaction]) -> dict[str, list[str]]:
-    """Each user's history (``catalog.in_history``): item ids in time order, first occurrence kept."""
-    by_user: dict[str, list[tuple[float, int, str]]] = {}
-    for n, e in enumerate(events):
-        if not in_history(e):
-            continue
-        by_user.setdefault(e.user_id, []).append((e.timestamp, n, e.item_id))
-    out = {}
-    for user, rows in by_user.items():
-        seen: set[str] = set()
-        out[user] = [i for _, _, i in sorted(rows) if not (i in seen or seen.add(i))]
-    return out
-
-
-def history_of(store: EventStore, user_id: str) -> list[str]:
-    return user_sequences(store.history(user_id)).get(user_id, [])
 
 
 def embed_catalog(index: ItemIndex, items: list[Item]) -> int:
@@ -59,7 +42,7 @@ def open_index(settings: Settings) -> ItemIndex:
 def build_index(
     store: EventStore,
     settings: Settings,
-    config: BehaviorConfig | None = None,
+    config: HybridConfig | None = None,
 ) -> dict:
     items = store.items()
     if not items:

@@ -62,7 +62,7 @@ def main() -> None:
     from finetune.feedback_data import held_out_pairs
     from finetune.rank_data import MIN_HISTORY, build_examples, guard_examples
     from finetune.rank_sft import top_layers_lora
-    from retrieval.behavior import HybridModel, fit_hybrid
+    from retrieval.hybrid import HybridModel, fit_hybrid
     from retrieval.metrics import ndcg_at
 
     torch.manual_seed(args.seed)

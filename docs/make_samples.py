@@ -18,7 +18,7 @@ def main() -> None:
     from agent.indexing import load_retriever
     from agent.llm.session import open_engine
     from agent.pipeline.generation import template_draft, template_explanation
-    from agent.pipeline.service import Ask, MuseAgent
+    from agent.pipeline.recommender import Ask, MuseAgent
     from agent.store import SQLiteStore
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

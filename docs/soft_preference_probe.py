@@ -18,7 +18,7 @@ from agent.evaluation import conversations as gen
 from agent.indexing import build_index, load_retriever
 from agent.pipeline import preferences
 from agent.pipeline.chat import build_ask, read_turns
-from agent.pipeline.service import MuseAgent
+from agent.pipeline.recommender import MuseAgent
 from agent.store import SQLiteStore
 
 DEMO = Path(__file__).resolve().parents[1] / "agent" / "data"

@@ -29,6 +29,21 @@ class LoRATrainConfig:
     max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (-1: epochs decide)"})
     save_steps: int = field(default=25, metadata={"help": "checkpoint every N steps (resume point)"})
     seed: int = field(default=0, metadata={"help": "seed of sampling, shuffling and training"})
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "dtype of the base weights in training; auto = bfloat16 where the CPU or GPU "
+            "computes it natively, else float32 (agent.llm.hardware.resolve_dtype)"
+        },
+    )
+
+    def torch_dtype(self):
+        """``dtype`` as a ``torch.dtype`` (``auto`` resolved for this machine)."""
+        import torch
+
+        from agent.llm.hardware import resolve_dtype
+
+        return getattr(torch, resolve_dtype(self.dtype))
 
     def training_arguments(self) -> dict:
         """The keyword arguments of ``TrainingArguments`` these knobs set, with Muse's CPU

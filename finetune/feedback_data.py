@@ -41,8 +41,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from agent.catalog import TEXT_RATING_KINDS, Impression, Interaction, Item, reaction
-from agent.indexing import user_sequences
 from agent.pipeline.ranker import LABELS, PromptConfig, RankRequest, rank_conversation
+from agent.store.history import user_sequences
 
 
 class LeakError(AssertionError):

@@ -4,8 +4,10 @@ The data is a ``muse finetune build-data`` folder. The new adapter starts from a
 registered adapter, by default the one serving now) or, with ``--parent none``, from a fresh
 LoRA on the base model. It is written into the adapter registry under a new name, with a
 ``manifest.json`` (parent, data hash, config, training figures); nothing is written there
-until training has finished. Checkpoints go to ``work_dir`` and a restarted run resumes from
-the newest one.
+until training has finished. Checkpoints go to ``--output_dir`` (default DATA/runs/NAME) and a
+restarted run resumes from the newest one. ``FeedbackJob`` says what to learn from and where the
+adapter goes; ``FeedbackTrainConfig`` how (the shared LoRA/trainer knobs of
+``finetune.base_config.LoRATrainConfig`` plus the method's own).
 
 - ``sft``: cross-entropy over the candidate labels only (``rank_sft``'s loss), the engaged
   item's label as the target.
@@ -30,13 +32,12 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agent.llm import registry
-from agent.llm.hardware import resolve_dtype
 from agent.llm.registry import read_manifest
-from finetune.base_config import train_resuming
+from finetune.base_config import LoRATrainConfig, train_resuming
 from finetune.manifest import training_manifest
 
 logger = logging.getLogger(__name__)
@@ -45,8 +46,9 @@ METHODS = ("sft", "dpo", "kto")
 
 
 @dataclass
-class FeedbackTrainConfig:
-    method: str = field(metadata={"help": "sft (label loss on engaged items), dpo (engaged over skipped) or kto"})
+class FeedbackJob:
+    """What one `muse finetune train` run learns from and where its adapter goes."""
+
     data: Path = field(metadata={"help": "a `muse finetune build-data` folder"})
     name: str = field(metadata={"help": "registry name of the new adapter (must be new)"})
     registry: Path = field(metadata={"help": "the adapter registry (default: MUSE_ADAPTERS_DIR)"})
@@ -56,48 +58,46 @@ class FeedbackTrainConfig:
             "help": "registered adapter to start from; 'current': the serving ranker adapter; 'none': a fresh LoRA"
         },
     )
-    model_dir: Path | None = field(default=None, metadata={"help": "base checkpoint; default: the packaged model"})
-    work_dir: Path | None = field(
-        default=None, metadata={"help": "checkpoints (resume point); default DATA/runs/NAME"}
-    )
-    learning_rate: float = field(default=3e-4, metadata={"help": "peak learning rate (linear decay)"})
-    batch_size: int = field(default=8, metadata={"help": "rows per step"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over the rows"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (-1: epochs decide)"})
-    warmup_steps: int = field(default=5, metadata={"help": "linear warm-up steps"})
-    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps"})
-    beta: float = field(default=0.1, metadata={"help": "DPO/KTO: strength of the pull towards the reference"})
-    lora_r: int = field(default=16, metadata={"help": "fresh adapters only: LoRA rank"})
-    top_layers: int = field(default=10, metadata={"help": "fresh adapters only: LoRA on the top N layers"})
-    dtype: str = field(
-        default="auto",
-        metadata={
-            "help": "training dtype of the base weights; auto = bfloat16 "
-            "where the hardware computes it natively, else float32"
-        },
-    )
-    seed: int = field(default=0, metadata={"help": "seed of shuffling and initialisation"})
 
-    def resolve(self, current: str | None) -> FeedbackTrainConfig:
-        """``parent`` 'current' -> the serving ranker adapter, 'none' -> None."""
+    def resolve(self, current: str | None) -> FeedbackJob:
+        """``parent`` 'current' -> the serving ranker adapter ``current``, 'none' -> None."""
         if self.parent == "current":
             self.parent = current
         elif self.parent in ("none", ""):
             self.parent = None
         return self
 
-    def check(self) -> None:
-        """Fail before any work on what can be told up front."""
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
-        if not (Path(self.data) / f"{self.method}_train.jsonl").exists():
-            raise ValueError(f"{self.data} has no {self.method}_train.jsonl: run `muse finetune build-data` first")
-        if not self.name or "/" in self.name or self.name.startswith("."):
-            raise ValueError(f"bad adapter name {self.name!r}")
-        if (Path(self.registry) / self.name).exists():
-            raise ValueError(f"adapter {self.name!r} already exists in {self.registry}; pick a new name")
-        if self.parent and not (Path(self.registry) / self.parent / "adapter_config.json").exists():
-            raise ValueError(f"parent adapter {self.parent!r} is not registered in {self.registry}")
+
+@dataclass(kw_only=True)
+class FeedbackTrainConfig(LoRATrainConfig):
+    """How a feedback adapter is trained: the method and its own knobs; the LoRA and trainer
+    knobs are ``LoRATrainConfig``'s (LoRA rank, layers and dropout apply to a fresh adapter only:
+    a child keeps its parent's layout)."""
+
+    method: str = field(
+        default="sft", metadata={"help": "sft (label loss on engaged items), dpo (engaged over skipped) or kto"}
+    )
+    output_dir: Path | None = field(
+        default=None, metadata={"help": "checkpoints (the resume point); default DATA/runs/NAME"}
+    )
+    learning_rate: float = field(default=3e-4, metadata={"help": "peak learning rate (linear decay)"})
+    warmup_steps: int = field(default=5, metadata={"help": "linear warm-up steps"})
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (resume point)"})
+    beta: float = field(default=0.1, metadata={"help": "DPO/KTO: strength of the pull towards the reference"})
+
+
+def check(job: FeedbackJob, cfg: FeedbackTrainConfig) -> None:
+    """Fail before any work on what can be told up front. Raises ``ValueError`` saying what is wrong."""
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown method {cfg.method!r}; expected one of {', '.join(METHODS)}")
+    if not (Path(job.data) / f"{cfg.method}_train.jsonl").exists():
+        raise ValueError(f"{job.data} has no {cfg.method}_train.jsonl: run `muse finetune build-data` first")
+    if not job.name or "/" in job.name or job.name.startswith("."):
+        raise ValueError(f"bad adapter name {job.name!r}")
+    if (Path(job.registry) / job.name).exists():
+        raise ValueError(f"adapter {job.name!r} already exists in {job.registry}; pick a new name")
+    if job.parent and not (Path(job.registry) / job.parent / "adapter_config.json").exists():
+        raise ValueError(f"parent adapter {job.parent!r} is not registered in {job.registry}")
 
 
 def sft_rows(rows: list[dict], tokenizer, label_ids: dict[str, int]) -> list[dict]:
@@ -112,99 +112,103 @@ def sft_rows(rows: list[dict], tokenizer, label_ids: dict[str, int]) -> list[dic
     return out
 
 
-def _model(cfg: FeedbackTrainConfig, model_dir: Path):
-    """The base model with the parent adapter (trainable), or the base alone plus a LoRA config."""
-    import torch
+def load_rows(job: FeedbackJob, method: str):
+    """The method's training rows of the build-data folder (a ``datasets.Dataset``; the
+    ``user_id`` column, kept there for forget-me, dropped: the model never sees who it was) and
+    the folder's ``report.json`` ({} when absent). Raises ``ValueError`` when there are none."""
+    from datasets import load_dataset
+
+    data = Path(job.data)
+    report = json.loads((data / "report.json").read_text()) if (data / "report.json").exists() else {}
+    rows = load_dataset("json", data_files=str(data / f"{method}_train.jsonl"), split="train")
+    if len(rows) == 0:
+        raise ValueError(f"{data / f'{method}_train.jsonl'} is empty: no feedback of that kind yet")
+    if "user_id" in rows.column_names:
+        rows = rows.remove_columns("user_id")
+    return rows, report
+
+
+def load_model(job: FeedbackJob, cfg: FeedbackTrainConfig, model_dir: Path):
+    """``(model, peft_config)``: the base model with the parent adapter loaded trainable (no
+    config: the parent's layout is kept), or the base alone and a fresh top-layers LoRA config."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from finetune.rank_sft import top_layers_lora
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, resolve_dtype(cfg.dtype)))
-    if cfg.parent:
-        return PeftModel.from_pretrained(model, Path(cfg.registry) / cfg.parent, is_trainable=True), None
-    return model, top_layers_lora(model_dir, cfg.lora_r, 2 * cfg.lora_r, 0.05, cfg.top_layers)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=cfg.torch_dtype())
+    if job.parent:
+        return PeftModel.from_pretrained(model, Path(job.registry) / job.parent, is_trainable=True), None
+    return model, top_layers_lora(model_dir, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.top_layers)
 
 
-def train(cfg: FeedbackTrainConfig) -> Path:
-    """Train and register the adapter; returns its registry folder."""
-    import torch
-    from datasets import Dataset, load_dataset
-    from transformers import AutoTokenizer
-
-    from agent.llm.engine import single_token_ids
-    from agent.llm.model_files import ensure_checkpoint
-    from agent.pipeline.ranker import LABELS
-
-    cfg.check()
-    started = time.perf_counter()
-    data = Path(cfg.data)
-    report = json.loads((data / "report.json").read_text()) if (data / "report.json").exists() else {}
-    rows = load_dataset("json", data_files=str(data / f"{cfg.method}_train.jsonl"), split="train")
-    if len(rows) == 0:
-        raise ValueError(f"{data / f'{cfg.method}_train.jsonl'} is empty: no feedback of that kind yet")
-    if "user_id" in rows.column_names:  # kept for forget-me; the model never sees who it was
-        rows = rows.remove_columns("user_id")
-    model_dir = Path(cfg.model_dir) if cfg.model_dir else ensure_checkpoint()
-    work = Path(cfg.work_dir) if cfg.work_dir else data / "runs" / cfg.name
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model, lora = _model(cfg, model_dir)
-    common = {
-        "output_dir": str(work / "checkpoints"),
-        "per_device_train_batch_size": cfg.batch_size,
-        "learning_rate": cfg.learning_rate,
-        "lr_scheduler_type": "linear",
-        "warmup_steps": cfg.warmup_steps,
-        "num_train_epochs": cfg.epochs,
-        "max_steps": cfg.max_steps,
-        "save_steps": cfg.save_steps,
-        "save_total_limit": 2,
-        "logging_steps": 10,
-        "seed": cfg.seed,
-        "report_to": "none",
-        "bf16": False,  # TRL's default bf16 autocast fails on CPU
-        "gradient_checkpointing": False,  # keeps the backward pass above the lowest LoRA layer
-        "use_cpu": not torch.cuda.is_available(),
-    }
-    logger.info(f"{cfg.method}: {len(rows)} rows from {data}, starting from {cfg.parent or 'a fresh LoRA'}")
+def method_trainer(cfg: FeedbackTrainConfig, model, lora, tokenizer, rows):
+    """The trainer of ``cfg.method`` over ``rows``: ``sft`` the label-only loss of
+    ``rank_sft.label_trainer_class``; ``dpo`` and ``kto`` TRL's ``DPOTrainer`` / ``KTOTrainer``."""
+    args = cfg.training_arguments()
     if cfg.method == "sft":
+        from datasets import Dataset
         from trl import SFTConfig
 
+        from agent.llm.engine import single_token_ids
+        from agent.pipeline.ranker import LABELS
         from finetune.rank_sft import label_trainer_class
 
         labels = dict(zip(LABELS, single_token_ids(tokenizer, LABELS)))
-        dataset = Dataset.from_list(sft_rows(list(rows), tokenizer, labels))
-        trainer = label_trainer_class()(
+        return label_trainer_class()(
             model=model,
-            args=SFTConfig(**common, max_length=None, dataloader_drop_last=False),
-            train_dataset=dataset,
+            args=SFTConfig(**args, max_length=None),
+            train_dataset=Dataset.from_list(sft_rows(list(rows), tokenizer, labels)),
             processing_class=tokenizer,
             peft_config=lora,
             label_ids=list(labels.values()),
         )
-    elif cfg.method == "dpo":
-        from trl import DPOConfig, DPOTrainer
-
-        trainer = DPOTrainer(
-            model=model,
-            args=DPOConfig(**common, beta=cfg.beta),
-            train_dataset=rows,
-            processing_class=tokenizer,
-            peft_config=lora,
-        )
+    if cfg.method == "dpo":
+        from trl import DPOConfig as MethodConfig
+        from trl import DPOTrainer as MethodTrainer
     else:
-        from trl import KTOConfig, KTOTrainer
+        from trl import KTOConfig as MethodConfig
+        from trl import KTOTrainer as MethodTrainer
+    return MethodTrainer(
+        model=model,
+        args=MethodConfig(**args, beta=cfg.beta),
+        train_dataset=rows,
+        processing_class=tokenizer,
+        peft_config=lora,
+    )
 
-        trainer = KTOTrainer(
-            model=model,
-            args=KTOConfig(**common, beta=cfg.beta),
-            train_dataset=rows,
-            processing_class=tokenizer,
-            peft_config=lora,
-        )
-    result = train_resuming(trainer, common["output_dir"])
 
-    parent_manifest = read_manifest(Path(cfg.registry) / cfg.parent) if cfg.parent else {}
+def register(trainer, registry: Path, name: str, manifest: dict) -> Path:
+    """Save the trained adapter and its manifest as ``registry/name``: written under a hidden
+    name, then renamed, so a crash leaves no half entry. Returns the entry's folder."""
+    partial = Path(registry) / f".{name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    trainer.model.save_pretrained(partial, selected_adapters=["default"])  # not TRL's "ref" copy
+    (partial / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    final = Path(registry) / name
+    partial.replace(final)
+    return final
+
+
+def train(job: FeedbackJob, cfg: FeedbackTrainConfig) -> Path:
+    """Train ``job``'s adapter as ``cfg`` says and register it; returns its registry folder.
+    Raises ``ValueError`` (``check``, ``load_rows``) before any training on a bad request."""
+    from transformers import AutoTokenizer
+
+    from agent.llm.model_files import ensure_checkpoint
+
+    check(job, cfg)
+    started = time.perf_counter()
+    rows, report = load_rows(job, cfg.method)
+    model_dir = Path(cfg.model_dir) if cfg.model_dir else ensure_checkpoint()
+    cfg = replace(cfg, model_dir=model_dir, output_dir=cfg.output_dir or Path(job.data) / "runs" / job.name)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model, lora = load_model(job, cfg, model_dir)
+    logger.info(f"{cfg.method}: {len(rows)} rows from {job.data}, starting from {job.parent or 'a fresh LoRA'}")
+    trainer = method_trainer(cfg, model, lora, tokenizer, rows)
+    result = train_resuming(trainer, cfg.training_arguments()["output_dir"])
+
+    parent_manifest = read_manifest(Path(job.registry) / job.parent) if job.parent else {}
     prompt = report.get("prompt") or {
         k: v for k, v in parent_manifest.get("config", {}).items() if k in ("history_items", "title_chars")
     }
@@ -215,38 +219,32 @@ def train(cfg: FeedbackTrainConfig) -> Path:
         result,
         started,
         method=cfg.method,
-        parent=cfg.parent,
-        data=str(data),
+        parent=job.parent,
+        data=str(job.data),
         data_hash=report.get("data_hash"),
         rows=len(rows),
         config_extra=prompt,
     )
-    # Written next to the registry under a hidden name, then renamed: a crash leaves no half entry.
-    partial = Path(cfg.registry) / f".{cfg.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    trainer.model.save_pretrained(partial, selected_adapters=["default"])  # not TRL's "ref" copy
-    (partial / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    final = Path(cfg.registry) / cfg.name
-    partial.replace(final)
-    logger.info(f"adapter {cfg.name!r} registered in {final} (train loss {result.training_loss:.4f})")
+    final = register(trainer, job.registry, job.name, manifest)
+    logger.info(f"adapter {job.name!r} registered in {final} (train loss {result.training_loss:.4f})")
     return final
 
 
-def config_from_args(argv: list[str], settings) -> FeedbackTrainConfig:
-    """The command line's config: the registry defaults to the settings' one, and the parent
-    'current' is the serving ranker adapter."""
+def config_from_args(argv: list[str], settings) -> tuple[FeedbackJob, FeedbackTrainConfig]:
+    """The command line's job and config: the registry defaults to the settings' one, and the
+    parent 'current' is the serving ranker adapter."""
     if "--registry" not in argv:
         argv = [*argv, "--registry", str(settings.adapters_dir)]
     from transformers import HfArgumentParser
 
-    (cfg,) = HfArgumentParser(FeedbackTrainConfig).parse_args_into_dataclasses(argv)
-    return cfg.resolve(registry.ranker_adapter(settings))
+    job, cfg = HfArgumentParser((FeedbackJob, FeedbackTrainConfig)).parse_args_into_dataclasses(argv)
+    return job.resolve(registry.ranker_adapter(settings)), cfg
 
 
 def main(argv: list[str] | None = None) -> int:
     from agent.config import Settings
 
-    train(config_from_args(sys.argv[1:] if argv is None else argv, Settings()))
+    train(*config_from_args(sys.argv[1:] if argv is None else argv, Settings()))
     return 0
 
 

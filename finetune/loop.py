@@ -33,18 +33,21 @@ import logging
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from agent.catalog import Interaction
 from agent.evaluation.rerank_eval import write_json as _write_json
 from finetune.feedback_data import held_out_pairs
+from finetune.feedback_train import FeedbackJob, FeedbackTrainConfig
 
 logger = logging.getLogger(__name__)
 
 HOUR = 3600.0
 T0 = 1.6e9  # the replay clock's origin (any fixed time)
 MIN_HISTORY = 3
+# Where a round's training differs from `muse finetune train`'s defaults.
+ROUND_TRAINING = {"learning_rate": 5e-4}
 
 
 @dataclass
@@ -57,19 +60,14 @@ class LoopConfig:
     users: int = field(default=0, metadata={"help": "simulate this many users (0: all)"})
     shown: int = field(default=10, metadata={"help": "items shown per impression"})
     unseen: int = field(default=16, metadata={"help": "last training items the serving retriever never saw"})
-    method: str = field(default="sft", metadata={"help": "how each round trains: sft, dpo or kto"})
-    learning_rate: float = field(default=5e-4, metadata={"help": "learning rate of each round"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over each round's rows"})
-    max_steps: int = field(default=-1, metadata={"help": "cap on training steps per round (-1: epochs decide)"})
-    batch_size: int = field(default=8, metadata={"help": "rows per training step"})
-    dtype: str = field(
-        default="auto",
+    seed: int = field(default=0, metadata={"help": "seed of the retriever fits, the user sample and training"})
+    training: FeedbackTrainConfig = field(
+        default_factory=lambda: FeedbackTrainConfig(**ROUND_TRAINING),
         metadata={
-            "help": "dtype of the in-process engine and training; auto = "
-            "bfloat16 where the hardware computes it natively, else float32"
+            "help": "how each round trains (`muse finetune train`'s options; its seed is the loop's, its dtype "
+            "also the in-process engine's)"
         },
     )
-    seed: int = field(default=0, metadata={"help": "seed of the retriever fits, the user sample and training"})
 
 
 def positions(length: int, round_no: int, cfg: LoopConfig) -> int:
@@ -106,7 +104,7 @@ class Loop:
 
     def serving_retriever(self):
         from agent.evaluation.retrieval_eval import content_index
-        from retrieval.behavior import HybridModel, fit_hybrid
+        from retrieval.hybrid import HybridModel, fit_hybrid
 
         folder = self.work / "serving-retriever"
         if (folder / "model.json").exists():
@@ -131,8 +129,8 @@ class Loop:
     def replay(self, store, round_no: int, adapter: str | None, weight: float, engine, model, prompt) -> dict:
         """Log the users' real past up to this round's position, show them what the current
         ranker picks, log what they click and skip; returns counts and the impression ids."""
-        from agent.indexing import history_of
         from agent.pipeline.ranker import Ranker, RankRequest
+        from agent.store.history import history_of
         from finetune.rank_data import top_candidates
 
         views, plans = [], []
@@ -216,7 +214,7 @@ class Loop:
         from agent.llm.transformers_engine import TransformersEngine
         from agent.pipeline.ranker import prompt_config_of
         from finetune.feedback_data import BuildConfig, build_data
-        from finetune.feedback_train import FeedbackTrainConfig, train
+        from finetune.feedback_train import train
 
         cfg, started = self.cfg, time.perf_counter()
         self.check_resume()
@@ -232,7 +230,7 @@ class Loop:
         splits = protocol_candidates(cfg.data, self.work, cfg.seed)
         serving = self.serving_retriever()
         store = self.store()
-        engine = TransformersEngine(model_dir, discover_adapters(registry), dtype=cfg.dtype)
+        engine = TransformersEngine(model_dir, discover_adapters(registry), dtype=cfg.training.dtype)
         rounds = []
         for round_no in range(cfg.rounds + 1):
             file = self.work / f"round-{round_no}.json"
@@ -259,22 +257,8 @@ class Loop:
                 logger.info(f"round {round_no}: {feedback}, rows {report['files']}")
                 name = f"loop-r{round_no}"
                 if not (registry / name).exists():
-                    train(
-                        FeedbackTrainConfig(
-                            method=cfg.method,
-                            data=data,
-                            name=name,
-                            registry=registry,
-                            parent=adapter,
-                            model_dir=model_dir,
-                            learning_rate=cfg.learning_rate,
-                            epochs=cfg.epochs,
-                            max_steps=cfg.max_steps,
-                            batch_size=cfg.batch_size,
-                            dtype=cfg.dtype,
-                            seed=cfg.seed,
-                        ),
-                    )
+                    job = FeedbackJob(data=data, name=name, registry=registry, parent=adapter)
+                    train(job, replace(cfg.training, model_dir=model_dir, output_dir=None, seed=cfg.seed))
                 if name not in engine.adapters:
                     engine.load_adapter(name, registry / name)
                 adapter = name
@@ -293,7 +277,7 @@ class Loop:
         return {
             "rounds": rounds,
             "validation_N@10_change": round(last / first - 1, 4) if first else None,
-            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+            "config": json.loads(json.dumps(asdict(cfg), default=str)),
             "users": len(self.train),
             "seconds": round(time.perf_counter() - started, 1),
         }

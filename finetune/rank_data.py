@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.pipeline.ranker import CANDIDATES
-from retrieval.behavior import HybridModel
 from retrieval.exact import top_k_unseen
+from retrieval.hybrid import HybridModel
 
 MIN_HISTORY = 3  # a position needs this many earlier items to be a training example
 

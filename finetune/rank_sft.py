@@ -43,7 +43,6 @@ from pathlib import Path
 import numpy as np
 
 from agent.llm.engine import prompt_ids
-from agent.llm.hardware import resolve_dtype
 from agent.pipeline.ranker import LABELS, PromptConfig, RankRequest, rank_conversation, standardize
 from finetune.base_config import LoRATrainConfig, train_resuming
 from finetune.manifest import training_manifest
@@ -204,11 +203,10 @@ def fit_label_lora(cfg: LoRATrainConfig, model_dir: Path, tokenizer, dataset, la
     ``label_trainer_class`` over ``dataset`` (rows of ``label_row``, optionally with a ``prior``),
     resuming from the newest checkpoint. Returns ``(trainer, TrainOutput)``; the adapter is
     ``trainer.model``."""
-    import torch
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, resolve_dtype("auto")))
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=cfg.torch_dtype())
     trainer = label_trainer_class()(
         model=model,
         args=SFTConfig(**cfg.training_arguments(), max_length=None),
@@ -241,7 +239,7 @@ def train(cfg: RankSFTConfig) -> Path:
     from agent.llm.model_files import ensure_checkpoint
     from finetune.feedback_data import held_out_pairs
     from finetune.rank_data import build_examples, guard_examples
-    from retrieval.behavior import HybridModel, fit_hybrid
+    from retrieval.hybrid import HybridModel, fit_hybrid
 
     started = time.perf_counter()
     out = Path(cfg.output_dir)

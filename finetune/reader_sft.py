@@ -31,7 +31,6 @@ from pathlib import Path
 
 from agent.catalog import Item
 from agent.llm.engine import prompt_ids
-from agent.llm.hardware import resolve_dtype
 from agent.pipeline.llm_reader import TurnFormat
 from agent.pipeline.reader import Constraints, Mention, _Turn
 from finetune.base_config import LoRATrainConfig, train_resuming
@@ -104,7 +103,6 @@ def tokenize(tokenizer, conversation: list[dict], target: str) -> dict:
 def train(cfg: ReaderSFTConfig) -> Path:
     """Build the examples, train, and save ``output_dir/adapter`` with its manifest (kind
     ``reader``). Resumes from the newest checkpoint. Raises ``ValueError`` when no example is found."""
-    import torch
     from datasets import Dataset
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
@@ -139,7 +137,7 @@ def train(cfg: ReaderSFTConfig) -> Path:
     logger.info(f"{len(pairs)} training turns ({sources})")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     rows = [tokenize(tokenizer, conversation, target) for conversation, target in pairs]
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, resolve_dtype("auto")))
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=cfg.torch_dtype())
     model = get_peft_model(
         model, top_layers_lora(model_dir, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.top_layers)
     )

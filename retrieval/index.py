@@ -3,7 +3,7 @@
 - ``muse_content``: MiniLM embeddings of each item's text (title, categories, description);
   serves text queries and is where a brand-new item is reachable from its first upsert.
 - ``muse_hybrid``: the fused SASRec + EASE + transition + content item vectors of
-  ``retrieval.behavior``; a user's history becomes one query vector against it.
+  ``retrieval.hybrid``; a user's history becomes one query vector against it.
 
 Both carry the same metadata (title, categories, year), so the same filters work on either.
 The client is ``chromadb.PersistentClient`` under a folder, or ``chromadb.HttpClient`` for a

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retrieval.behavior import HybridModel
+from retrieval.hybrid import HybridModel
 from retrieval.index import CONTENT, HYBRID, CatalogItem, Filters, ItemIndex
 
 

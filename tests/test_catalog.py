@@ -134,7 +134,7 @@ def test_history_and_turned_down_are_one_rule_each():
     """Hand-worked: which events put an item in the history, and which turn it down. A rating of
     2 does both (the item was watched, and disliked); either way it is never recommended again."""
     from agent.catalog import in_history, turned_down
-    from agent.indexing import user_sequences
+    from agent.store.history import user_sequences
 
     def event(kind, value=None, item="x"):
         return Interaction("u", item, 1.0, kind, value)

@@ -196,7 +196,7 @@ def _lifespan(settings: Settings, engine: Any):
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from agent.api.auth import KeyChecker
         from agent.indexing import load_retriever
-        from agent.pipeline.service import MuseAgent
+        from agent.pipeline.recommender import MuseAgent
         from agent.store import open_store
 
         with ExitStack() as stack:

@@ -38,7 +38,7 @@ from agent.pipeline.answer import Answer, Plan
 from agent.pipeline.chat import build_ask, degraded_note, picks_text, read_turns, reply_text, text_part
 from agent.pipeline.generation import KINDS
 from agent.pipeline.intent import Intent
-from agent.pipeline.service import MuseAgent
+from agent.pipeline.recommender import MuseAgent
 from retrieval.index import Filters
 
 MODEL = "muse"

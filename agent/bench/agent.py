@@ -29,7 +29,6 @@ from concurrent.futures import ThreadPoolExecutor
 from agent.bench.latency import summary
 from agent.catalog import Item
 from agent.config import Settings
-from agent.indexing import history_of
 from agent.pipeline.generation import Evidence, model_part, shown_facts
 from agent.pipeline.grounding import GroundingCheck
 from agent.pipeline.support import support
@@ -45,6 +44,7 @@ from agent.pipeline.text_quality import (
     unique_sentence_ratio,
 )
 from agent.store import open_store
+from agent.store.history import history_of
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ settings of ``retrieval.index.ItemIndex``: inner-product space, ``ef_constructio
   product), over every query of every level.
 
 The data: ``dim`` defaults to 2560, the width of Muse's ``muse_hybrid`` vectors at full rank
-(SASRec 128 + EASE 1024 + transition 1024 + MiniLM content 384, ``retrieval.behavior``). Item
+(SASRec 128 + EASE 1024 + transition 1024 + MiniLM content 384, ``retrieval.hybrid``). Item
 vectors are a clustered Gaussian mixture, not uniform noise (no neighbourhood structure, which
 misstates HNSW recall): one cluster centre per ``CLUSTER_SIZE`` items, each item its centre
 plus noise of ``SPREAD`` times the centres' scale, and the variance of coordinate ``j``

@@ -206,7 +206,7 @@ def _fitted_model(data: Path, workdir: Path, seed: int, chroma_url: str | None):
     """The protocol's items, their Chroma index and the hybrid model refitted on everything but
     each user's last item (``retrieval_eval``'s test fit), cached in ``workdir`` by seed."""
     from agent.evaluation import retrieval_eval
-    from retrieval.behavior import HybridModel
+    from retrieval.hybrid import HybridModel
 
     proto = retrieval_eval.prepare(data)
     index, _ = retrieval_eval.content_index(proto, workdir, chroma_url)
@@ -246,7 +246,7 @@ def mdd_setup(data: Path, mdd_dir: Path, workdir: Path, seed: int = 0, chroma_ur
     ``mdd_dir`` lacks the task-2 file or ``movie_kb.txt``."""
     from agent.config import Settings
     from agent.evaluation import mdd
-    from agent.pipeline.service import MuseAgent
+    from agent.pipeline.recommender import MuseAgent
     from agent.store.sql import SQLiteStore
     from retrieval.retriever import Retriever
 

@@ -32,9 +32,9 @@ from agent.evaluation.breakdown import (
 from agent.indexing import embed_catalog
 from agent.pipeline.ranker import CANDIDATES
 from retrieval import baselines
-from retrieval.behavior import BehaviorConfig, HybridModel, fit_hybrid
 from retrieval.beyond_accuracy import summarize_lists
 from retrieval.exact import rank_among_unseen, top_k_unseen
+from retrieval.hybrid import HybridConfig, HybridModel, fit_hybrid
 from retrieval.index import ItemIndex, chroma_client
 from retrieval.metrics import rank_of, summarize
 from retrieval.retriever import Candidate, Retriever
@@ -154,7 +154,7 @@ def fit_for_validation(
     data: Path,
     workdir: Path,
     seed: int = 0,
-    config: BehaviorConfig | None = None,
+    config: HybridConfig | None = None,
     chroma_url: str | None = None,
 ) -> Fitted:
     proto = prepare(data)
@@ -198,7 +198,7 @@ def run_retrieval_eval(
     workdir: Path,
     split: Split = "test",
     seed: int = 0,
-    config: BehaviorConfig | None = None,
+    config: HybridConfig | None = None,
     chroma_url: str | None = None,
 ) -> dict:
     started = time.perf_counter()

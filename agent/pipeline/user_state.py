@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.catalog import Interaction, cited_as, turned_down
-from agent.indexing import user_sequences
 from agent.pipeline.answer import Ask
 from agent.store import EventStore
+from agent.store.history import user_sequences
 
 
 @dataclass(frozen=True)

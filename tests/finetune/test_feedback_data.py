@@ -132,8 +132,8 @@ def test_trl_trains_on_the_exported_files(logged, tmp_path, tiny_model, method):
 def test_thumbs_on_texts_become_kto_rows_and_pairs(store, tmp_path):
     """Thumbs on an explanation or a draft train on the prompt that asked for the text; two
     texts rated for the same prompt make a DPO pair. They never count as liking the item."""
-    from agent.indexing import user_sequences
     from agent.store import UnknownImpressionError
+    from agent.store.history import user_sequences
 
     store.upsert_items(ITEMS)
     store.add_events([Interaction("u1", f"c{n}", 1000.0 + n, "like") for n in (20, 21, 22)])

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 import finetune.feedback_data as fd
-from finetune.feedback_train import FeedbackTrainConfig, train
+from finetune.feedback_train import FeedbackJob, FeedbackTrainConfig, train
 
 
 def adapter_tensors(folder):
@@ -34,19 +34,11 @@ def test_each_method_trains_a_child_of_the_parent(logged, tmp_path, tiny_model, 
 
     report = fd.build_data(logged, tmp_path / "data", fd.BuildConfig(cutoff=float("inf")), held_out=set())
     base_before = load_file(str(tiny_model / "model.safetensors"))
+    job = FeedbackJob(data=tmp_path / "data", name=f"rank-{method}-1", registry=registry, parent="rank-test")
     cfg = FeedbackTrainConfig(
-        method=method,
-        data=tmp_path / "data",
-        name=f"rank-{method}-1",
-        registry=registry,
-        parent="rank-test",
-        model_dir=tiny_model,
-        max_steps=2,
-        batch_size=2,
-        learning_rate=1e-2,
-        dtype="float32",
+        method=method, model_dir=tiny_model, max_steps=2, batch_size=2, learning_rate=1e-2, dtype="float32"
     )
-    folder = train(cfg)
+    folder = train(job, cfg)
 
     assert sorted(p.name for p in registry.iterdir()) == sorted(["rank-test", f"rank-{method}-1"])
     parent, child = adapter_tensors(registry / "rank-test"), adapter_tensors(folder)
@@ -61,28 +53,22 @@ def test_each_method_trains_a_child_of_the_parent(logged, tmp_path, tiny_model, 
 def test_bad_requests_fail_before_any_work(logged, tmp_path, registry):
     fd.build_data(logged, tmp_path / "data", fd.BuildConfig(cutoff=float("inf")), held_out=set())
 
-    def config(**kw):
-        return FeedbackTrainConfig(
-            **{
-                "method": "dpo",
-                "data": tmp_path / "data",
-                "name": "rank-new",
-                "registry": registry,
-                "parent": "rank-test",
-                **kw,
-            }
+    def job(**kw):
+        return FeedbackJob(
+            **{"data": tmp_path / "data", "name": "rank-new", "registry": registry, "parent": "rank-test", **kw}
         )
 
+    dpo = FeedbackTrainConfig(method="dpo")
     with pytest.raises(ValueError, match="unknown method 'ppo'"):
-        train(config(method="ppo"))
+        train(job(), FeedbackTrainConfig(method="ppo"))
     with pytest.raises(ValueError, match="already exists"):
-        train(config(name="rank-test"))
+        train(job(name="rank-test"), dpo)
     with pytest.raises(ValueError, match="parent adapter 'rank-missing' is not registered"):
-        train(config(parent="rank-missing"))
+        train(job(parent="rank-missing"), dpo)
     with pytest.raises(ValueError, match="has no dpo_train.jsonl"):
-        train(config(data=tmp_path))
-    assert config(parent="none").resolve("rank-test").parent is None
-    assert config(parent="current").resolve("rank-test").parent == "rank-test"
+        train(job(data=tmp_path), dpo)
+    assert job(parent="none").resolve("rank-test").parent is None
+    assert job(parent="current").resolve("rank-test").parent == "rank-test"
     assert sorted(p.name for p in registry.iterdir()) == ["rank-test"]
 
 

@@ -8,7 +8,7 @@ import pytest
 from agent.catalog import Item
 from agent.pipeline.ranker import LABELS, PromptConfig
 from finetune.rank_data import build_examples
-from retrieval.behavior import BehaviorConfig, HybridModel
+from retrieval.hybrid import HybridConfig, HybridModel
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def ring_model(rng):
     ids = [f"i{n}" for n in range(30)]
     seqs = {f"u{u}": [f"i{(s + t) % 30}" for t in range(12)] for u, s in enumerate(rng.integers(0, 30, 40))}
     content = rng.normal(size=(30, 8)).astype(np.float32)
-    model = HybridModel(ids, BehaviorConfig(sasrec=False, ease_lambda=1.0, ease_rank=30)).fit(
+    model = HybridModel(ids, HybridConfig(sasrec=False, ease_lambda=1.0, ease_rank=30)).fit(
         list(seqs.values()), content
     )
     model.weights = {"sasrec": 0.0, "ease": 1.0, "content": 0.0}

@@ -21,7 +21,7 @@ import pytest
 from agent.catalog import Interaction, Item
 from finetune import feedback_data as fd
 from finetune.rank_data import build_examples, guard_examples
-from retrieval.behavior import BehaviorConfig, HybridModel
+from retrieval.hybrid import HybridConfig, HybridModel
 from retrieval.split import LeaveOneOut
 
 ITEMS = [Item(f"m{n}", f"Movie {n}", year=1980 + n) for n in range(40)]
@@ -38,7 +38,7 @@ def test_ranker_examples_never_answer_with_a_validation_or_test_item(rng):
     assert len(held_out) == 60
     train = loo.train()
     assert all(len(train[u]) == len(loo.sequences[u]) - 2 for u in loo.users)  # both sides of the cut
-    model = HybridModel([it.id for it in ITEMS], BehaviorConfig(sasrec=False, ease_lambda=1.0, ease_rank=40))
+    model = HybridModel([it.id for it in ITEMS], HybridConfig(sasrec=False, ease_lambda=1.0, ease_rank=40))
     model.fit(list(train.values()), rng.normal(size=(40, 8)).astype(np.float32))
     model.weights = {"sasrec": 0.0, "ease": 1.0, "transition": 0.0, "content": 0.0}
 

@@ -120,3 +120,30 @@ def test_a_replay_cut_short_is_resumed_without_showing_twice(demo_dataset, tmp_p
     again = loop.replay(store, 1, None, 0.0, None, model, PromptConfig())
     assert again == first and len(store.impressions()) == first["impressions"] > 0
     assert sum(1 for e in store.events() if e.impression_id) == first["shown"]
+
+
+def test_the_cli_gives_each_round_the_trainers_options(monkeypatch, tmp_path):
+    """`muse loop simulate` hands options it does not own to `FeedbackTrainConfig` (one
+    declaration of the training knobs), with the loop's own defaults where they differ."""
+    import finetune.loop
+    from agent.cli import main
+
+    seen = {}
+    monkeypatch.setattr(finetune.loop, "simulate", lambda cfg: seen.setdefault("cfg", cfg) and {"rounds": []})
+    monkeypatch.setenv("MUSE_DATA_DIR", str(tmp_path))
+    argv = ["loop", "simulate", "--data", str(DEMO), "--start", "none", "--seed", "3"]
+    assert main([*argv, "--json"]) == 0
+    training = seen.pop("cfg").training
+    assert (training.method, training.learning_rate, training.max_steps) == ("sft", 5e-4, -1)
+    assert (
+        main([*argv, "--json", "--method", "dpo", "--max-steps", "2", "--learning_rate", "1e-4", "--beta", "0.3"]) == 0
+    )
+    cfg = seen.pop("cfg")
+    assert (cfg.training.method, cfg.training.max_steps, cfg.training.learning_rate, cfg.training.beta) == (
+        "dpo",
+        2,
+        1e-4,
+        0.3,
+    )
+    assert cfg.seed == 3 and cfg.start is None
+    assert main([*argv, "--no-such-option", "1"]) == 2  # refused, not ignored

@@ -61,7 +61,7 @@ def test_refuses_a_candidate_that_is_not_better_then_promotes_a_better_one(
 ):
     from agent.cli import main
     from agent.config import Settings
-    from finetune.feedback_train import FeedbackTrainConfig, train
+    from finetune.feedback_train import FeedbackJob, FeedbackTrainConfig, train
 
     registry = shutil.copytree(tiny_registry, tmp_path / "adapters")
     monkeypatch.setenv("MUSE_ADAPTERS_DIR", str(registry))
@@ -86,12 +86,9 @@ def test_refuses_a_candidate_that_is_not_better_then_promotes_a_better_one(
     fitted.mkdir()
     shutil.copy(tmp_path / "feedback" / "sft_eval.jsonl", fitted / "sft_train.jsonl")
     train(
+        FeedbackJob(data=fitted, name="rank-fitted", registry=registry, parent="rank-test"),
         FeedbackTrainConfig(
             method="sft",
-            data=fitted,
-            name="rank-fitted",
-            registry=registry,
-            parent="rank-test",
             model_dir=tiny_model,
             max_steps=15,
             batch_size=2,

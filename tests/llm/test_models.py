@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.behavior import BehaviorConfig, HybridModel
 from retrieval.ease import fit_ease, svd_factors
 from retrieval.history import recency_weights
+from retrieval.hybrid import HybridConfig, HybridModel
 from retrieval.sasrec import SASRecConfig, SASRecModel
 from retrieval.transition import fit_transition, transition_factors, transition_rows
 
@@ -39,7 +39,7 @@ def test_fused_query_equals_weighted_standardised_scores(rng):
     seqs = [[f"i{i}" for i in s] for s in ring_sequences(rng)]
     ids = [f"i{i}" for i in range(12)]
     content = rng.normal(size=(12, 8)).astype(np.float32)
-    model = HybridModel(ids, BehaviorConfig(sasrec=False, ease_rank=12, transition_rank=12))
+    model = HybridModel(ids, HybridConfig(sasrec=False, ease_rank=12, transition_rank=12))
     model.fit(seqs, content)
     model.weights = {"ease": 0.5, "transition": 0.3, "content": 0.2}
     histories = [s[:4] for s in seqs[:5]]
@@ -59,7 +59,7 @@ def test_a_saved_model_loads_with_the_same_query_and_item_vectors(rng, tmp_path)
     seqs = [[f"i{i}" for i in s] for s in ring_sequences(rng)]
     ids = [f"i{i}" for i in range(12)]
     content = rng.normal(size=(12, 8)).astype(np.float32)
-    model = HybridModel(ids, BehaviorConfig(sasrec=False, ease_rank=12, transition_rank=6)).fit(seqs, content)
+    model = HybridModel(ids, HybridConfig(sasrec=False, ease_rank=12, transition_rank=6)).fit(seqs, content)
     model.weights = {"ease": 0.4, "transition": 0.4, "content": 0.2}
     model.save(tmp_path / "model")
     loaded = HybridModel.load(tmp_path / "model")

@@ -88,7 +88,7 @@ def test_an_item_seeded_outside_the_history_is_never_cited_as_watched(demo_data,
     from agent.indexing import load_retriever
     from agent.observability import Metrics
     from agent.pipeline.generation import explanation_start
-    from agent.pipeline.service import Ask, MuseAgent
+    from agent.pipeline.recommender import Ask, MuseAgent
     from agent.store import open_store
 
     shutil.copytree(demo_data, tmp_path / "data")

@@ -17,9 +17,10 @@ import pytest
 
 from agent.catalog import Interaction, Item, load_interactions, load_items, turned_down
 from agent.config import Settings
-from agent.indexing import build_index, history_of, load_retriever
+from agent.indexing import build_index, load_retriever
 from agent.store import SQLiteStore
-from retrieval.behavior import BehaviorConfig
+from agent.store.history import history_of
+from retrieval.hybrid import HybridConfig
 from retrieval.index import Filters
 from retrieval.retriever import away_from
 from tests.conftest import DEMO
@@ -227,7 +228,7 @@ def test_a_new_item_in_a_new_category_is_served_on_every_path(demo):
 
 def test_reindexing_with_a_model_of_another_width_rebuilds_the_hybrid_collection(demo):
     settings, store, _ = demo
-    narrow = build_index(store, settings, BehaviorConfig(transition=False))
+    narrow = build_index(store, settings, HybridConfig(transition=False))
     assert "transition" not in narrow["weights"]
     retriever = load_retriever(settings)
     width = retriever.model.item_vectors().shape[1]
@@ -245,7 +246,7 @@ def test_reindexing_with_a_model_of_another_width_rebuilds_the_hybrid_collection
 def test_index_and_eval_fit_the_retriever_by_one_recipe(tmp_path):
     """`muse index` once needed 3 items per user where `muse eval` needed 2: both now call
     `fit_hybrid`, so users with two items count and the fusion weights agree."""
-    from retrieval.behavior import fit_hybrid
+    from retrieval.hybrid import fit_hybrid
 
     settings = Settings(data_dir=tmp_path)
     store = SQLiteStore(settings.db_path)
@@ -258,7 +259,7 @@ def test_index_and_eval_fit_the_retriever_by_one_recipe(tmp_path):
     store.add_events(
         [Interaction(u, item, 1000.0 + t, "view") for u, seq in sequences.items() for t, item in enumerate(seq)]
     )
-    config = BehaviorConfig(sasrec=False, ease_rank=8, transition_rank=8)
+    config = HybridConfig(sasrec=False, ease_rank=8, transition_rank=8)
     report = build_index(store, settings, config)
     assert report["fitted"], "users with two items count towards fitting"
     ids = [it.id for it in items]

@@ -14,7 +14,7 @@ from agent.api.auth import Caller
 from agent.api.protocol import ErrorResponse
 from agent.pipeline.answer import Answer, Plan
 from agent.pipeline.llm_gate import RequestCancelled
-from agent.pipeline.service import MuseAgent
+from agent.pipeline.recommender import MuseAgent
 
 # What each error status means for a caller, as the OpenAPI document says it (the mapping of
 # domain errors to these statuses is ``agent.api.app.DOMAIN_ERRORS``).

@@ -34,7 +34,7 @@ LINEAR = ("ease", "transition")  # the spaces that are LinearFactors over recent
 
 
 @dataclass
-class BehaviorConfig:
+class HybridConfig:
     ease_lambda: float = field(default=200.0, metadata={"help": "EASE L2 penalty (chosen on validation)"})
     ease_rank: int = field(default=1024, metadata={"help": "rank of the EASE factorisation stored in Chroma"})
     window: int = field(default=20, metadata={"help": "recent items that form the EASE and content query"})
@@ -72,7 +72,7 @@ class Space:
 class HybridModel:
     """Fitted spaces over a fixed item list; maps histories (item ids) to query vectors."""
 
-    def __init__(self, item_ids: Sequence[str], config: BehaviorConfig):
+    def __init__(self, item_ids: Sequence[str], config: HybridConfig):
         self.item_ids = list(item_ids)
         self.index = {item: i for i, item in enumerate(self.item_ids)}
         self.config = config
@@ -265,7 +265,7 @@ class HybridModel:
         import torch
 
         meta = json.loads((folder / "model.json").read_text())
-        model = cls(meta["item_ids"], BehaviorConfig(**meta["config"]))
+        model = cls(meta["item_ids"], HybridConfig(**meta["config"]))
         model.weights = meta["weights"]
         with np.load(folder / "spaces.npz") as arrays:
             for s in SPACES:
@@ -292,7 +292,7 @@ def fit_hybrid(
     content: np.ndarray,
     sequences: Sequence[Sequence[str]],
     seed: int = 0,
-    config: BehaviorConfig | None = None,
+    config: HybridConfig | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> HybridModel:
     """The one fit recipe of the retriever, used by ``muse index``, ``muse eval``, the ranker's
@@ -305,6 +305,6 @@ def fit_hybrid(
     if not usable:
         raise ValueError(f"no sequence has {MIN_SEQUENCE} or more items: nothing to fit the retriever on")
     train = [s[:-1] for s in usable]
-    return HybridModel(item_ids, config or BehaviorConfig()).fit(
+    return HybridModel(item_ids, config or HybridConfig()).fit(
         train, content, validation=(train, [s[-1] for s in usable]), seed=seed, progress=progress
     )
