@@ -275,7 +275,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _chat_eval_engines(args: argparse.Namespace, settings, stack: ExitStack) -> tuple:
     """``--stage chat``'s engines: the reranker's (``--rerank-adapter``: in-process, the base model
-    and the adapter side by side; ``--rerank``: ``--engine``) and the LLM reader's (in-process)."""
+    and the adapter side by side; ``--rerank``: ``--engine``) and the LLM reader's (``--engine
+    vllm``: a vLLM server serving the reader's adapter, so its JSON is decoded under the schema
+    by vLLM's structured outputs; else in-process, validated after the fact)."""
     engine = reader_engine = None
     if args.rerank_adapter or args.llm_reader or args.reader_adapter:
         from agent.llm.model_files import model_path
@@ -287,8 +289,13 @@ def _chat_eval_engines(args: argparse.Namespace, settings, stack: ExitStack) -> 
 
         engine = stack.enter_context(open_engine(settings, engine=args.engine))
     if args.llm_reader or args.reader_adapter:
-        adapters = {"reader": args.reader_adapter} if args.reader_adapter else {}
-        reader_engine = TransformersEngine(model_path(settings), adapters, dtype=settings.llm_dtype)
+        adapters = {"reader": Path(args.reader_adapter)} if args.reader_adapter else {}
+        if args.engine == "vllm":
+            from agent.llm.session import open_engine
+
+            reader_engine = stack.enter_context(open_engine(settings, engine="vllm", adapters=adapters))
+        else:
+            reader_engine = TransformersEngine(model_path(settings), adapters, dtype=settings.llm_dtype)
     return engine, reader_engine
 
 
@@ -713,8 +720,9 @@ def _add_data_commands(sub) -> None:
     p.add_argument(
         "--llm-reader",
         action="store_true",
-        help="--stage chat: also read the conversations with the LLM reader (in-process engine; the base "
-        "model unless --reader-adapter), rules and LLM side by side per field",
+        help="--stage chat: also read the conversations with the LLM reader (in-process engine, or vLLM with "
+        "structured outputs under --engine vllm; the base model unless --reader-adapter), rules and LLM side by "
+        "side per field",
     )
     p.add_argument(
         "--reader-adapter",
@@ -735,7 +743,8 @@ def _add_data_commands(sub) -> None:
         "--engine",
         choices=("vllm", "transformers"),
         default=None,
-        help="LLM engine for --stage rerank and --stage chat --rerank (default: MUSE_LLM_ENGINE, i.e. vllm)",
+        help="LLM engine for --stage rerank and --stage chat --rerank (default: MUSE_LLM_ENGINE, i.e. vllm); "
+        "with --llm-reader/--reader-adapter, vllm reads under the JSON schema (default there: in-process)",
     )
     p.add_argument(
         "--record-weight",

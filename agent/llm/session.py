@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 from agent.config import Settings
 from agent.llm import registry
@@ -18,15 +19,22 @@ logger = logging.getLogger(__name__)
 
 @contextmanager
 def open_engine(
-    settings: Settings, engine: str | None = None, supervise: bool = False, with_adapters: bool = False
+    settings: Settings,
+    engine: str | None = None,
+    supervise: bool = False,
+    with_adapters: bool = False,
+    adapters: dict[str, Path] | None = None,
 ) -> Iterator[Engine]:
     """``supervise``: restart the vLLM server Muse started if it dies (long-running serving);
-    ``with_adapters``: serve every registered adapter by name (evaluation and benchmarks)."""
+    ``with_adapters``: serve every registered adapter by name (evaluation and benchmarks);
+    ``adapters``: serve exactly these LoRA adapters (name -> folder) instead of the registry's
+    (an evaluation of an adapter that is not registered)."""
     kind = engine or settings.llm_engine
     # Ranker adapters ride on the engine only as LoRA (MUSE_RANK_ENGINE=lora, or commands that
     # score adapters by name: eval, bench rank); merged rankers run apart, so the engine that
     # writes the texts serves the base model alone and pays no LoRA cost.
-    adapters = registry.adapters(settings) if settings.rank_engine == "lora" or with_adapters else {}
+    if adapters is None:
+        adapters = registry.adapters(settings) if settings.rank_engine == "lora" or with_adapters else {}
     with ExitStack() as stack:
         if kind == "transformers":
             from agent.llm.transformers_engine import TransformersEngine

@@ -56,13 +56,19 @@ def display_title(item: Item, limit: int) -> str:
     return f"{title} ({item.year})" if item.year else title
 
 
-def candidate_facts(item: Item, limit: int, words: int = 12) -> str:
-    """What the conversation-aware prompt shows for a candidate: its display title, categories,
-    metadata values and the first ``words`` words of its description."""
+def candidate_facts(item: Item, limit: int, words: int = 12, names: int = 2) -> str:
+    """What the conversation-aware prompt shows for a candidate, one line: its display title
+    (cut to ``limit`` characters), categories, metadata values (a list field, such as the
+    credits ``muse ingest --facts`` joins, by its first ``names`` entries) and the first
+    ``words`` words of its description, joined by " · "."""
     facts = [display_title(item, limit)]
     if item.categories:
         facts.append("/".join(item.categories))
-    facts += [f"{k} {v}" for k, v in sorted((item.metadata or {}).items()) if isinstance(v, (str, int, float))]
+    for key, value in sorted((item.metadata or {}).items()):
+        if isinstance(value, (str, int, float)):
+            facts.append(f"{key} {value}")
+        elif isinstance(value, (list, tuple)) and value:
+            facts.append(f"{key} {', '.join(str(v) for v in value[:names])}")
     if item.text:
         facts.append(" ".join(item.text.split()[:words]))
     return " · ".join(facts)

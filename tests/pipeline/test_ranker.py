@@ -15,6 +15,7 @@ from agent.pipeline.ranker import (
     PromptConfig,
     Ranker,
     RankRequest,
+    candidate_facts,
     display_title,
     fuse,
     label_distribution,
@@ -50,6 +51,22 @@ def test_prompt_lists_recent_history_and_labelled_candidates():
     assert "A. Alien (1979)" in user and "B. Babe (1995)" in user and "C." not in user
     with pytest.raises(ValueError, match="1 to 20 candidates"):
         rank_conversation(history, [f"c{n}" for n in range(21)])
+
+
+def test_a_candidates_facts_carry_its_credits_by_their_first_names():
+    item = Item(
+        "7",
+        "Toy Story",
+        text="Tags: pixar, fun, friendship, toys, cowboy, space, ranger, rivalry, moving, day, kids, sid, more.",
+        categories=("Animation", "Comedy"),
+        year=1995,
+        metadata={"director": ["John Lasseter"], "cast": ["Tom Hanks", "Tim Allen", "Don Rickles"], "tone": "warm"},
+    )
+    assert candidate_facts(item, 40) == (
+        "Toy Story (1995) · Animation/Comedy · cast Tom Hanks, Tim Allen · director John Lasseter · tone warm"
+        " · Tags: pixar, fun, friendship, toys, cowboy, space, ranger, rivalry, moving, day, kids,"
+    )
+    assert candidate_facts(Item("8", "Plain"), 40) == "Plain"
 
 
 def test_display_title_shortens_and_keeps_the_year():
