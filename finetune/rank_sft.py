@@ -226,55 +226,76 @@ def data_hash(data: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def train(cfg: RankSFTConfig) -> Path:
-    """Fit the retriever (or reuse the one saved in output_dir), build examples, train, and save
-    ``output_dir/adapter`` with its manifest. Resumes from the newest checkpoint."""
-    import random
-
-    from datasets import Dataset
-    from transformers import AutoTokenizer
-
-    from agent.evaluation.retrieval_eval import content_index, fit_for_validation, prepare
-    from agent.llm.engine import single_token_ids
-    from agent.llm.model_files import ensure_checkpoint
-    from finetune.feedback_data import held_out_pairs
-    from finetune.rank_data import build_examples, guard_examples
+def fit_retriever(cfg: RankSFTConfig, proto, out: Path):
+    """The retriever the examples' candidates come from, saved in ``out/retriever`` (reused from
+    there when present): with ``unseen_positions`` fitted on each user's training sequence
+    without its last N items (the training positions), else the protocol's validation fit."""
+    from agent.evaluation.retrieval_eval import content_index, fit_for_validation
     from retrieval.hybrid import HybridModel, fit_hybrid
 
-    started = time.perf_counter()
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model_dir = Path(cfg.model_dir) if cfg.model_dir else ensure_checkpoint()
-    retriever_dir = out / "retriever"
-    proto = prepare(cfg.data)
-    train_seqs = proto.loo.train()  # everything before each user's validation item
-    if (retriever_dir / "model.json").exists():
-        retriever = HybridModel.load(retriever_dir)
-        logger.info(f"reusing the retriever saved in {retriever_dir}")
-    elif cfg.unseen_positions:
+    folder = out / "retriever"
+    if (folder / "model.json").exists():
+        logger.info(f"reusing the retriever saved in {folder}")
+        return HybridModel.load(folder)
+    if cfg.unseen_positions:
         # The retriever stops where the training positions (build_examples' last N) begin.
         _, content = content_index(proto, out / "work")
-        cut = [s[: max(MIN_HISTORY, len(s) - cfg.unseen_positions)] for s in train_seqs.values()]
+        cut = [s[: max(MIN_HISTORY, len(s) - cfg.unseen_positions)] for s in proto.loo.train().values()]
         retriever = fit_hybrid([i.id for i in proto.items], content, cut, cfg.seed, progress=logger.info)
-        retriever.save(retriever_dir)
     else:
         retriever = fit_for_validation(cfg.data, out / "work", cfg.seed).model
-        retriever.save(retriever_dir)
-    items = {item.id: item for item in proto.items}
+    retriever.save(folder)
+    return retriever
+
+
+def split_examples(cfg: RankSFTConfig, retriever, proto) -> tuple[list[RankExample], list[RankExample]]:
+    """``(training examples, held-out positions)`` from each user's training sequence
+    (everything before the protocol's validation item): with ``unseen_positions``, the last N
+    positions, a fifth of the users (by a hash of their id) held out; else each user's last
+    training position held out and up to ``positions_per_user`` before it trained on. The
+    training examples are shuffled (``seed``), cut to ``examples`` and checked against the
+    protocol's validation and test items (``guard_examples`` raises ``LeakError``)."""
+    import random
+
+    from finetune.feedback_data import held_out_pairs
+    from finetune.rank_data import build_examples, guard_examples
+
+    train_seqs = proto.loo.train()
     if cfg.unseen_positions:
         everything = build_examples(retriever, train_seqs, cfg.unseen_positions, MIN_HISTORY)
         dev_users = {u for u in train_seqs if int(hashlib.sha1(u.encode()).hexdigest(), 16) % 5 == 0}
         examples = [e for e in everything if e.user not in dev_users]
         held_out = [e for e in everything if e.user in dev_users]
     else:
-        # The last training position of every user is held out (never trained on).
         examples = build_examples(retriever, {u: s[:-1] for u, s in train_seqs.items()}, cfg.positions_per_user)
         held_out = build_examples(retriever, train_seqs, positions_per_user=1)
     random.Random(cfg.seed).shuffle(examples)
     examples = examples[: cfg.examples]
     guard_examples(examples, held_out_pairs(proto.loo.sequences))
+    return examples, held_out
+
+
+def train(cfg: RankSFTConfig) -> Path:
+    """Fit the retriever (or reuse the one saved in output_dir), build examples, train, and save
+    ``output_dir/adapter`` with its manifest (and its figures on the held-out positions).
+    Resumes from the newest checkpoint."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from agent.evaluation.retrieval_eval import prepare
+    from agent.llm.engine import single_token_ids
+    from agent.llm.model_files import ensure_checkpoint
+
+    started = time.perf_counter()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model_dir = Path(cfg.model_dir) if cfg.model_dir else ensure_checkpoint()
+    proto = prepare(cfg.data)
+    retriever = fit_retriever(cfg, proto, out)
+    examples, held_out = split_examples(cfg, retriever, proto)
     logger.info(f"{len(examples)} training examples, {len(held_out)} held-out positions")
     save_examples(held_out, out / "held_out.jsonl")  # so other adapters can be judged on them
+    items = {item.id: item for item in proto.items}
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     label_ids = single_token_ids(tokenizer, LABELS)

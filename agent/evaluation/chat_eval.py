@@ -287,14 +287,14 @@ def chat_plan(agent, text: str, k: int = 20):
     return agent.plan(ask), state
 
 
-def chat_rank_request(agent, text: str, plan, state):
+def chat_rank_request(agent, text: str, items, scores, state):
     """The conversation-aware ranking request for one planned chat turn: its words, the films the
-    reader read as liked (the last ``PromptConfig.history_items``) and the plan's candidates
-    (``RankRequest.for_chat``)."""
+    reader read as liked (the last ``PromptConfig.history_items``) and the candidates ``items``
+    with their retrieval ``scores`` (a plan's, in its order; ``RankRequest.for_chat``)."""
     from agent.pipeline.ranker import PromptConfig, RankRequest
 
     liked = agent.store.get_items(state.ids("liked", "mentioned"))[-PromptConfig().history_items :]
-    return RankRequest.for_chat(text, plan.items, plan.scores, liked)
+    return RankRequest.for_chat(text, items, scores, liked)
 
 
 def mdd_recall(
@@ -344,7 +344,7 @@ def mdd_recall(
         plan, state = chat_plan(agent, r.text)
         ranked["muse"] = [it.id for it in plan.items]
         if engine is not None and len(plans) < rerank_limit:
-            plans.append((chat_rank_request(agent, r.text, plan, state), target, ranked["muse"]))
+            plans.append((chat_rank_request(agent, r.text, plan.items, plan.scores, state), target, ranked["muse"]))
         read = set(state.ids("liked", "mentioned", "seen", "disliked"))
         linked = [linked[0] + len(read & set(gold)), linked[1] + len(read), linked[2] + len(gold)]
         for name, ids in ranked.items():

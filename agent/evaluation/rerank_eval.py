@@ -86,24 +86,32 @@ def choose_weight(users, llm: dict[int, np.ndarray]) -> float:
     return best_weight(n_at_10)
 
 
-def validated_weight(users, llm: dict[int, np.ndarray]) -> tuple[float, dict]:
-    """The fusion weight to serve, and the evidence: ``choose_weight``'s best weight if the
-    per-user N@10 gain of the fused order over retrieval order (on the users with their item
-    among the candidates) has a mean of at least ``Z_GAIN`` standard errors; else 0.0."""
-    best = choose_weight(users, llm)
-    valid = list(llm)
-    base = ranks_after(users, {n: list(range(len(users[n].candidates))) for n in valid})
-    fused = ranks_after(users, fused_orders(users, llm, best))
-    mean, se = paired_gain([ndcg_at(base[n], 10) for n in valid], [ndcg_at(fused[n], 10) for n in valid])
+def kept_weight(best: float, base: Sequence[float], fused: Sequence[float], rows: str = "users") -> tuple[float, dict]:
+    """The one rule that decides whether a fusion weight is served: ``best`` (the weight the
+    search chose) is kept if the paired per-row N@10 gain of its order (``fused``) over
+    retrieval order (``base``), on the same rows, has a mean of at least ``Z_GAIN`` standard
+    errors; else 0.0 (retrieval order). Returns ``(weight, evidence)``; ``rows`` names what a
+    row is in the evidence (users, requests)."""
+    mean, se = paired_gain(list(base), list(fused))
     kept = best > 0 and mean > 0 and mean >= Z_GAIN * se
     evidence = {
         "best_weight": best,
-        "users": len(valid),
+        rows: len(base),
         "gain_mean": round(mean, 5),
         "gain_se": round(se, 5),
         "rule": f"best weight kept if gain >= {Z_GAIN} standard errors, else 0",
     }
     return (best if kept else 0.0), evidence
+
+
+def validated_weight(users, llm: dict[int, np.ndarray]) -> tuple[float, dict]:
+    """The fusion weight to serve, and the evidence: ``choose_weight``'s best weight, kept by
+    ``kept_weight`` on the users with their item among the candidates."""
+    best = choose_weight(users, llm)
+    valid = list(llm)
+    base = ranks_after(users, {n: list(range(len(users[n].candidates))) for n in valid})
+    fused = ranks_after(users, fused_orders(users, llm, best))
+    return kept_weight(best, [ndcg_at(base[n], 10) for n in valid], [ndcg_at(fused[n], 10) for n in valid])
 
 
 def record_weight(adapter_dir: Path, weight: float, evidence: dict) -> None:

@@ -95,8 +95,10 @@ def test_two_steps_move_every_lora_b_and_write_the_manifest(tiny_lora, tmp_path,
 
     from finetune import chat_rank_sft
 
-    examples = [example(f"I liked film {n}. Another?", target=n % 20) for n in range(8)]
-    provenance = {"mdd_requests": 8, "planned": 8, "eval_held_out": 0}
+    examples = [example(f"I liked film {n}. Another?", target=n % 20) for n in range(12)]
+    dev = [e for e in examples if chat_rank_sft.is_dev(e.request, 5)]
+    assert 0 < len(dev) < len(examples)  # the texts were picked so that both parts have some
+    provenance = {"mdd_requests": 12, "planned": 12, "eval_held_out": 0}
     monkeypatch.setattr(chat_rank_sft, "load_or_plan", lambda cfg: (list(examples), provenance))
     monkeypatch.setattr(chat_rank_sft, "data_hash", lambda data: "test")
     cfg = chat_rank_sft.ChatRankSFTConfig(
@@ -112,5 +114,39 @@ def test_two_steps_move_every_lora_b_and_write_the_manifest(tiny_lora, tmp_path,
     assert b and all(float(v.abs().max()) > 0 for v in b.values()), "two steps left a lora_B at zero"
     assert all(".layers.1." in k for k in weights), "LoRA reached a layer below the top one"
     manifest = json.loads((adapter / "manifest.json").read_text())
-    assert manifest["kind"] == "chat_ranker" and manifest["examples"] == 8
-    assert manifest["retrieval_prior_scale"] is not None and manifest["fusion_weight"] == 0.0
+    assert manifest["kind"] == "chat_ranker" and manifest["examples"] == len(examples) - len(dev)
+    assert manifest["retrieval_prior_scale"] is not None
+    development = manifest["development"]
+    assert development["requests"] == len(dev) and set(development) >= {"retrieval", "zero_shot", "tuned"}
+    assert development["retrieval"]["R@1"] == sum(e.target == 0 for e in dev) / len(dev)
+    assert manifest["fusion_weight"] == development["tuned"]["weight"]
+    assert development["tuned"]["evidence"]["requests"] == len(dev)
+
+
+def test_a_deeper_retrieval_labels_more_requests_and_keeps_retrieval_order(monkeypatch):
+    from agent.evaluation import chat_eval
+    from finetune.chat_rank_sft import plan_examples
+
+    catalog = [Item(f"i{n}", f"Film {n}", categories=("Drama",), year=1950 + n) for n in range(100)]
+
+    def plan(agent, text, k=20):
+        return SimpleNamespace(items=catalog[:k], scores=[100.0 - n for n in range(k)]), None
+
+    monkeypatch.setattr(chat_eval, "chat_plan", plan)
+    monkeypatch.setattr(
+        chat_eval,
+        "chat_rank_request",
+        lambda agent, text, items, scores, state: RankRequest.for_chat(text, items, scores),
+    )
+    ids = {"near": ["i5"], "deep": ["i40"], "beyond": ["i99"]}
+    setup = SimpleNamespace(agent=None, titles=SimpleNamespace(ids=lambda targets: ids[targets[0]]))
+    requests = [SimpleNamespace(text=f"I liked A. {t}", targets=[t]) for t in ("near", "deep", "beyond")]
+
+    served = plan_examples(setup, requests)
+    assert [(e.ids[e.target], e.deep) for e in served] == [("i5", False)]  # only the served 20
+    deeper = plan_examples(setup, requests, depth=60, seed=1)
+    assert [(e.ids[e.target], e.deep) for e in deeper] == [("i5", False), ("i40", True)]
+    drawn = deeper[1]
+    assert len(drawn.ids) == CANDIDATES and drawn.scores == sorted(drawn.scores, reverse=True)
+    assert all(int(i[1:]) < 60 for i in drawn.ids) and drawn.ids != [f"i{n}" for n in range(20)]
+    assert plan_examples(setup, requests, depth=60, seed=1) == deeper  # seeded
