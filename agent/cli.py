@@ -317,6 +317,7 @@ def _eval_chat(args: argparse.Namespace, settings) -> int:
             reader_engine,
             "reader" if args.reader_adapter else None,
             "chat-rank" if args.rerank_adapter else None,
+            registry.fusion_weight_of(args.rerank_adapter) if args.rerank_adapter else None,
         )
     if args.json:
         print(json.dumps(report))
@@ -362,16 +363,16 @@ def _eval_chat(args: argparse.Namespace, settings) -> int:
             rr = m.get(key)
             if not rr:
                 continue
+            r = rr["reported"]
             print(
-                f"LLM reranker ({rr['adapter'] or 'base model'}) on Muse's 20 (n={rr['n']}; weight chosen on "
-                f"the first half: {rr['chosen_weight']}):"
+                f"LLM reranker ({rr['adapter'] or 'base model'}) on Muse's 20: weight {rr['chosen_weight']} from "
+                f"{rr['weight_from']}; reported on {r['requests']} requests ({r['valid']} with the film among the 20)"
             )
-            for w in rr["choose"]:
-                a, b = rr["choose"][w], rr["held_out"][w]
-                print(
-                    f"  weight {w:<4} choose R@10 {a['R@10']:.4f} N@10 {a['N@10']:.4f}   "
-                    f"held out R@10 {b['R@10']:.4f} N@10 {b['N@10']:.4f}"
-                )
+            for name in ("retrieval", "fused"):
+                print(f"  {name:<10} R@1 {r[name]['R@1']:.4f}  R@10 {r[name]['R@10']:.4f}  N@10 {r[name]['N@10']:.4f}")
+            for name in ("N@10", "R@10"):
+                g = r[f"gain_{name}"]
+                print(f"  paired {name} gain on those {r['valid']}: {g[0]:+.4f} (95% CI {g[1]:+.4f}, {g[2]:+.4f})")
     return 0
 
 

@@ -305,15 +305,16 @@ def mdd_recall(
     limit: int = 1000,
     chroma_url: str | None = None,
     engine=None,
-    rerank_limit: int = 400,
     rerank_adapter: str | None = None,
+    rerank_weight: float | None = None,
 ) -> dict:
     """Recall@1/10/20 on MDD task-2 development requests mapped to ``data``'s catalog (module
     docstring): ``{"rows": {name: {"R@k": .., "R@k_ci": [lo, hi]}}, "n", "mapped", ...}``.
     ``limit``: a seeded random sample of that many mapped requests (0: all). ``engine``: an LLM
-    engine; when given, the first ``rerank_limit`` requests of the sample also go through the
-    conversation-aware LLM reranker (``rerank_probe``): the base model (``rerank``) and, when
-    ``rerank_adapter`` names one of the engine's adapters, that LoRA adapter (``rerank_tuned``).
+    engine; when given, the sample also goes through the conversation-aware LLM reranker
+    (``rerank_probe``): the base model (``rerank``) and, when ``rerank_adapter`` names one of the
+    engine's adapters, that LoRA adapter at ``rerank_weight`` (its manifest's validated fusion
+    weight; ``rerank_tuned``).
     Raises ``FileNotFoundError`` when ``mdd_dir`` lacks the task-2 file or ``movie_kb.txt``."""
     from agent.evaluation import mdd
     from agent.pipeline.answer import Ask
@@ -343,7 +344,7 @@ def mdd_recall(
         ranked["muse without facts"] = _chat_picks(plain, [r.text], [])
         plan, state = chat_plan(agent, r.text)
         ranked["muse"] = [it.id for it in plan.items]
-        if engine is not None and len(plans) < rerank_limit:
+        if engine is not None:
             plans.append((chat_rank_request(agent, r.text, plan.items, plan.scores, state), target, ranked["muse"]))
         read = set(state.ids("liked", "mentioned", "seen", "disliked"))
         linked = [linked[0] + len(read & set(gold)), linked[1] + len(read), linked[2] + len(gold)]
@@ -355,6 +356,7 @@ def mdd_recall(
         else None
     )
     setup.close()
+    tuned = engine is not None and rerank_adapter is not None
     muse, perfect = np.array(hits["muse"]), np.array(hits["perfect linking + retrieval"])
     mean, se = paired_gain(perfect[:, 1].tolist() if len(perfect) else [], muse[:, 1].tolist() if len(muse) else [])
     half = 1.96 * se
@@ -375,7 +377,7 @@ def mdd_recall(
             "recall": round(linked[0] / max(linked[2], 1), 4),
         },
         "rerank": rerank_probe(engine, plans) if engine is not None else None,
-        "rerank_tuned": rerank_probe(engine, plans, rerank_adapter) if engine is not None and rerank_adapter else None,
+        "rerank_tuned": rerank_probe(engine, plans, rerank_adapter, rerank_weight) if tuned else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -476,40 +478,74 @@ def mdd_people_recall(agent, plain, popular, titles, mdd_dir: Path, years, seed:
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 
 
-def rerank_probe(engine, plans: Sequence[tuple], adapter: str | None = None) -> dict:
-    """The conversation-aware LLM reranker on Muse's candidates: each plan ``(RankRequest, the
-    target ids, the candidate ids in retrieval order)`` (``chat_rank_request``) is scored by the
-    LLM from the request's words, the liked films' facts and each candidate's facts, fused with
-    the retrieval scores at each weight of ``WEIGHTS``. The weight is chosen on the first half of
-    ``plans`` (R@10, then N@10) and reported on the second: ``{"chosen_weight", "choose": {w:
-    metrics}, "held_out": {w: metrics}, "n"}``. Weight 0 is retrieval order exactly."""
-    from agent.pipeline.ranker import CANDIDATES, Ranker, best_weight, fuse, order
-    from retrieval.metrics import rank_of, recall_at, summarize
+def rerank_probe(engine, plans: Sequence[tuple], adapter: str | None = None, weight: float | None = None) -> dict:
+    """The conversation-aware LLM reranker on Muse's candidates. ``plans``: one per request,
+    ``(RankRequest, the target ids, the candidate ids in retrieval order)``
+    (``chat_rank_request``). Only a request whose film is among a full 20 candidates can move
+    (a valid request): the LLM scores those, from the request's words, the liked films' facts
+    and each candidate's facts, fused with the retrieval scores (weight 0 is retrieval order).
 
-    plans = [p for p in plans if len(p[2]) == CANDIDATES]
-    requests = [request for request, _, _ in plans]
+    ``weight``: the adapter's validated fusion weight (its manifest's, chosen on the trainer's
+    development requests), reported on every request; None (the base model, which has none):
+    chosen on the first half of ``plans`` by ``ranker.best_weight`` (R@10, then N@10) and
+    reported on the second. Returns ``{"n", "adapter", "chosen_weight", "weight_from",
+    "reported": {"requests", "valid", "retrieval", "fused", "gain_N@10", "gain_R@10"},
+    "by_weight": {w: metrics on the reported requests}}``; metrics are R@1/R@10/N@10 over all
+    the reported requests (a request whose film is not among the 20 counts as a miss either
+    way), gains are paired over the valid ones with their 95% intervals."""
+    from agent.pipeline.ranker import CANDIDATES, Ranker, best_weight, fuse, order
+    from retrieval.metrics import ndcg_at, rank_of
+
+    def valid(plan) -> bool:
+        return len(plan[2]) == CANDIDATES and bool(plan[1] & set(plan[2]))
+
     started = time.perf_counter()
-    llm = Ranker(engine, adapter).llm_scores(requests) if requests else []
+    scored = [n for n, p in enumerate(plans) if valid(p)]
+    llm = dict(zip(scored, Ranker(engine, adapter).llm_scores([plans[n][0] for n in scored]) if scored else []))
     seconds = time.perf_counter() - started
+
+    def rank(n: int, w: float) -> int | None:
+        request, target, candidates = plans[n]
+        if n not in llm:
+            return None
+        ids = [candidates[i] for i in order(fuse(request.retrieval_scores, llm[n], w))]
+        return min(r for r in (rank_of(t, ids) for t in target) if r)
+
+    def metrics(rows: Sequence[int], w: float) -> dict:
+        ranks = [rank(n, w) for n in rows]
+        size = max(len(rows), 1)
+        return {
+            "R@1": round(sum(r == 1 for r in ranks if r) / size, 4),
+            "R@10": round(sum(r <= 10 for r in ranks if r) / size, 4),
+            "N@10": round(sum(ndcg_at(r, 10) for r in ranks) / size, 4),
+        }
+
     half = len(plans) // 2
-    tables: dict[str, dict] = {"choose": {}, "held_out": {}}
-    for w in WEIGHTS:
-        ranks = []
-        for (request, target, candidates), scores in zip(plans, llm):
-            ids = [candidates[i] for i in order(fuse(request.retrieval_scores, scores, w))]
-            ranks.append(min((rank_of(t, ids) or 10**6) for t in target))
-        ranks = [r if r < 10**6 else None for r in ranks]
-        for name, part in (("choose", ranks[:half]), ("held_out", ranks[half:])):
-            m = summarize(part)
-            m["R@1"] = sum(recall_at(r, 1) for r in part) / len(part)
-            tables[name][str(w)] = {k: round(m[k], 4) for k in ("R@1", "R@10", "N@10")}
-    chosen = best_weight(lambda w: (tables["choose"][str(w)]["R@10"], tables["choose"][str(w)]["N@10"]), WEIGHTS)
+    if weight is None:
+        choose, report = range(half), range(half, len(plans))
+        weight = best_weight(lambda w: (metrics(choose, w)["R@10"], metrics(choose, w)["N@10"]), WEIGHTS)
+        weight_from = "the first half of the requests"
+    else:
+        report, weight_from = range(len(plans)), "the adapter's manifest"
+    moved = [n for n in report if n in llm]
+    gains = {}
+    for name, at in (("N@10", lambda r: ndcg_at(r, 10)), ("R@10", lambda r: float(r <= 10))):
+        mean, se = paired_gain([at(rank(n, 0.0)) for n in moved], [at(rank(n, weight)) for n in moved])
+        gains[f"gain_{name}"] = [round(mean, 4), round(mean - 1.96 * se, 4), round(mean + 1.96 * se, 4)]
     return {
         "n": len(plans),
         "adapter": adapter,
-        "chosen_weight": chosen,
-        "seconds_per_request": round(seconds / max(len(plans), 1), 3),
-        **tables,
+        "chosen_weight": weight,
+        "weight_from": weight_from,
+        "seconds_per_request": round(seconds / max(len(scored), 1), 3),
+        "reported": {
+            "requests": len(report),
+            "valid": len(moved),
+            "retrieval": metrics(report, 0.0),
+            "fused": metrics(report, weight),
+            **gains,
+        },
+        "by_weight": {str(w): metrics(report, w) for w in WEIGHTS},
     }
 
 
@@ -528,6 +564,7 @@ def run_chat_eval(
     reader_engine=None,
     reader_adapter: str | None = None,
     rerank_adapter: str | None = None,
+    rerank_weight: float | None = None,
 ) -> dict:
     """What ``muse eval --stage chat`` prints. With ``reader_engine`` (an engine serving the
     reader's LoRA adapter ``reader_adapter``; None: the base model) the reading is scored three
@@ -537,7 +574,8 @@ def run_chat_eval(
     written by ``conversations.save``; default: the demo's file for the demo, conversations
     generated from the catalog with ``seed`` otherwise), plus every conversation of the demo's
     hand-written set when evaluating the demo; MDD recall is added when ``mdd_dir`` is given (with
-    ``engine``, the conversation-aware reranker too: the base model, and ``rerank_adapter``).
+    ``engine``, the conversation-aware reranker too: the base model, and ``rerank_adapter`` at
+    ``rerank_weight``, its manifest's validated fusion weight).
     Raises ``ValueError`` for ``mdd_dir`` with the demo catalog (MDD's films are MovieLens')."""
     from agent.catalog import load_dataset, load_file
     from agent.evaluation import conversations as gen
@@ -564,7 +602,7 @@ def run_chat_eval(
         report["reading_llm"] = _llm_reading(sets, items, popularity, reader_engine, reader_adapter, report["reading"])
     if mdd_dir is not None and data is not None:
         report["mdd"] = mdd_recall(
-            data, mdd_dir, workdir, seed, limit, chroma_url, engine, rerank_adapter=rerank_adapter
+            data, mdd_dir, workdir, seed, limit, chroma_url, engine, rerank_adapter, rerank_weight
         )
     return report
 

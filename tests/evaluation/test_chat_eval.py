@@ -243,14 +243,21 @@ def _plans(n=8):
     return plans
 
 
-def test_rerank_probe_chooses_the_weight_on_the_first_half():
+def test_rerank_probe_chooses_the_weight_on_the_first_half_or_takes_the_adapters():
     from agent.evaluation.chat_eval import rerank_probe
 
+    plans = _plans()
+    plans.insert(3, (plans[3][0], {"elsewhere"}, plans[3][2]))  # its film is not among the 20: never moves
     engine = _LabelEngine("Western")
-    report = rerank_probe(engine, _plans())
-    assert report["n"] == 8 and report["chosen_weight"] > 0
-    assert report["held_out"]["0.0"]["R@10"] == 0.0  # retrieval order has it 15th
-    assert report["held_out"][str(report["chosen_weight"])]["R@1"] == 1.0
+    report = rerank_probe(engine, plans)
+    assert report["n"] == 9 and report["chosen_weight"] > 0 and len(engine.seen) == 8  # only the valid are scored
+    r = report["reported"]
+    assert (r["requests"], r["valid"]) == (5, 5)  # the second half of the 9
+    assert r["retrieval"]["R@10"] == 0.0 and r["fused"]["R@1"] == 1.0  # retrieval order has it 15th
+    assert r["gain_R@10"][0] == 1.0 and r["gain_N@10"][0] == 1.0
     assert "They asked: a western please" in engine.seen[0] and "Film 14 (1990) · Western" in engine.seen[0]
     # an LLM that knows nothing: weight 0, retrieval order kept
-    assert rerank_probe(_LabelEngine(None), _plans())["chosen_weight"] == 0.0
+    assert rerank_probe(_LabelEngine(None), plans)["chosen_weight"] == 0.0
+    # an adapter's own weight is reported on every request, the unmovable one a miss either way
+    tuned = rerank_probe(_LabelEngine("Western"), plans, "chat-rank", 0.5)["reported"]
+    assert (tuned["requests"], tuned["valid"]) == (9, 8) and tuned["fused"]["R@1"] == round(8 / 9, 4)
