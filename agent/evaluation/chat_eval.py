@@ -281,9 +281,11 @@ def mdd_sample(requests: Sequence, seed: int, limit: int) -> list:
 
 def chat_plan(agent, text: str, k: int = 20):
     """One request through the chat's path as a new user (``read_turns`` -> ``build_ask`` ->
-    ``MuseAgent.plan``), ``k`` picks whatever count it states: ``(plan, the reader's state)``."""
+    ``MuseAgent.plan``), ``k`` candidates retrieved and all of them picked whatever count the
+    request states: ``(plan, the reader's state)``. ``k`` above the served 20 looks deeper (a
+    trainer's labels; a ranker adapter in use would refuse more than 20)."""
     ask, _, state = build_ask(read_turns([{"role": "user", "content": text}]), "mdd-eval", k, agent.reader)
-    ask.k = k
+    ask.k = ask.depth = k
     return agent.plan(ask), state
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from agent.catalog import Item
 from agent.pipeline.generation import TextPlan
+from agent.pipeline.ranker import CANDIDATES
 from agent.pipeline.reader import Constraints
 from retrieval.index import Filters
 
@@ -32,6 +33,9 @@ class Ask:
     preferences: Constraints | None = None  # soft: candidates they admit gain PREFERENCE_BOOST
     said: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the reply says it read and could not honour
+    # Candidates retrieved and ranked before the picks. Serving keeps the ranker's 20
+    # (``CANDIDATES``); a trainer looking deeper for labels asks for more.
+    depth: int = CANDIDATES
 
 
 @dataclass

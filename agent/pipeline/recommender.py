@@ -147,7 +147,7 @@ class MuseAgent:
         user = UserState.load(self.store, ask)
         context = user.context  # "more like X": X joins the history as the newest item
         constrained = ask.constraints is not None and ask.constraints.needs_items()
-        fetch = CONSTRAINED_FETCH if constrained or ask.preferences is not None else CANDIDATES
+        fetch = max(CONSTRAINED_FETCH if constrained or ask.preferences is not None else CANDIDATES, ask.depth)
         candidates = self.retriever.retrieve(context, fetch, ask.filters, ask.query, disliked=user.disliked)
         wanted = [c.item_id for c in candidates] + context[-HISTORY_SCANNED:]
         items = {it.id: it for it in self.store.get_items(list(dict.fromkeys(wanted)))}
@@ -155,7 +155,7 @@ class MuseAgent:
             candidates = [c for c in candidates if c.item_id in items and ask.constraints.admits(items[c.item_id])]
         if ask.preferences is not None:
             candidates = prefer(candidates, items, ask.preferences)
-        candidates = candidates[:CANDIDATES]
+        candidates = candidates[: ask.depth]
         ids = [c.item_id for c in candidates]
         scores, ranked_by, degraded = standardize([c.score for c in candidates]) if ids else np.empty(0), None, None
         if ids and self.rankers.weight(adapter) > 0 and self.gate.available():

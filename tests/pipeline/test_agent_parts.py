@@ -111,3 +111,28 @@ def test_an_item_seeded_outside_the_history_is_never_cited_as_watched(demo_data,
     finally:
         agent.close()
         store.close()
+
+
+def test_a_deeper_ask_retrieves_more_candidates_and_serving_keeps_twenty(demo_data, tmp_path):
+    """``Ask.depth`` (a trainer's deeper look for labels): more candidates, the served 20 first."""
+    import shutil
+
+    from agent.config import Settings
+    from agent.indexing import load_retriever
+    from agent.observability import Metrics
+    from agent.pipeline.ranker import CANDIDATES
+    from agent.pipeline.recommender import Ask, MuseAgent
+    from agent.store import open_store
+
+    shutil.copytree(demo_data, tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data")
+    store = open_store(settings.store_url)
+    agent = MuseAgent(settings, store, load_retriever(settings), None, Metrics())
+    try:
+        served = agent.plan(Ask("demo-user-01", 5))
+        deeper = agent.plan(Ask("demo-user-01", 50, depth=50))
+        assert len(served.candidate_ids) == CANDIDATES and len(deeper.candidate_ids) == 50
+        assert deeper.candidate_ids[:CANDIDATES] == served.candidate_ids and len(deeper.items) == 50
+    finally:
+        agent.close()
+        store.close()
