@@ -209,3 +209,44 @@ def test_a_soft_cue_makes_its_clause_a_preference(reader):
     assert s.preferences.values == {"kind": ["series"]} and s.preferences.year_min is None
     assert read(reader, "A comedy, ideally from the 90s.", "darker").preferences.year_min == 1990
     assert read(reader, "a drama from the 90s").preferences.empty()
+
+
+def test_what_people_type_on_a_real_catalog():
+    """Misreadings found on conversations generated from ml-latest-small's titles (muse eval
+    --stage chat --data ../shared/data/ml-latest-small, seeds 0-4): a typo in the word after a
+    shorter title, a one-word typo, a lower-case "the <title>" after a verb, a title that ends
+    in a period or question mark, a title holding a soft cue, a typo in a title's main name."""
+    items = [
+        Item("woman", "Woman, The", year=2011),
+        Item("pretty", "Pretty Woman", year=1990),
+        Item("taxi", "Taxi", year=2004),
+        Item("driver", "Taxi Driver", year=1976),
+        Item("brave", "Braveheart", year=1995),
+        Item("god", "Godfather, The", year=1972),
+        Item("inc", "Monsters, Inc.", year=2001),
+        Item("vendetta", "V for Vendetta", year=2006),
+        Item("brother", "O Brother, Where Art Thou?", year=2000),
+        Item("catch", "Catch Me If You Can", year=2002),
+        Item("id4", "Independence Day (a.k.a. ID4)", year=1996),
+        Item("hunting", "Good Will Hunting", year=1997),
+        Item("space", "Office Space", year=1999, categories=("Comedy",)),
+        Item("doc", "Planet Earth", year=2006, categories=("Documentary",)),
+    ]
+    by_id = {it.id: it for it in items}
+    reader = ConversationReader(Vocabulary(items), lambda ids: [by_id[i] for i in ids if i in by_id])
+
+    def mentions(text):
+        return [(m.item_id, m.sentiment) for m in read(reader, text).mentions]
+
+    assert mentions("Prtety Woman was terrible.") == [("pretty", "disliked")]
+    assert mentions("I adore Taxi Drvier and Barveheart.") == [("driver", "liked"), ("brave", "liked")]
+    assert mentions("I enjoyed the godfather. Anything else?") == [("god", "liked")]
+    assert mentions("I loved the ending") == []  # not "the <word>" of a title
+    assert mentions("I adore Monsters, Inc. and V for Vendetta.") == [("inc", "liked"), ("vendetta", "liked")]
+    assert mentions("Just watched O Brother, Where Art Thou? and loved it.") == [("brother", "liked")]
+    s = read(reader, "Disliked Catch Me If You Can. A documentary, please.")
+    assert [(m.item_id, m.sentiment) for m in s.mentions] == [("catch", "disliked")]
+    assert s.preferences is None or s.preferences.categories == []  # "If You Can" is the film's, no soft cue
+    assert mentions("Anything like Indeepndence Day?") == [("id4", "mentioned")]  # the main name, by alias
+    assert mentions("good will hunting was amazing") == [("hunting", "liked")]
+    assert mentions("Not a fan of Taxi. A documentary, please.") == [("taxi", "disliked")]  # "Taxi. A" is Taxi

@@ -11,7 +11,7 @@ from agent.catalog import Item
 from agent.pipeline.reader.clauses import _clause_of, _clauses, _sentiment
 from agent.pipeline.reader.filler import ASKING, GREETING
 from agent.pipeline.reader.lexicon import _MUCH, COMPARATIVES, SOFT
-from agent.pipeline.reader.linking import Vocabulary, unknown_titles
+from agent.pipeline.reader.linking import Vocabulary, title_end, unknown_titles
 from agent.pipeline.reader.state import Constraints, Mention, RequestState, _fold, _Turn, merge_turn
 from agent.pipeline.reader.turn_rules import (
     compare,
@@ -58,7 +58,7 @@ class ConversationReader:
         found = self.vocabulary.titles.find("".join(unseen))
         people = [p for p in people if p.cued or not any(s < p.end and p.start < e for _, s, e in found)]
         masked = list(text)  # the cues are read with every title blanked out: "Saw" is no "saw"
-        for start, end in [(s, e) for _, s, e in found] + [(p.start, p.end) for p in people]:
+        for start, end in [(s, title_end(text, i, e)) for i, s, e in found] + [(p.start, p.end) for p in people]:
             masked[start:end] = "x" * (end - start)
         masked = "".join(masked)
         read_people(self.vocabulary, people, masked, turn, consume)
@@ -88,15 +88,19 @@ class ConversationReader:
     def _soft(self, text: str, turn: _Turn, last_picks: Sequence[str]) -> str:
         """Reads each clause with a ``SOFT`` cue on its own: its constraints become the turn's
         preferences, its films and words join the turn's; returns ``text`` with those clauses
-        blanked, for the hard reading."""
+        blanked, for the hard reading. A cue inside a film's title ("Catch Me If You Can") is none."""
         spans = []
-        for m in SOFT.finditer(text):
+        cues = list(SOFT.finditer(text))
+        titles = [(s, e) for _, s, e in self.vocabulary.titles.find(text)] if cues else []
+        for m in cues:
+            if any(s <= m.start() < e for s, e in titles):
+                continue
             start, end = _clause_of(text, m.start())
             if not spans or start >= spans[-1][1]:
                 spans.append((start, end))
         for start, end in spans:
             clause = text[start:end]
-            cue = SOFT.search(clause)
+            cue = next(c for c in SOFT.finditer(clause) if not any(s <= start + c.start() < e for s, e in titles))
             soft = self.read_turn(
                 clause[: cue.start()] + " " * (cue.end() - cue.start()) + clause[cue.end() :], last_picks
             )

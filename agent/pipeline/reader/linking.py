@@ -84,6 +84,9 @@ class Vocabulary:
         self.titles.add(items)
 
 
+# A verb right before a lower-case "the <word>" that makes it a film ("loved the godfather").
+_CUED = re.compile(r"\b(?:lov|lik|enjoy|ador|hat|watch|saw|seen)\w*\s+$", re.IGNORECASE)
+
 _NUMBERED = re.compile(r"\s*(?:part|vol|volume|chapter|episode|book|no)\b", re.IGNORECASE)
 
 
@@ -109,12 +112,13 @@ class TitleLinker:
     """Films named in a message -> catalog ids: an exact match of the normalized words
     (``normalize_title``) first, longest span first, then of another name of a title
     (``title_aliases``: a bracketed alternative, either side of a colon), then a fuzzy match
-    (rapidfuzz ``fuzz.ratio`` at least ``FUZZY_CUTOFF`` against titles of about the span's
-    length) for spans of two or more words; a fuzzy span may take over exact matches inside it
-    that are two words or more shorter ("Harry Potter and the Chamber of Scerets" is not "The
-    Chamber"). A one-word title must be capitalized or quoted in the message ("I loved Alien", not
-    "something for my kids"). Among films of one name, a year next to it picks; else the most
-    popular."""
+    (rapidfuzz ``fuzz.ratio`` at least ``FUZZY_CUTOFF`` against titles and other names of
+    about the span's length) for spans of two or more words or of one capitalized word
+    ("Barveheart"), eight letters or more; a fuzzy span may take over shorter exact matches of
+    other films inside it ("Harry Potter and the Chamber of Scerets" is not "The Chamber",
+    "Taxi Drvier" is not "Taxi"). A one-word title must be capitalized or quoted in the message
+    ("I loved Alien", not "something for my kids"). Among films of one name, a year next to it
+    picks; else the most popular."""
 
     FUZZY_CUTOFF = 90
     MAX_WORDS = 12
@@ -131,11 +135,13 @@ class TitleLinker:
             key = normalize_title(it.title)
             if not key:
                 continue
-            if key not in self.by_title:
+            if key not in self.by_title and key not in self.aliases:
                 self.by_length.setdefault(len(key), []).append(key)
             self.by_title.setdefault(key, [])
             self.by_title[key] = [x for x in self.by_title[key] if x.id != it.id] + [it]
             for alias in title_aliases(it.title):
+                if alias not in self.by_title and alias not in self.aliases:
+                    self.by_length.setdefault(len(alias), []).append(alias)  # fuzzy matches reach aliases too
                 self.aliases[alias] = [x for x in self.aliases.get(alias, []) if x.id != it.id] + [it]
 
     def films(self, key: str) -> list[Item]:
@@ -174,9 +180,10 @@ class TitleLinker:
                 inside = [f for f in found if tokens[s][1] <= f[1] and f[2] <= tokens[s + length - 1][2]]
                 if any(taken[s : s + length]):
                     # only a fuzzy span may take over, and only shorter exact matches wholly inside it
+                    # ("Taxi Drvier" is not "Taxi")
                     covered = sum(taken[s : s + length])
                     spans = sum(len(re.findall(r"[\w'’&-]+", text[f[1] : f[2]])) for f in inside)
-                    if not fuzzy or length < 3 or covered != spans or spans > length - 2:
+                    if not fuzzy or length < 2 or covered != spans or spans > length - 1:
                         continue
                 words = tokens[s : s + length]
                 start, end = words[0][1], words[-1][2]
@@ -193,7 +200,7 @@ class TitleLinker:
                 key = normalize_title(text[start:end])
                 if not key:
                     continue
-                if fuzzy and not self.films(key) and length >= 2 and len(key) >= 8:
+                if fuzzy and not self.films(key) and (length >= 2 or words[0][0][:1].isupper()) and len(key) >= 8:
                     key = self._fuzzy(key) or key
                 elif fuzzy and any(taken[s : s + length]):
                     continue  # an exact match over exact matches is not a takeover
@@ -201,7 +208,7 @@ class TitleLinker:
                     continue
                 if any(taken[s : s + length]):
                     if all(f[0].id == self._choose(key, None).id for f in inside):
-                        continue  # the same film, only a longer span
+                        continue  # the same film, only a longer span ("Kill Bill. A" is "Kill Bill")
                     for f in inside:
                         found.remove(f)
                 year = re.match(r"\s*\(?((?:18|19|20)\d\d)\)?", text[end:])
@@ -212,8 +219,10 @@ class TitleLinker:
     def _plausible(text: str, words: list, start: int, end: int, exact: bool = True) -> bool:
         """A span can be a title when it holds a capitalized word that is not the sentence's
         first, or it is quoted, or it is two words or more with one capital, or (matched
-        exactly, people type titles in lower case) two words or more of which two are not request
-        words (three, matched fuzzily); and it is not made of request words alone."""
+        exactly, people type titles in lower case) three words or more, or two of which two are
+        not request words (three, matched fuzzily), or "the" and a word of six letters or more
+        right after a verb of liking or watching ("I enjoyed the godfather"); and it is not made
+        of request words alone."""
         content = [w for w, *_ in words if w.lower() not in FILLER and w.lower() not in CATEGORY_WORDS]
         if not content:
             return False
@@ -222,6 +231,10 @@ class TitleLinker:
             return True
         capitals = [w for w, s, _ in words if w[:1].isupper() and w.lower() not in ("i", "i'm", "i've", "i'd")]
         if not capitals:  # fuzzily only when three words are not request words ("lost lugage lovers")
+            if exact and len(words) >= 3:
+                return True  # "good will hunting"
+            if exact and len(words) == 2 and words[0][0].lower() == "the" and len(content[0]) >= 6:
+                return _CUED.search(text[:start]) is not None  # "I enjoyed the godfather"
             return len(words) >= 2 and len(content) >= (2 if exact else 3)
         sentence_start = start == 0 or re.search(r"[.!?]\s*$", text[:start]) is not None
         if len(words) == 1:
@@ -231,6 +244,14 @@ class TitleLinker:
                 or bool(re.match(r"\s*\(\d{4}\)|\s+(?:was|is|were)\s+(?:so\s+|really\s+|very\s+)?\w+", text[end:]))
             )
         return True
+
+
+def title_end(text: str, item: Item, end: int) -> int:
+    """Where the film ``item`` found at ``text[..end]`` ends: past the period, question or
+    exclamation mark that closes its catalog title ("Monsters, Inc.", "O Brother, Where Art
+    Thou?"), so that it is not read as the end of a sentence."""
+    bare = re.sub(r"\s*\(\d{4}\)\s*$", "", item.title.strip())
+    return end + 1 if bare[-1:] in (".", "?", "!") and text[end : end + 1] == bare[-1:] else end
 
 
 _SMALL_WORDS = {"of", "the", "a", "an", "and", "in", "on", "to", "with", "for", "at", "from", "by"}
