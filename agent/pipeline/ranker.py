@@ -15,6 +15,7 @@ PGAI@CIKM 2023.
 from __future__ import annotations
 
 import string
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,33 @@ def candidate_facts(item: Item, limit: int, words: int = 12, names: int = 2) -> 
     if item.text:
         facts.append(" ".join(item.text.split()[:words]))
     return " · ".join(facts)
+
+
+def _values(value) -> list:
+    """A metadata value as the entries it holds (a list's, or a text value alone); [] else."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value] if isinstance(value, str) else []
+
+
+def shared_facts(item: Item, liked: Sequence[Item], names: int = 2) -> str:
+    """What a candidate has in common with the films a person said they liked, as the
+    conversation-aware prompt says it: its categories that any of them has (the most shared
+    first, "/"-joined), then per metadata field its values that any of them has (a list field's
+    entries, a text field's value; at most ``names`` a field), "; "-joined, e.g. "Crime/Drama;
+    cast Tom Hanks". "nothing" when nothing is shared; "" without liked films. The counting a
+    small model cannot do over a long prompt, done for it: the overlaps it is to weigh."""
+    if not liked:
+        return ""
+    counts = Counter(c for it in liked for c in it.categories)
+    categories = sorted((c for c in item.categories if counts[c]), key=lambda c: -counts[c])
+    parts = ["/".join(categories)] if categories else []
+    for key, value in sorted((item.metadata or {}).items()):
+        theirs = {v for it in liked for v in _values((it.metadata or {}).get(key))}
+        common = [v for v in _values(value) if v in theirs][:names]
+        if common:
+            parts.append(f"{key} {', '.join(map(str, common))}")
+    return "; ".join(parts) or "nothing"
 
 
 def rank_conversation(
@@ -161,10 +189,15 @@ class RankRequest:
     ) -> RankRequest:
         """A conversation-aware request (``rank_chat_user.jinja``): the person's words, the facts
         of the films they said they liked (or watched; the last ``PromptConfig.history_items``)
-        and each candidate's facts (``candidate_facts``, titles cut to ``CHAT_TITLE_CHARS``), in
-        retrieval order. The one definition the eval and the trainer share."""
+        and each candidate's facts (``candidate_facts``, titles cut to ``CHAT_TITLE_CHARS``) with
+        what it shares with those films (``shared_facts``), in retrieval order. The one
+        definition the eval and the trainer share."""
         history = [candidate_facts(it, CHAT_TITLE_CHARS) for it in liked]
-        return cls(history, [candidate_facts(it, CHAT_TITLE_CHARS) for it in candidates], list(scores), request)
+        lines = []
+        for it in candidates:
+            shared = shared_facts(it, liked)
+            lines.append(candidate_facts(it, CHAT_TITLE_CHARS) + (f" · in common: {shared}" if shared else ""))
+        return cls(history, lines, list(scores), request)
 
 
 CHAT_TITLE_CHARS = 40  # a candidate's title in the conversation-aware prompt

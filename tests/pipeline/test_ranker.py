@@ -21,6 +21,7 @@ from agent.pipeline.ranker import (
     label_distribution,
     order,
     rank_conversation,
+    shared_facts,
 )
 
 
@@ -67,6 +68,24 @@ def test_a_candidates_facts_carry_its_credits_by_their_first_names():
         " · Tags: pixar, fun, friendship, toys, cowboy, space, ranger, rivalry, moving, day, kids,"
     )
     assert candidate_facts(Item("8", "Plain"), 40) == "Plain"
+
+
+def test_what_a_candidate_shares_with_the_liked_films_is_counted_for_the_model():
+    liked = [
+        Item("a", "A", categories=("Crime", "Drama"), metadata={"cast": ["Tom Hanks"], "tone": "dark"}),
+        Item("b", "B", categories=("Crime", "Comedy"), metadata={"director": ["Ann Lee"], "tone": "light"}),
+    ]
+    pick = Item(
+        "c",
+        "C",
+        categories=("Drama", "Crime", "War"),
+        metadata={"cast": ["Meg Ryan", "Tom Hanks"], "director": ["Bo Wu"], "tone": "dark", "runtime_min": 95},
+    )
+    assert shared_facts(pick, liked) == "Crime/Drama; cast Tom Hanks; tone dark"  # Crime twice, Drama once
+    assert shared_facts(Item("d", "D", categories=("Western",)), liked) == "nothing"
+    assert shared_facts(pick, []) == ""
+    line = RankRequest.for_chat("more please", [pick], [1.0], liked).candidates[0]
+    assert line.endswith(" · in common: Crime/Drama; cast Tom Hanks; tone dark")
 
 
 def test_display_title_shortens_and_keeps_the_year():
