@@ -250,3 +250,13 @@ def test_what_people_type_on_a_real_catalog():
     assert mentions("Anything like Indeepndence Day?") == [("id4", "mentioned")]  # the main name, by alias
     assert mentions("good will hunting was amazing") == [("hunting", "liked")]
     assert mentions("Not a fan of Taxi. A documentary, please.") == [("taxi", "disliked")]  # "Taxi. A" is Taxi
+
+
+def test_the_article_typed_picks_among_films_of_one_name():
+    """MDD task 2: "... The Fan, The Arrival, and Screamers are movies I loved" was read as
+    Arrival (2016), the more popular film, not Arrival, The (1996)."""
+    items = [Item("old", "Arrival, The", year=1996), Item("new", "Arrival", year=2016)]
+    reader = ConversationReader(Vocabulary(items, popularity=["new", "old"]), lambda ids: [])
+    assert [m.item_id for m in read(reader, "I loved The Arrival.").mentions] == ["old"]
+    assert [m.item_id for m in read(reader, "I loved Arrival.").mentions] == ["new"]
+    assert [m.item_id for m in read(reader, "I loved The Arrival (2016).").mentions] == ["new"]  # a year wins

@@ -108,6 +108,14 @@ def title_aliases(title: str) -> list[str]:
     return [k for k in dict.fromkeys(keys) if k and k != own and len(k.split()) >= 2]
 
 
+def leading_article(title: str) -> str | None:
+    """The article a title opens with, as typed or as a catalog writes it at the end: "The
+    Arrival" and "Arrival, The (1996)" -> "the"; "Arrival (2016)" -> None."""
+    bare = re.sub(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$", "", title.strip())
+    found = re.match(r"(the|a|an)\s", bare, re.IGNORECASE) or re.search(r",\s*(the|a|an)$", bare, re.IGNORECASE)
+    return found[1].lower() if found else None
+
+
 class TitleLinker:
     """Films named in a message -> catalog ids: an exact match of the normalized words
     (``normalize_title``) first, longest span first, then of another name of a title
@@ -118,7 +126,8 @@ class TitleLinker:
     other films inside it ("Harry Potter and the Chamber of Scerets" is not "The Chamber",
     "Taxi Drvier" is not "Taxi"). A one-word title must be capitalized or quoted in the message
     ("I loved Alien", not "something for my kids"). Among films of one name, a year next to it
-    picks; else the most popular."""
+    picks; else the one whose leading article is the one typed ("The Arrival" is "Arrival, The
+    (1996)", "Arrival" is "Arrival (2016)"); else the most popular."""
 
     FUZZY_CUTOFF = 90
     MAX_WORDS = 12
@@ -148,13 +157,14 @@ class TitleLinker:
         """The items named ``key`` (a normalized span): by title, else by another name."""
         return self.by_title.get(key) or self.aliases.get(key, [])
 
-    def _choose(self, key: str, year: int | None) -> Item:
+    def _choose(self, key: str, year: int | None, typed: str = "") -> Item:
         films = self.films(key)
         if year is not None:
             dated = [f for f in films if f.year == year]
             if dated:
                 return dated[0]
-        return min(films, key=lambda f: (self.rank.get(f.id, len(self.rank)), f.id))
+        same = [f for f in films if leading_article(f.title) == leading_article(typed)]
+        return min(same or films, key=lambda f: (self.rank.get(f.id, len(self.rank)), f.id))
 
     def _fuzzy(self, span: str) -> str | None:
         from rapidfuzz import fuzz, process
@@ -207,12 +217,12 @@ class TitleLinker:
                 if not self.films(key):
                     continue
                 if any(taken[s : s + length]):
-                    if all(f[0].id == self._choose(key, None).id for f in inside):
+                    if all(f[0].id == self._choose(key, None, text[start:end]).id for f in inside):
                         continue  # the same film, only a longer span ("Kill Bill. A" is "Kill Bill")
                     for f in inside:
                         found.remove(f)
                 year = re.match(r"\s*\(?((?:18|19|20)\d\d)\)?", text[end:])
-                found.append((self._choose(key, int(year[1]) if year else None), start, end))
+                found.append((self._choose(key, int(year[1]) if year else None, text[start:end]), start, end))
                 taken[s : s + length] = [True] * length
 
     @staticmethod
