@@ -10,7 +10,7 @@ gathers what every user turn asked for ("something light from the 90s", then "da
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from agent.catalog import InvalidRequestError, Item
@@ -142,7 +142,7 @@ def build_ask(
         constraints=c,
         preferences=None if state.preferences.empty() else state.preferences,
         said=said,
-        notes=notes(state),
+        notes=notes(state, reader.items),
     )
     # muse.intent: the user's words as read, and the filters that reached retrieval
     intent = Intent(" ".join(turns.queries), list(c.categories), c.year_min, c.year_max, "rules")
@@ -155,13 +155,17 @@ GREETING_REPLY = (
 )
 
 
-def notes(state: RequestState) -> list[str]:
+def notes(state: RequestState, items: Callable[[Sequence[str]], list[Item]] | None = None) -> list[str]:
     """The lines that open a reply: a question back for a greeting, then what was read (films
-    and how the user feels about them, constraints, comparatives) and what cannot be honoured."""
+    and how the user feels about them, earlier picks pointed at, constraints, comparatives) and
+    what cannot be honoured. ``items``: ids -> catalog items, to name the picks pointed at
+    ("more like the second one"); without it they go unnamed."""
     out = [GREETING_REPLY] if state.unclear else []
     # "turned down" is true of both "I did not like X" and "..., but not X"
     feel = {"liked": "you liked", "disliked": "you turned down", "seen": "you have seen", "mentioned": "more like"}
     read = [f'{feel[m.sentiment]} "{natural_title(m.title)}"' for m in state.mentions]
+    for word, ids in (("more like", state.pointed_like), ("not", state.pointed_exclude)):
+        read += [f'{word} "{natural_title(it.title)}"' for it in (items(ids) if items and ids else [])]
     read += state.comparisons + state.constraints.summary()
     read += [f"preferably {p}" for p in state.preferences.summary()]
     if state.count:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from agent.catalog import load_file
+from agent.pipeline.grounding import natural_title
 from tests.conftest import DEMO, serve_demo
 
 USER = "demo-user-01"
@@ -104,9 +105,10 @@ def test_more_like_the_second_one_claims_no_false_watch(service):
     text, muse = chat(service, first)
     second = muse["items"][1]["id"]
     follow = first + [{"role": "assistant", "content": text}, {"role": "user", "content": "more like the second one"}]
-    _, muse = chat(service, follow)
+    text, muse = chat(service, follow)
     watched = history(service, USER)
     assert picks(muse) and second not in [it.id for it in picks(muse)]
+    assert f'more like "{natural_title(ITEMS[second].title)}"' in text  # the reply says which pick it read
     for it in muse["items"]:
         for title in re.findall(r'[Yy]ou watched ((?:"[^"]+"(?: and )?)+)', it["explanation"]):
             for t in re.findall(r'"([^"]+)"', title):

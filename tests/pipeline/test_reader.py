@@ -260,3 +260,14 @@ def test_the_article_typed_picks_among_films_of_one_name():
     assert [m.item_id for m in read(reader, "I loved The Arrival.").mentions] == ["old"]
     assert [m.item_id for m in read(reader, "I loved Arrival.").mentions] == ["new"]
     assert [m.item_id for m in read(reader, "I loved The Arrival (2016).").mentions] == ["new"]  # a year wins
+
+
+def test_the_reply_names_the_picks_pointed_at(reader):
+    """After "more like the second one" or "not that one" the reply's "I read" line says which
+    earlier pick was read (the walk-through of 2026-12-07 found it silent)."""
+    from agent.pipeline.chat import notes
+
+    state = reader.read(["something else"], pointed_like=["demo-146"], pointed_exclude=["demo-160"])
+    said = notes(state, reader.items)
+    assert said == ['I read: more like "The Vanishing of Ellen Marsh"; not "Depth Charge Protocol".']
+    assert notes(state) == []  # without the catalog the picks go unnamed, and nothing else was read
