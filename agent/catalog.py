@@ -92,11 +92,17 @@ SPELLINGS = {
 }
 
 
+def bare_title(text: str) -> str:
+    """A title without its year or year range in brackets at the end, trimmed:
+    ``"Arrival, The (1996)"`` -> ``"Arrival, The"``; ``"Band of Brothers (2001-)"`` -> ``"Band of Brothers"``."""
+    return re.sub(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$", "", text.strip())
+
+
 def normalize_title(text: str) -> str:
     """A title or a span of a message as compared: lower case, no year in brackets, a trailing
     ", The" moved to the front and leading articles dropped, punctuation gone, spaces collapsed,
     ``SPELLINGS`` in one form. ``"Thing, The (1982)"`` -> ``"thing"``; ``"The Shining"`` -> ``"shining"``."""
-    text = re.sub(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$", "", text.strip())
+    text = bare_title(text)
     text = re.sub(r"^(.*), (the|a|an|les|la|le|il|el|das|der|die)$", r"\2 \1", text, flags=re.IGNORECASE)
     text = re.sub(r"[^\w\s]", " ", text.lower().replace("&", " and ").replace("'", ""))
     words = [SPELLINGS.get(w, w) for w in text.split()]

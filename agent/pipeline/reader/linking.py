@@ -8,7 +8,7 @@ import itertools
 import re
 from collections.abc import Iterable, Sequence
 
-from agent.catalog import Item, normalize_title
+from agent.catalog import Item, bare_title, normalize_title
 from agent.pipeline.people import PeopleLinker
 from agent.pipeline.reader.filler import _EDGE, ASKING, FILLER
 from agent.pipeline.reader.lexicon import _SENTENCE, CATEGORY_WORDS, VALUE_WORDS
@@ -95,7 +95,7 @@ def title_aliases(title: str) -> list[str]:
     and the title without it ("Raiders of the Lost Ark (Indiana Jones and the Raiders of the
     Lost Ark)"), and either side of a colon ("Wallace & Gromit: The Wrong Trousers", "Kill Bill:
     Vol. 1"), each of two words or more."""
-    bare = re.sub(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$", "", title.strip())
+    bare = bare_title(title)
     names = re.findall(r"\(([^()]+)\)", bare)
     main = re.sub(r"\s*\([^()]*\)", "", bare).strip()
     names.append(main)
@@ -111,7 +111,7 @@ def title_aliases(title: str) -> list[str]:
 def leading_article(title: str) -> str | None:
     """The article a title opens with, as typed or as a catalog writes it at the end: "The
     Arrival" and "Arrival, The (1996)" -> "the"; "Arrival (2016)" -> None."""
-    bare = re.sub(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$", "", title.strip())
+    bare = bare_title(title)
     found = re.match(r"(the|a|an)\s", bare, re.IGNORECASE) or re.search(r",\s*(the|a|an)$", bare, re.IGNORECASE)
     return found[1].lower() if found else None
 
@@ -163,7 +163,8 @@ class TitleLinker:
             dated = [f for f in films if f.year == year]
             if dated:
                 return dated[0]
-        same = [f for f in films if leading_article(f.title) == leading_article(typed)]
+        article = leading_article(typed)
+        same = [f for f in films if leading_article(f.title) == article]
         return min(same or films, key=lambda f: (self.rank.get(f.id, len(self.rank)), f.id))
 
     def _fuzzy(self, span: str) -> str | None:
