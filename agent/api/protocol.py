@@ -452,13 +452,15 @@ class MuseOptions(Strict):
 
 
 class IntentOut(BaseModel):
-    """How the newest user turn was read: ``source`` "llm" or "rules"."""
+    """How the newest user turn was read: ``source`` "llm" or "rules"; ``read_ms``: the time the
+    reading took on the server (the messages to the request state), milliseconds."""
 
     query: str
     categories: list[str]
     year_min: int | None
     year_max: int | None
     source: str
+    read_ms: float = Field(0.0, ge=0.0)
 
     @classmethod
     def of(cls, intent) -> IntentOut:
@@ -469,6 +471,7 @@ class IntentOut(BaseModel):
             year_min=intent.year_min,
             year_max=intent.year_max,
             source=intent.source,
+            read_ms=round(intent.read_ms, 3),
         )
 
 

@@ -4,7 +4,8 @@ Users are drawn (seeded) from the service's own event store; requests alternate 
 ``/v1/recommendations`` and streamed chat completions with natural-language asks. Reported:
 
 - latency: the whole answer (every request), and for the streamed half the first content
-  (the picks) and the moment the last explanation arrived, each as p50/p95 (nearest rank);
+  (the picks), the moment the last explanation arrived and the time the server took to read
+  the conversation (``muse.intent.read_ms``), each as p50/p95 (nearest rank);
 - the degraded rate and the HTTP statuses;
 - invariants: every item is among the answer's candidates, in the catalog, not in the user's
   history, shown once; a streamed reply's text holds every text of its final payload;
@@ -206,7 +207,7 @@ def run_agent_bench(
 
     problems: Counter = Counter()
     outcomes: Counter = Counter()
-    latencies, first, explained, answers = [], [], [], []
+    latencies, first, explained, reading, answers = [], [], [], [], []
     degraded, statuses = 0, Counter()
     started = time.monotonic()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -229,6 +230,7 @@ def run_agent_bench(
                     first.append(times[0])
                 if len(times) > len(ids):  # chunk 0: the picks; chunks 1..k: the explanations
                     explained.append(times[len(ids)])
+                reading.append(data["intent"]["read_ms"] / 1000)
             for it in data["items"]:
                 outcomes.update(it["text_sources"].values())
             answers.append((data["items"], [catalog[i].title for i in histories[user] if i in catalog]))
@@ -253,6 +255,7 @@ def run_agent_bench(
             "answer": summary(latencies),
             "first_content": summary(first),
             "explanations_done": summary(explained),
+            "reading": summary(reading, digits=4),
         },
         "text_outcomes": dict(outcomes),
         "template_share": round((outcomes["fallback"] + outcomes["template"]) / texts, 4) if texts else None,

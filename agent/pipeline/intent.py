@@ -61,6 +61,7 @@ class Intent:
     year_min: int | None = None
     year_max: int | None = None
     source: str = "rules"  # who read it (the API reports it)
+    read_ms: float = 0.0  # how long reading the conversation took on the server, milliseconds
 
 
 def rule_intent(text: str, categories: Collection[str]) -> Intent:

@@ -71,6 +71,7 @@ def test_openai_client_chat_plain_and_streamed(service):
     muse = reply.model_extra["muse"]
     check_items(muse["items"], service.url, USER, muse["candidate_ids"])
     assert muse["intent"]["year_min"] == 1990 and muse["intent"]["year_max"] == 1999
+    assert 0 < muse["intent"]["read_ms"] < 60_000  # the server timed its reading (muse bench agent reports it)
     assert all(1990 <= it["year"] <= 1999 for it in muse["items"])
     assert muse["adapter"] == "rank-test" and muse["degraded"] is False
     text = reply.choices[0].message.content

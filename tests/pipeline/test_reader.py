@@ -271,3 +271,25 @@ def test_the_reply_names_the_picks_pointed_at(reader):
     said = notes(state, reader.items)
     assert said == ['I read: more like "The Vanishing of Ellen Marsh"; not "Depth Charge Protocol".']
     assert notes(state) == []  # without the catalog the picks go unnamed, and nothing else was read
+
+
+def test_a_title_made_of_request_words_is_read_in_a_list_of_films():
+    """MDD's "..., Carrington, Kids, and Short Cuts are movies I loved": the one-word title Kids
+    is also a request word; inside a list of films it is the film, in a request it is not."""
+    items = [
+        Item("kids", "Kids", year=1995, categories=("Drama",)),
+        Item("carrington", "Carrington", year=1995, categories=("Drama",)),
+        Item("cuts", "Short Cuts", year=1993, categories=("Drama",)),
+        Item("fam", "Family Game", year=2001, categories=("Children",)),
+    ]
+    by_id = {it.id: it for it in items}
+    reader = ConversationReader(Vocabulary(items), lambda ids: [by_id[i] for i in ids if i in by_id])
+    s = read(reader, "The Hudsucker Proxy, Carrington, Kids, and Short Cuts are movies I loved.")
+    assert [(m.item_id, m.sentiment) for m in s.mentions] == [
+        ("carrington", "liked"),
+        ("kids", "liked"),
+        ("cuts", "liked"),
+    ]
+    s = read(reader, "something for my kids, like Carrington and Short Cuts")
+    assert [m.item_id for m in s.mentions] == ["carrington", "cuts"]
+    assert s.constraints.categories == ["Children"]

@@ -11,7 +11,7 @@ from agent.catalog import Item
 from agent.pipeline.reader.clauses import _clause_of, _clauses, _sentiment
 from agent.pipeline.reader.filler import ASKING, GREETING
 from agent.pipeline.reader.lexicon import _MUCH, COMPARATIVES, SOFT
-from agent.pipeline.reader.linking import Vocabulary, title_end, unknown_titles
+from agent.pipeline.reader.linking import YEAR_AFTER, Vocabulary, title_end, unknown_titles
 from agent.pipeline.reader.state import Constraints, Mention, RequestState, _fold, _Turn, merge_turn
 from agent.pipeline.reader.turn_rules import (
     compare,
@@ -64,8 +64,8 @@ class ConversationReader:
         read_people(self.vocabulary, people, masked, turn, consume)
         for item, start, end in found:
             turn.mentions.append(Mention(item.id, item.title, text[start:end], _sentiment(masked, start, end)))
-            year = re.match(r"\s*\(?(?:18|19|20)\d\d\)?", text[end:])
-            consume(start, end + (year.end() if year else 0))
+            year = YEAR_AFTER.match(text, end)
+            consume(start, year.end() if year else end)
         for start, end in unknown_titles(masked, found):
             turn.unsupported.append(f'"{text[start:end]}": not in the catalog')
             consume(start, end)

@@ -87,6 +87,8 @@ class Vocabulary:
 # A verb right before a lower-case "the <word>" that makes it a film ("loved the godfather").
 _CUED = re.compile(r"\b(?:lov|lik|enjoy|ador|hat|watch|saw|seen)\w*\s+$", re.IGNORECASE)
 
+YEAR_AFTER = re.compile(r"\s*\(?((?:18|19|20)\d\d)\)?")  # "Alien (1979)", "Alien 1979": the year picks
+
 _NUMBERED = re.compile(r"\s*(?:part|vol|volume|chapter|episode|book|no)\b", re.IGNORECASE)
 
 
@@ -125,7 +127,8 @@ class TitleLinker:
     ("Barveheart"), eight letters or more; a fuzzy span may take over shorter exact matches of
     other films inside it ("Harry Potter and the Chamber of Scerets" is not "The Chamber",
     "Taxi Drvier" is not "Taxi"). A one-word title must be capitalized or quoted in the message
-    ("I loved Alien", not "something for my kids"). Among films of one name, a year next to it
+    ("I loved Alien", not "something for my kids"), or a part of a list of films ("Carrington,
+    Kids, and Short Cuts"). Among films of one name, a year next to it
     picks; else the one whose leading article is the one typed ("The Arrival" is "Arrival, The
     (1996)", "Arrival" is "Arrival (2016)"); else the most popular."""
 
@@ -183,7 +186,23 @@ class TitleLinker:
         found = []
         for fuzzy in (False, True):  # every exact match first: "X and" must not fuzzily swallow "and"
             self._scan(text, tokens, taken, found, fuzzy)
-        return sorted(found, key=lambda f: f[1])
+        found.sort(key=lambda f: f[1])
+        return sorted(found + self._list_members(text, found), key=lambda f: f[1])
+
+    def _list_members(self, text: str, found: list[tuple[Item, int, int]]) -> list[tuple[Item, int, int]]:
+        """Parts of a list of films (``unknown_titles``) that are exactly a catalog title the
+        scan passed over because its words are request words: "Carrington, Kids, and Short
+        Cuts" names the film Kids, "something for my kids" does not."""
+        masked = list(text)
+        for _, start, end in found:
+            masked[start:end] = "x" * (end - start)
+        out = []
+        for start, end in unknown_titles("".join(masked), found):
+            key = normalize_title(text[start:end])
+            if self.films(key):
+                year = YEAR_AFTER.match(text, end)
+                out.append((self._choose(key, int(year[1]) if year else None, text[start:end]), start, end))
+        return out
 
     def _scan(self, text: str, tokens: list, taken: list, found: list, fuzzy: bool) -> None:
         for length in range(min(self.MAX_WORDS, len(tokens)), 0, -1):
@@ -222,7 +241,7 @@ class TitleLinker:
                         continue  # the same film, only a longer span ("Kill Bill. A" is "Kill Bill")
                     for f in inside:
                         found.remove(f)
-                year = re.match(r"\s*\(?((?:18|19|20)\d\d)\)?", text[end:])
+                year = YEAR_AFTER.match(text, end)
                 found.append((self._choose(key, int(year[1]) if year else None, text[start:end]), start, end))
                 taken[s : s + length] = [True] * length
 
