@@ -6,7 +6,8 @@
     muse recommend --user ID    top-k for a user: retrieval stage, or the service with --url
     muse serve [--demo]         the HTTP service (chat, recommendations, feedback) on :8000
     muse chat --user ID         a terminal chat against the service (or one started in-process)
-    muse eval --data PATH       the LlamaRec protocol: retrieval through Chroma (+ the LLM ranker)
+    muse eval --data PATH       the LlamaRec protocol: retrieval through Chroma (+ the LLM ranker);
+                                --stage texts: each way of writing texts on the same picks
     muse llm serve              run the vLLM server with the base model and every adapter
     muse bench rank             ranking latency/throughput, vLLM vs transformers
     muse bench agent            N requests to a running service: invariants, grounding, latency
@@ -249,6 +250,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     settings = _settings()
+    if args.stage == "texts":
+        return _eval_texts(args, settings)
+    if args.data is None:
+        raise ValueError(f"--stage {args.stage} needs --data (a dataset folder)")
     if args.stage == "rerank":
         return _eval_rerank(args, settings)
     if args.stage == "chat":
@@ -270,6 +275,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"interactions; split {report['split']}, seed {report['seed']}"
         )
         _table(rows)
+    return 0
+
+
+def _eval_texts(args: argparse.Namespace, settings) -> int:
+    """``--stage texts``: the ways of writing texts on the same picks (``agent.evaluation.text_eval``),
+    over the store ``muse serve`` answers from, through vLLM (``MUSE_LLM_URL``, or one started)."""
+    from agent.evaluation.text_eval import WAYS, run_text_eval
+    from agent.indexing import load_retriever
+    from agent.llm.session import open_engine
+    from agent.pipeline.recommender import MuseAgent
+    from agent.store import open_store
+
+    if args.data is not None:
+        raise ValueError("--stage texts reads the store muse serve answers from (MUSE_DATA_DIR); give no --data")
+    store = open_store(settings.store_url)
+    with open_engine(settings, engine="vllm") as engine:
+        agent = MuseAgent(settings, store, load_retriever(settings), engine)
+        report = run_text_eval(agent, engine, args.answers, seed=args.seed)
+    if _report_out(args, report):
+        return 0
+    print(f"{report['answers']} answers of {report['k']} picks, seed {report['seed']}")
+    for way, r in report["ways"].items():
+        print(
+            f"{way}: {r['written_whole']} of {r['texts']} texts written whole, unsupported words "
+            f"{r['unsupported_word_rate']}, texts with any {r['texts_with_unsupported_share']}, "
+            f"{r['content_words_per_text']} content words a text; refused {r['refused'] or 'none'}; "
+            f"shown {r['shown']}; engine {r['engine_s']} s"
+        )
+    for row in report["samples"][:10]:
+        print(f"- {row['pick']} ({row['kind']})")
+        for way in (*WAYS, "template"):
+            print(f"    {way}: {row[way]}")
     return 0
 
 
@@ -386,6 +423,15 @@ def _recall_table(rows: dict) -> None:
         print(f"{name:<30}{cells}")
 
 
+def _report_out(args: argparse.Namespace, report: dict) -> bool:
+    """``--report DIR`` written; under ``--json`` the report printed as JSON and True (the
+    caller prints its table otherwise)."""
+    _write_report(args, report)
+    if args.json:
+        print(json.dumps(report))
+    return args.json
+
+
 def _write_report(args: argparse.Namespace, result: dict) -> None:
     """``--report DIR``: the HTML report of this run (``agent.evaluation.report``)."""
     if args.report is None:
@@ -432,9 +478,7 @@ def _eval_rerank(args: argparse.Namespace, settings) -> int:
         say(
             f"recorded fusion_weight {report['fusion_weight']} in {registry.adapters(settings)[adapter]}/manifest.json"
         )
-    _write_report(args, report)
-    if args.json:
-        print(json.dumps(report))
+    if _report_out(args, report):
         return 0
     print(f"adapter {report['adapter'] or '(base model)'}, fusion weight {report['fusion_weight']}")
     for split, block in report["splits"].items():
@@ -694,10 +738,18 @@ def _add_data_commands(sub) -> None:
     p.add_argument(
         "--data",
         type=Path,
-        required=True,
-        help="dataset folder (e.g. ml-latest-small); with --stage chat also `demo`, the shipped catalog",
+        default=None,
+        help="dataset folder (e.g. ml-latest-small); with --stage chat also `demo`, the shipped catalog; "
+        "not with --stage texts (the served store)",
     )
-    p.add_argument("--stage", choices=("retrieval", "rerank", "chat"), default="retrieval")
+    p.add_argument(
+        "--stage",
+        choices=("retrieval", "rerank", "chat", "texts"),
+        default="retrieval",
+        help="texts: each way of writing a pick's texts on the same picks of the served store (MUSE_DATA_DIR), "
+        "with the support measure of the model's words",
+    )
+    p.add_argument("--answers", type=int, default=20, help="--stage texts: answers planned")
     p.add_argument(
         "--mdd",
         type=Path,

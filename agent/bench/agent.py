@@ -30,9 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 from agent.bench.latency import summary
 from agent.catalog import Item
 from agent.config import Settings
-from agent.pipeline.generation import Evidence, model_part, shown_facts
+from agent.pipeline.generation import Evidence, model_part
 from agent.pipeline.grounding import GroundingCheck
 from agent.pipeline.support import support
+from agent.pipeline.text_facts import shown_facts
 from agent.pipeline.text_quality import (
     addresses_reader,
     cited_titles,
@@ -144,7 +145,7 @@ def text_quality(
 def text_support(answers: Sequence[tuple[list[dict], list[str]]], items: dict[str, Item], examples: int = 5) -> dict:
     """The support measure (``agent.pipeline.support``) over every model-written text of
     ``answers`` (source ``llm``; templates are Muse's own words): the model's part of each text
-    (after Muse's opening) against the facts its prompt showed (``generation.shown_facts``).
+    (after Muse's opening) against the facts its prompt showed (``text_facts.shown_facts``).
     Returns the texts measured, their content words, the unsupported-word rate, the share of
     texts with at least one unsupported word, and up to ``examples`` such texts with their words."""
     measured = words = unsupported = with_any = 0
@@ -230,7 +231,8 @@ def run_agent_bench(
                     first.append(times[0])
                 if len(times) > len(ids):  # chunk 0: the picks; chunks 1..k: the explanations
                     explained.append(times[len(ids)])
-                reading.append(data["intent"]["read_ms"] / 1000)
+                if "read_ms" in data["intent"]:  # (a service before 71bd39d does not say)
+                    reading.append(data["intent"]["read_ms"] / 1000)
             for it in data["items"]:
                 outcomes.update(it["text_sources"].values())
             answers.append((data["items"], [catalog[i].title for i in histories[user] if i in catalog]))

@@ -60,6 +60,109 @@ def continuation_pattern(sentences: int) -> str:
     return f"({SENTENCE}){{1,{sentences}}}"
 
 
+# How a continuation built of runs of the facts (``span_grammar``) may open after Muse's start,
+# and join one run to the next.
+LEADS = ("", ",", " about", " where", " with")
+JOINS = (" and", ",", ";", " with", " in", " about", " by", " for", " from")
+MAX_RUNS = 2  # runs of the facts in one sentence
+RUN_WORDS = 16  # words in one run at most: a run is a phrase, not the whole description
+# Words a run may start on inside a fact (besides its first word and a word after a comma or a
+# semicolon): a noun phrase's determiner, so that a run is "a podcast host brings ...", never
+# "brings the original ..." or "stories for the guests".
+RUN_STARTS = frozenset(
+    "a an the his her their its two three four five six seven eight nine ten one every each".split()  # noqa: SIM905
+)
+# What between two words of a fact ends a clause: a comma, a semicolon, a colon, a bracket, a dash.
+_CLAUSE_END = re.compile(r"[,;:()]|\s[-–—]\s")
+# A word of the facts (letters, digits, an apostrophe inside: "girl's") and what follows it up
+# to the next word (a space, a comma, a hyphen, ...).
+_FACT_WORD = re.compile(r"([^\W_]+(?:['’][^\W_]+)*)([^\w]*)")
+
+
+def _literal(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def fact_words(spans: Sequence[str]) -> list[list[tuple[str, str]]]:
+    """Each text of ``spans`` as its words, each with the characters after it up to the next
+    word (sentence ends and double quotes dropped, whitespace as one space):
+    ``"Robbers hold up a night-train."`` -> ``[("Robbers", " "), ("hold", " "), ..., ("night",
+    "-"), ("train", "")]``."""
+    out = []
+    for text in spans:
+        words = []
+        for m in _FACT_WORD.finditer(text):
+            joint = re.sub(r"\s+", " ", re.sub(r'[.!?"]', "", m.group(2)))
+            words.append((m.group(1), joint))
+        if words:
+            words[-1] = (words[-1][0], "")
+            out.append(words)
+    return out
+
+
+def span_grammar(spans: Sequence[str], sentences: int = 1, leads: Sequence[str] = LEADS) -> str:
+    """An EBNF grammar (the GBNF dialect xgrammar reads; vLLM's ``structured_outputs``
+    ``grammar``) for a continuation of 1..``sentences`` sentences, each a ``leads`` opening and
+    up to ``MAX_RUNS`` runs of consecutive words of ``spans`` (the facts, as written between
+    words; a run's first word also in lower case unless a name follows; two to ``RUN_WORDS`` words, unless the fact
+    is one word; starting where a fact or one of its clauses does, or on one of ``RUN_STARTS``;
+    ending where one of its clauses does) joined by ``JOINS``, ending with . ! or ?:
+    " about a retired lighthouse keeper and a young meteorologist, snowed in on a remote
+    island." from "A retired lighthouse keeper and a young meteorologist, snowed in on a remote
+    island, keep each other company ...". What the model writes is then a copy of the facts' own
+    phrases with light connectives (issue 24, item 2). Raises
+    ``ValueError`` for ``sentences`` < 1, no words in ``spans``, or no phrase of them that a
+    run can be."""
+    if sentences < 1:
+        raise ValueError(f"sentences must be >= 1, got {sentences}")
+    texts = fact_words(spans)
+    if not texts:
+        raise ValueError("span_grammar needs facts with words")
+    rules, starts, n = [], [], 0
+    for words in texts:
+        m = len(words)
+        # a run ends where a clause of the fact does ("... fall in love," or the fact's end),
+        # never mid-clause ("must choose between"): ok[i][r]: a run can go on from word i with
+        # at most r words left and end so; the grammar names only these, so no rule leads nowhere
+        boundary = [i + 1 == m or _CLAUSE_END.search(words[i][1]) is not None for i in range(m)]
+        ok = [[False] * (RUN_WORDS + 1) for _ in range(m + 1)]
+        for i in range(m - 1, -1, -1):
+            for r in range(1, RUN_WORDS + 1):
+                ok[i][r] = boundary[i] or (i + 1 < m and ok[i + 1][r - 1])
+        for i, (word, joint) in enumerate(words):
+            ends = boundary[i]
+            for r in range(1, RUN_WORDS + 1):
+                if not ok[i][r]:
+                    continue
+                on = i + 1 < m and r > 1 and ok[i + 1][r - 1]
+                rest = f" {_literal(joint)} w{n + 1}_{r - 1}" if on else ""
+                rules.append(f"w{n}_{r} ::= {_literal(word)}" + (f" ({rest.strip()})?" if on and ends else rest))
+            lower = word[:1].lower() + word[1:]  # "A retired ..." -> "a retired ...", never "al Pacino"
+            named = i + 1 < m and words[i + 1][0][:1].isupper()
+            first = _literal(word) if lower == word or named else f"{_literal(word)} | {_literal(lower)}"
+            opens = i == 0 or words[i - 1][1].strip() in (",", ";") or word.lower() in RUN_STARTS
+            if opens and m == 1:  # a one-word fact ("Crime") is a run of its own
+                rules.append(f"s{n} ::= ({first})")
+                starts.append(f"s{n}")
+            elif opens and i + 1 < m and ok[i + 1][RUN_WORDS - 1]:  # two words at least
+                rules.append(f"s{n} ::= ({first}) {_literal(joint)} w{n + 1}_{RUN_WORDS - 1}")
+                starts.append(f"s{n}")
+            n += 1
+    if not starts:
+        raise ValueError(f"no phrase of the facts fits a run of at most {RUN_WORDS} words ending a clause")
+    run = '" " run_start'
+    sentence = f"lead {run}" + f" (join {run})?" * (MAX_RUNS - 1) + " end"
+    head = [
+        "root ::= sentence" + " (sentence)?" * (sentences - 1),
+        f"sentence ::= {sentence}",
+        f"lead ::= {' | '.join(map(_literal, leads))}",
+        f"join ::= {' | '.join(map(_literal, JOINS))}",
+        'end ::= "." | "!" | "?"',
+        f"run_start ::= {' | '.join(starts)}",
+    ]
+    return "\n".join(head + rules)
+
+
 _SENTENCE_END = re.compile(SENTENCE)
 
 
@@ -90,7 +193,12 @@ class TextJob:
       first sentence ended comes back with ``complete=False``;
     - ``avoid``: words the continuation may not write (e.g. genres the film does not have),
       banned as the engine tokenizes them, lower-case and capitalised, with and without a
-      leading space.
+      leading space;
+    - ``spans``: when given, the facts the continuation is made of: runs of their consecutive
+      words joined by light connectives (``span_grammar``, enforced exactly by vLLM's grammar);
+      the in-process engine only allows the tokens of their words and the connectives
+      (``words``), so a text it writes is checked again afterwards;
+    - ``leads``: how such a continuation may open after ``prefix`` (``span_grammar``).
     """
 
     messages: list[Message]
@@ -98,6 +206,16 @@ class TextJob:
     sentences: int = 1
     max_tokens: int = 48
     avoid: tuple[str, ...] = ()
+    spans: tuple[str, ...] = ()
+    leads: tuple[str, ...] = LEADS
+
+    @property
+    def words(self) -> list[str]:
+        """The words a continuation restricted to ``spans`` may write: theirs (as written, and
+        with a lower-case first letter) and those of the connectives; [] without spans."""
+        words = {w for text in fact_words(self.spans) for w, _ in text}
+        words |= {w[:1].lower() + w[1:] for w in words}
+        return sorted(words | {x for joint in (*self.leads, *JOINS) for x in joint.split() if x.isalpha()})
 
     def avoided_forms(self) -> list[str]:
         """Every written form of ``avoid`` that is banned."""

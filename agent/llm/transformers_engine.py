@@ -150,6 +150,42 @@ class TransformersEngine:
             ]
         return self._banned
 
+    def word_token_ids(self, words: Sequence[str]) -> list[int]:
+        """The tokens a continuation restricted to ``words`` (``TextJob.words``) may use: those
+        that write each word, lower-case or capitalized, with or without a leading space or a
+        possessive, and the joins and sentence ends. Words put together from these tokens can
+        still form a word outside the list (the vLLM grammar forbids that exactly); the support
+        check behind it rejects such a text."""
+        forms = [
+            f"{space}{case}{tail}"
+            for w in words
+            for case in (w, w[:1].upper() + w[1:])
+            for space in ("", " ")
+            for tail in ("", "'s")
+        ]
+        ids = {
+            i
+            for form in forms + [",", ";", "-", " -", ".", "!", "?"]
+            for i in self.tokenizer.encode(form, add_special_tokens=False)
+        }
+        return sorted(ids)
+
+    def allowed_mask(self, jobs: Sequence[TextJob]):
+        """A bool tensor (len(jobs) x vocabulary): True at the tokens each job may write
+        (``word_token_ids`` of its ``words``; every token for a job without); None when no job
+        restricts its words."""
+        import torch
+
+        if not any(job.words for job in jobs):
+            return None
+        keep = torch.zeros(len(jobs), len(self.tokenizer), dtype=torch.bool)
+        for row, job in enumerate(jobs):
+            if job.words:
+                keep[row, self.word_token_ids(job.words)] = True
+            else:
+                keep[row] = True
+        return keep
+
     def complete(
         self,
         jobs: Sequence[TextJob],
@@ -171,10 +207,12 @@ class TransformersEngine:
             return time.monotonic() >= deadline or (cancel is not None and cancel.is_set())
 
         class Rules(LogitsProcessor):
-            """Banned tokens, and the frequency penalty on what the continuation already holds."""
+            """Banned tokens, each row's allowed tokens (``keep``: rows x vocabulary, True where
+            allowed, or None when every row may write anything), and the frequency penalty on
+            what the continuation already holds."""
 
-            def __init__(self, width: int):
-                self.width = width
+            def __init__(self, width: int, keep):
+                self.width, self.keep = width, keep
 
             def __call__(self, input_ids, scores):
                 written = input_ids[:, self.width :]
@@ -184,6 +222,10 @@ class TransformersEngine:
                     )
                     scores = scores - FREQUENCY_PENALTY * counts
                 scores[:, banned] = float("-inf")
+                if self.keep is not None:  # (the model's rows past the tokenizer's vocabulary: never)
+                    width = self.keep.shape[1]
+                    scores[:, :width] = scores[:, :width].masked_fill(~self.keep, float("-inf"))
+                    scores[:, width:] = float("-inf")
                 return scores
 
         class Sentences(StoppingCriteria):
@@ -212,6 +254,7 @@ class TransformersEngine:
                 )
                 width = enc["input_ids"].shape[1]
                 avoid = [tokenizer.encode(form, add_special_tokens=False) for form in jobs[batch[0]].avoided_forms()]
+                keep = self.allowed_mask([jobs[r] for r in batch])
                 with self._lock, torch.inference_mode(), self._adapter(None):
                     ids = self.model.generate(
                         **enc,
@@ -221,7 +264,7 @@ class TransformersEngine:
                         top_k=None,
                         bad_words_ids=avoid or None,
                         pad_token_id=tokenizer.pad_token_id,
-                        logits_processor=LogitsProcessorList([Rules(width)]),
+                        logits_processor=LogitsProcessorList([Rules(width, keep)]),
                         stopping_criteria=StoppingCriteriaList([Sentences(width, sentences)]),
                     )
                 if halted():

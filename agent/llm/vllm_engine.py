@@ -36,6 +36,7 @@ from agent.llm.engine import (
     TextJob,
     TextResult,
     continuation_pattern,
+    span_grammar,
     text_result,
 )
 from agent.llm.registry import check_adapter
@@ -67,8 +68,11 @@ def text_body(job: TextJob, model: str) -> dict:
         "max_tokens": job.max_tokens,
         "temperature": 0.0,
         "frequency_penalty": FREQUENCY_PENALTY,
-        "structured_outputs": {"regex": continuation_pattern(job.sentences)},
     }
+    if job.spans:  # made of the facts' own phrases (issue 24)
+        body["structured_outputs"] = {"grammar": span_grammar(job.spans, job.sentences, job.leads)}
+    else:
+        body["structured_outputs"] = {"regex": continuation_pattern(job.sentences)}
     if job.avoid:
         body["bad_words"] = job.avoided_forms()
     if job.prefix:  # the model continues the answer Muse began

@@ -10,8 +10,10 @@ Muse writes the start of every text from the evidence; the model continues it:
   pitch always names the pick and never gives it a genre it does not have.
 
 Both engines constrain the continuation: no double quote (so the model cannot quote a title),
-no line break, no genre word the pick does not have, and it ends at its first sentence end; a
-continuation cut by the token bound before that is rejected, never shown. (Two-sentence
+no line break, no genre word the pick does not have; it is made of the facts it was given
+(``text_facts.fact_spans``: runs of the description's and credits' own words
+joined by light connectives, ``engine.span_grammar``; issue 24), and it ends at its first
+sentence end; a continuation cut by the token bound before that is rejected, never shown. (Two-sentence
 drafts were tried: the second sentence was where the 135M model invented or copied, so a draft
 is one sentence.) The prompts (Jinja2, ``prompts/``) put worked examples of invented films
 before every request (``prompts/text_examples.json``); they are the same for every request,
@@ -21,16 +23,19 @@ A continuation that passes is shown as written (outcome ``llm``). The checks of
 ``agent.pipeline.text_quality`` stay as a second line of defence: a continuation that names a title
 outside the evidence, tells the reader they watched the pick, repeats a citation or itself,
 gives the pick a category or a year it does not have, copies words of the worked examples'
-invented films, or says next to nothing is replaced by the template text (outcome
+invented films, holds a word no fact supports (``support.support``), or says next to nothing is
+replaced by the template text (outcome
 ``fallback``, with the reason).
-Texts the LLM was not asked for (nothing to cite, or a pick without a description: the model
-knows nothing about these films, design.md, so it would have to invent) or did not deliver in
+Texts the LLM was not asked for (nothing to cite, or a pick with neither a description nor
+credits: the model knows nothing about these films, design.md, so it would have to invent;
+``text_facts``) or did not deliver in
 time are templates (``template``).
 There is no second attempt on the request path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -42,6 +47,16 @@ from agent.llm.engine import Message, TextJob, TextResult
 from agent.pipeline.evidence import Evidence
 from agent.pipeline.grounding import GroundingCheck, natural_title
 from agent.pipeline.prompts import PROMPTS_DIR, render
+from agent.pipeline.support import support
+from agent.pipeline.text_facts import (
+    fact_spans,
+    has_facts,
+    leads,
+    prompt_facts,
+    shared_details,
+    shared_words,
+    shown_facts,
+)
 from agent.pipeline.text_quality import (
     GENRE_WORDS,
     carries_payload,
@@ -49,6 +64,7 @@ from agent.pipeline.text_quality import (
     claimed_categories,
     claims_watched_pick,
     copied_phrases,
+    cut_repeat,
     names_history,
     repeats_phrase,
     repeats_sentence,
@@ -57,7 +73,6 @@ from agent.pipeline.text_quality import (
 )
 
 EXPLAIN_TOKENS, DRAFT_TOKENS = 48, 80  # bounds on the continuations (one sentence each)
-DESCRIPTION_CHARS = 240
 MIN_WORDS = 1  # a continuation must say something beyond the titles it names ("mafia." is a fact; "" is not)
 KINDS = ("explanation", "draft")
 
@@ -97,33 +112,29 @@ def genre_phrase(categories: Sequence[str]) -> str:
     return f"{_MODIFIERS.get(cats[0], cats[0])} {noun}"
 
 
+# Metadata shared with the cited films, as an explanation's start says it: a tone as the adjective
+# of "another ___" ("another tense thriller"), people by their part. Other fields are not said there.
+ADJECTIVE_FIELDS = ("tone",)
+ALSO = {"director": "also directed by {}", "writer": "also written by {}", "cast": "also with {}"}
+ALSO_PHRASES = 2  # at most, after "another ___"
+
+
 def shared_phrase(ev: Evidence) -> str:
-    """``"crime film"``, ``"drama"``, ... for the first shared category; ``""`` when none."""
+    """``"crime film"``, ``"drama"``, ... for the first shared category, after a shared tone
+    (``"tense thriller"``; ``"tense film"`` with no category shared); ``""`` when neither."""
+    adjective = next((v for f, v in shared_details(ev) if f in ADJECTIVE_FIELDS), "")
     if not ev.shared_categories:
-        return ""
-    category = ev.shared_categories[0]
-    return _NOUNS.get(category.lower(), f"{category.lower()} film")
+        return f"{adjective} film" if adjective else ""
+    category = ev.shared_categories[0].lower()
+    return f"{adjective} {_NOUNS.get(category, f'{category} film')}".strip()
 
 
-def _facts(item: Item) -> dict:
-    return {
-        "title": natural_title(item.title),
-        "year": item.year,
-        "categories": list(item.categories),
-        "description": safe_description(item.text)[:DESCRIPTION_CHARS],
-    }
-
-
-def shown_facts(ev: Evidence, kind: str) -> list[str]:
-    """The facts the model is shown for one text of ``kind`` (``"explanation"`` or ``"draft"``),
-    as strings: the pick's title, year, categories and description excerpt; an explanation's
-    prompt also carries the cited history items' titles and categories. What
-    ``support.support`` checks the model's words against."""
-    facts = _facts(ev.item)
-    out = [facts["title"], str(facts["year"] or ""), *facts["categories"], facts["description"]]
-    if kind == "explanation":
-        out += [natural_title(h.title) for h in ev.history] + [c for h in ev.history for c in h.categories]
-    return [f for f in out if f]
+def also_phrases(ev: Evidence) -> list[str]:
+    """People the pick shares with the cited films, as the start says them (``ALSO``): "also
+    directed by Michael Mann", "also with Al Pacino"; at most ``ALSO_PHRASES``, a name holding
+    a colon or a double quote never (the start's own punctuation)."""
+    said = [ALSO[f].format(v) for f, v in shared_details(ev) if f in ALSO and not set(v) & set(':"')]
+    return said[:ALSO_PHRASES]
 
 
 def model_part(text: str, ev: Evidence, kind: str) -> str:
@@ -158,6 +169,7 @@ def explanation_start(ev: Evidence) -> str:
         title=natural_title(ev.item.title),
         year=ev.item.year,
         shared=shared_phrase(ev),
+        also=also_phrases(ev),
     )
 
 
@@ -178,13 +190,13 @@ def _explain_user(ev: Evidence) -> str:
         (why, [{"title": natural_title(h.title), "categories": list(h.categories)} for h in items])
         for why, items in cited_groups(ev)
     ]
-    return render("explain.jinja", groups=groups, **_facts(ev.item))
+    return render("explain.jinja", groups=groups, common=shared_words(ev), **prompt_facts(ev.item))
 
 
 def _draft_user(ev: Evidence) -> str:
     # The reader's films are not shown: a pitch is about the pick, and the packaged model,
     # shown them, wove their titles into the pick's plot.
-    return render("draft.jinja", **_facts(ev.item))
+    return render("draft.jinja", common=shared_words(ev), **prompt_facts(ev.item))
 
 
 @cache
@@ -232,6 +244,8 @@ def text_job(ev: Evidence, kind: str, categories: Sequence[str] = ()) -> TextJob
         sentences=1,
         max_tokens=EXPLAIN_TOKENS if kind == "explanation" else DRAFT_TOKENS,
         avoid=avoid,
+        spans=fact_spans(ev, kind),
+        leads=leads(ev, kind),
     )
 
 
@@ -309,6 +323,8 @@ def rejection(
     given = [ev.item.text, *(h.title for h in ev.history), ev.item.title]
     if copied_phrases(added, example_continuations(kind), given):
         return "copied_example"  # facts of the worked examples' invented films
+    if unsupported := support(added, shown_facts(ev, kind)).unsupported:
+        return f"unsupported: {unsupported[0]}"  # a word no fact given to the model stands behind
     rest = added
     for title in named:
         rest = rest.replace(title, " ")
@@ -333,9 +349,9 @@ class TextPlan:
         for kind in KINDS:
             for n, ev in enumerate(evidence):
                 # The model is asked only where it has facts to write from: a pick with no
-                # description (many MovieLens films have no tags) and, for an explanation, a
+                # description and no credits (many MovieLens films) and, for an explanation, a
                 # reader with no history keep their templates.
-                if safe_description(ev.item.text) and (kind == "draft" or ev.history):
+                if has_facts(ev.item) and (kind == "draft" or ev.history):
                     self.keys.append((n, kind))
         self.jobs = [text_job(self.evidence[n], kind, self.categories) for n, kind in self.keys]
         self.prompt_tokens = self.completion_tokens = 0  # what the engine read and wrote, summed
@@ -346,6 +362,8 @@ class TextPlan:
         ev, texts = self.evidence[n], self.texts[n]
         self.prompt_tokens += result.prompt_tokens
         self.completion_tokens += result.completion_tokens
+        if self.jobs[job].spans:  # a run of the facts copied twice: the second copy goes
+            result = dataclasses.replace(result, text=cut_repeat(result.text))
         why = rejection(ev, kind, result, self.check, self.categories)
         if why:
             texts.outcomes[kind], texts.rejected[kind] = "fallback", why

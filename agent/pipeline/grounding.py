@@ -72,7 +72,8 @@ class GroundingCheck:
     def mentioned(self, text: str) -> set[str]:
         """Catalog titles found verbatim in ``text``: the longest match at each position, and
         the words of a match are not searched again ("The Hunger Games" does not also name
-        "Hunger")."""
+        "Hunger"). A one-word title next to another capitalized word is part of a name, not a
+        title ("also written by Michael Crichton" names no film "Michael")."""
         words = _TOKENS.findall(text)
         found: set[str] = set()
         start = 0
@@ -81,11 +82,19 @@ class GroundingCheck:
             for n in range(min(self.max_words, len(words) - start), 0, -1):
                 phrase = " ".join(words[start : start + n])
                 if phrase in self.titles:
-                    found.add(phrase)
+                    if n > 1 or not self._in_name(words, start):
+                        found.add(phrase)
                     step = n
                     break
             start += step
         return found
+
+    @staticmethod
+    def _in_name(words: list[str], i: int) -> bool:
+        """Whether ``words[i]`` sits beside another capitalized word (not a text's first word)."""
+        after = i + 1 < len(words) and words[i + 1][:1].isupper()
+        before = i > 1 and words[i - 1][:1].isupper() and words[i - 1] != "I"
+        return after or before
 
     def foreign_titles(self, text: str, allowed: Iterable[str]) -> list[str]:
         """Titles named in ``text`` (catalog titles verbatim, quoted spans, the name after

@@ -1,7 +1,7 @@
 """The support measure (issue 24): does what the model wrote stand on the facts it was given?
 
 A content word of a model-written clause is *supported* when its stem, or a listed synonym's,
-occurs among the facts the model was shown (``generation.shown_facts``). ``muse bench agent`` and
+occurs among the facts the model was shown (``text_facts.shown_facts``). ``muse bench agent`` and
 ``muse eval`` report the unsupported-word rate and the share of texts with any.
 """
 
@@ -131,6 +131,17 @@ def support(text: str, facts: Iterable[str]) -> Support:
         candidates = {_stem(word), *(_stem(s) for s in SYNONYMS.get(word, ()))}
         return any(_stems_match(c, s) for c in candidates for s in stems)
 
-    tokens = re.findall(r"([a-z0-9]+)('[a-z]+)?", text.lower().replace("’", "'"))  # "crew's" -> crew, 's
-    words = tuple(w for w, suffix in tokens if len(w + suffix) > 1 and w not in _NOT_COUNTED)
+    words = tuple(content_words(text))
     return Support(words, tuple(w for w in words if not supported(w)))
+
+
+def content_words(text: str) -> list[str]:
+    """The words of ``text`` the support measure counts, lower-case, in order: not function or
+    glue words, not single letters; a possessive is cut ("crew's" -> "crew")."""
+    tokens = re.findall(r"([a-z0-9]+)('[a-z]+)?", text.lower().replace("’", "'"))
+    return [w for w, suffix in tokens if len(w + suffix) > 1 and w not in _NOT_COUNTED]
+
+
+def stem(word: str) -> str:
+    """``word``'s Snowball (Porter 2) English stem: "robbers" -> "robber"."""
+    return _stem(word)

@@ -321,6 +321,29 @@ def repeats_phrase(text: str) -> bool:
     return len(pairs) != len(set(pairs))
 
 
+_CLAUSE_BREAK = re.compile(r",\s+|;\s+|\s+and\s+")
+
+
+def cut_repeat(text: str) -> str:
+    """``text`` (a sentence the model wrote) cut at the clause break (a comma, a semicolon, an
+    "and") before the first clause that repeats a phrase of what came before it
+    (``repeats_phrase``) or says only words said before, closed with its own end mark: " with
+    a shy DJ, a shy DJ, a shy DJ." -> " with a shy DJ."; " the courthouse, the courthouse." ->
+    " the courthouse."; ``text`` itself when nothing repeats or no clause stands before the
+    repeat. A model made to copy the facts' phrases sometimes copies one twice; what it said
+    first stays."""
+    stripped = text.rstrip()
+    end = stripped[-1] if stripped[-1:] in ".!?" else "."
+    cuts = [m.start() for m in _CLAUSE_BREAK.finditer(text)] + [len(stripped) - 1]
+    kept, seen = "", set()
+    for start, stop in zip([0, *cuts], cuts):
+        clause = set(_content(_words(text[start:stop])))
+        if repeats_phrase(text[:stop]) or (clause and clause <= seen):
+            return kept + end if _content(_words(kept)) else text
+        kept, seen = text[:stop], seen | clause
+    return text
+
+
 def near_repeats(text: str) -> bool:
     """``repeats_sentence`` or ``repeats_phrase``: the same thing said twice."""
     return repeats_sentence(text) or repeats_phrase(text)

@@ -5,6 +5,8 @@ work aborted; an adapter loaded at runtime; and a clean stop."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -129,6 +131,9 @@ def test_texts_follow_the_grammar_and_name_no_title_outside_the_evidence(served)
     for result in results.values():
         assert '"' not in result.text and "\n" not in result.text
         assert complete_sentences(result.text)[0] == result.text and result.complete == bool(result.text)
+    for n, job in enumerate(plan.jobs):  # the grammar holds each text to the words of its facts
+        written = re.findall(r"[^\W_]+(?:['’][^\W_]+)*", results[n].text.lower())
+        assert set(written) <= {w.lower() for w in job.words}, (written, job.words)
     for n, result in enumerate(results.values()):
         if n < len(plan.jobs):
             plan.accept(n, result)

@@ -7,13 +7,15 @@ import pytest
 
 from agent.bench.agent import QUALITY_KEYS, text_quality, text_support
 from agent.catalog import Item
-from agent.pipeline.generation import Evidence, draft_start, explanation_start, model_part, shown_facts
+from agent.pipeline.generation import Evidence, draft_start, explanation_start, model_part
 from agent.pipeline.grounding import GroundingCheck
 from agent.pipeline.support import Support, support
+from agent.pipeline.text_facts import shown_facts
 from agent.pipeline.text_quality import (
     addresses_reader,
     cited_titles,
     claims_watched_pick,
+    cut_repeat,
     invented_titles,
     is_cut_off,
     mentions_attribute,
@@ -209,6 +211,11 @@ def test_titles_with_punctuation_and_titles_inside_titles():
     ]:
         assert check.foreign_titles(text, allowed) == [], text
     assert check.foreign_titles("A Brother of the road.", []) == ["Brother"]
+    # a one-word title inside a name is no title: "also written by Michael Crichton" (ml-latest-small
+    # has a film "Michael"); alone, it still is
+    people = GroundingCheck(["Michael", "Martin"])
+    assert people.foreign_titles("also written by Michael Crichton, also with Steve Martin.", []) == []
+    assert people.foreign_titles("a sequel to Michael, with more angels.", []) == ["Michael"]
     assert cited_titles('You watched "Batman" and "True Lies", so try "Batman Forever".', ["Batman"]) == ["Batman"]
     assert (
         repeats_citation('You watched "Batman" and "Heat", so try "Batman Forever" (1995).', ["Batman", "Heat"])
@@ -239,6 +246,17 @@ def test_support_counts_words_no_fact_backs():
     comedy = ["Comedy", "A retired bowler coaches a hopeless league team."]
     assert support("a funny, scary coaching job.", comedy).unsupported == ("scary", "job")
     assert support("", facts) == Support((), ()) and support("", facts).rate == 0.0
+
+
+def test_a_repeated_clause_is_cut_and_what_came_first_stays():
+    assert cut_repeat(" with a shy DJ, a shy DJ, a shy DJ.") == " with a shy DJ."
+    said = " about a marine biologist and a fisherman, on an island at low tide, a marine biologist and the seals."
+    assert cut_repeat(said) == " about a marine biologist and a fisherman, on an island at low tide."
+    assert cut_repeat(" about a chase!") == " about a chase!"  # nothing repeats
+    assert cut_repeat(" lazy lazy lazy.") == " lazy lazy lazy."  # no clause before the repeat: left to the checks
+    assert cut_repeat(" a shy DJ; a shy DJ!") == " a shy DJ!"  # its own end mark
+    assert cut_repeat(" the courthouse, the courthouse.") == " the courthouse."  # a clause of words said before
+    assert cut_repeat(" goats, workplace, silly.") == " goats, workplace, silly."  # a list says each once
 
 
 def test_model_part_and_shown_facts_follow_the_prompt():
