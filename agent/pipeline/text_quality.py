@@ -333,7 +333,9 @@ def cut_repeat(text: str) -> str:
     repeat. A model made to copy the facts' phrases sometimes copies one twice; what it said
     first stays."""
     stripped = text.rstrip()
-    end = stripped[-1] if stripped[-1:] in ".!?" else "."
+    if not stripped:
+        return text
+    end = stripped[-1] if stripped[-1] in ".!?" else "."
     cuts = [m.start() for m in _CLAUSE_BREAK.finditer(text)] + [len(stripped) - 1]
     kept, seen = "", set()
     for start, stop in zip([0, *cuts], cuts):

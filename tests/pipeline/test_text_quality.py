@@ -257,6 +257,7 @@ def test_a_repeated_clause_is_cut_and_what_came_first_stays():
     assert cut_repeat(" a shy DJ; a shy DJ!") == " a shy DJ!"  # its own end mark
     assert cut_repeat(" the courthouse, the courthouse.") == " the courthouse."  # a clause of words said before
     assert cut_repeat(" goats, workplace, silly.") == " goats, workplace, silly."  # a list says each once
+    assert cut_repeat("") == "" and cut_repeat("  ") == "  "  # nothing written (an incomplete result)
 
 
 def test_model_part_and_shown_facts_follow_the_prompt():
