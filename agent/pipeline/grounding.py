@@ -74,7 +74,8 @@ class GroundingCheck:
         the words of a match are not searched again ("The Hunger Games" does not also name
         "Hunger"). A one-word title next to another capitalized word is part of a name, not a
         title ("also written by Michael Crichton" names no film "Michael")."""
-        words = _TOKENS.findall(text)
+        tokens = list(_TOKENS.finditer(text))
+        words = [t.group() for t in tokens]
         found: set[str] = set()
         start = 0
         while start < len(words):
@@ -82,7 +83,7 @@ class GroundingCheck:
             for n in range(min(self.max_words, len(words) - start), 0, -1):
                 phrase = " ".join(words[start : start + n])
                 if phrase in self.titles:
-                    if n > 1 or not self._in_name(words, start):
+                    if n > 1 or not self._in_name(text, tokens, start):
                         found.add(phrase)
                     step = n
                     break
@@ -90,10 +91,15 @@ class GroundingCheck:
         return found
 
     @staticmethod
-    def _in_name(words: list[str], i: int) -> bool:
-        """Whether ``words[i]`` sits beside another capitalized word (not a text's first word)."""
-        after = i + 1 < len(words) and words[i + 1][:1].isupper()
-        before = i > 1 and words[i - 1][:1].isupper() and words[i - 1] != "I"
+    def _in_name(text: str, tokens: list, i: int) -> bool:
+        """Whether token ``i`` sits right beside another capitalized word (only a space between
+        them; not the text's first word): "Michael Crichton", not "Gladiator, Toy Story"."""
+
+        def joined(a: int, b: int) -> bool:
+            return not text[tokens[a].end() : tokens[b].start()].strip()
+
+        after = i + 1 < len(tokens) and tokens[i + 1].group()[:1].isupper() and joined(i, i + 1)
+        before = i > 1 and tokens[i - 1].group()[:1].isupper() and tokens[i - 1].group() != "I" and joined(i - 1, i)
         return after or before
 
     def foreign_titles(self, text: str, allowed: Iterable[str]) -> list[str]:
