@@ -92,6 +92,14 @@ SPELLINGS = {
 }
 
 
+def metadata_entries(value) -> list:
+    """An item's metadata value as the entries it holds: a list's (in order), or a text value
+    alone; [] for a number, a flag or nothing."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value] if isinstance(value, str) else []
+
+
 def bare_title(text: str) -> str:
     """A title without its year or year range in brackets at the end, trimmed:
     ``"Arrival, The (1996)"`` -> ``"Arrival, The"``; ``"Band of Brothers (2001-)"`` -> ``"Band of Brothers"``."""

@@ -85,17 +85,17 @@ def structured(answer: Answer, turn: ChatTurn) -> MuseChatData:
 def plan_chat(agent: MuseAgent, request: ChatRequest) -> ChatTurn:
     """The picks for a chat request (no texts yet), how its newest turn was read, and for a user
     with no history the items to ask them about. Items in ``muse.liked`` are stored as likes
-    first. Raises the agent's domain errors (bad adapter, no user message, an unknown liked
+    before the picks are planned. Raises the agent's domain errors (bad adapter, no user message, an unknown liked
     item) before anything is streamed."""
     adapter = adapter_of(request.model, agent)
     started = time.perf_counter()
     turns = read_turns([{"role": m.role, "content": m.content or ""} for m in request.messages])
     options = request.options
-    if options.liked:  # a new user's answer to muse.onboarding: their history from now on
-        agent.users.record_likes(request.user, options.liked)
     chosen = Filters(options.categories, options.year_min, options.year_max)
     ask, intent, _ = build_ask(turns, request.user, options.k, agent.reader, adapter, options.diversity, chosen)
-    intent.read_ms = (time.perf_counter() - started) * 1000
+    intent.read_ms = (time.perf_counter() - started) * 1000  # reading only, not the store write below
+    if options.liked:  # a new user's answer to muse.onboarding: their history from now on (read by plan)
+        agent.users.record_likes(request.user, options.liked)
     plan = agent.plan(ask)
     onboarding = [] if plan.history else agent.users.onboarding()  # a user with no history yet
     return ChatTurn(plan, intent, request.model, request.ignored_fields, onboarding)

@@ -23,6 +23,7 @@ path that came with a request.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -101,6 +102,14 @@ def fact_words(spans: Sequence[str]) -> list[list[tuple[str, str]]]:
 
 
 def span_grammar(spans: Sequence[str], sentences: int = 1, leads: Sequence[str] = LEADS) -> str:
+    """``_span_grammar`` (below), built once per facts, sentences and leads: a text job's facts
+    are checked for a run when the job is made (``text_facts.fact_spans``) and the same grammar
+    goes to vLLM; a pick asked about again needs it again."""
+    return _span_grammar(tuple(spans), sentences, tuple(leads))
+
+
+@functools.lru_cache(maxsize=1024)
+def _span_grammar(spans: tuple[str, ...], sentences: int, leads: tuple[str, ...]) -> str:
     """An EBNF grammar (the GBNF dialect xgrammar reads; vLLM's ``structured_outputs``
     ``grammar``) for a continuation of 1..``sentences`` sentences, each a ``leads`` opening and
     up to ``MAX_RUNS`` runs of consecutive words of ``spans`` (the facts, as written between
@@ -213,6 +222,8 @@ class TextJob:
     def words(self) -> list[str]:
         """The words a continuation restricted to ``spans`` may write: theirs (as written, and
         with a lower-case first letter) and those of the connectives; [] without spans."""
+        if not self.spans:
+            return []
         words = {w for text in fact_words(self.spans) for w, _ in text}
         words |= {w[:1].lower() + w[1:] for w in words}
         return sorted(words | {x for joint in (*self.leads, *JOINS) for x in joint.split() if x.isalpha()})

@@ -172,15 +172,15 @@ class TransformersEngine:
 
     def allowed_mask(self, jobs: Sequence[TextJob]):
         """A bool tensor (len(jobs) x vocabulary): True at the tokens each job may write
-        (``word_token_ids`` of its ``words``; every token for a job without); None when no job
-        restricts its words."""
+        (``word_token_ids`` of its ``words``; every token for a job without ``spans``); None when
+        no job restricts its words."""
         import torch
 
-        if not any(job.words for job in jobs):
+        if not any(job.spans for job in jobs):
             return None
         keep = torch.zeros(len(jobs), len(self.tokenizer), dtype=torch.bool)
         for row, job in enumerate(jobs):
-            if job.words:
+            if job.spans:
                 keep[row, self.word_token_ids(job.words)] = True
             else:
                 keep[row] = True

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.catalog import Item
+from agent.catalog import Item, metadata_entries
 from agent.llm.engine import Engine, Message
 from agent.llm.registry import read_manifest
 from agent.pipeline.prompts import render
@@ -75,13 +75,6 @@ def candidate_facts(item: Item, limit: int, words: int = 12, names: int = 2) -> 
     return " · ".join(facts)
 
 
-def _values(value) -> list:
-    """A metadata value as the entries it holds (a list's, or a text value alone); [] else."""
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value] if isinstance(value, str) else []
-
-
 def shared_facts(item: Item, liked: Sequence[Item], names: int = 2) -> str:
     """What a candidate has in common with the films a person said they liked, as the
     conversation-aware prompt says it: its categories that any of them has (the most shared
@@ -95,8 +88,8 @@ def shared_facts(item: Item, liked: Sequence[Item], names: int = 2) -> str:
     categories = sorted((c for c in item.categories if counts[c]), key=lambda c: -counts[c])
     parts = ["/".join(categories)] if categories else []
     for key, value in sorted((item.metadata or {}).items()):
-        theirs = {v for it in liked for v in _values((it.metadata or {}).get(key))}
-        common = [v for v in _values(value) if v in theirs][:names]
+        theirs = {v for it in liked for v in metadata_entries((it.metadata or {}).get(key))}
+        common = [v for v in metadata_entries(value) if v in theirs][:names]
         if common:
             parts.append(f"{key} {', '.join(map(str, common))}")
     return "; ".join(parts) or "nothing"

@@ -11,7 +11,7 @@ description or details gets no model text: the model knows nothing about these f
 
 from __future__ import annotations
 
-from agent.catalog import Item
+from agent.catalog import Item, metadata_entries
 from agent.llm.engine import span_grammar
 from agent.pipeline.evidence import Evidence
 from agent.pipeline.grounding import natural_title
@@ -34,7 +34,7 @@ def details(item: Item, names: int = NAMES) -> str:
     out = []
     for key, value in sorted((item.metadata or {}).items()):
         if isinstance(value, (list, tuple)) and value:
-            out.append(f"{key.replace('_', ' ')} {', '.join(str(v) for v in value[:names])}")
+            out.append(f"{key.replace('_', ' ')} {', '.join(_entries(value, names))}")
     return "; ".join(out)
 
 
@@ -63,8 +63,7 @@ def prompt_facts(item: Item) -> dict:
 def has_facts(item: Item) -> bool:
     """Whether the model has something true to say about ``item`` beyond its title, year and
     categories: a description, or a list field of its metadata (credits, languages)."""
-    listed = any(isinstance(v, (list, tuple)) and v for v in (item.metadata or {}).values())
-    return bool(safe_description(item.text)) or listed
+    return bool(safe_description(item.text) or details(item))
 
 
 def shown_facts(ev: Evidence, kind: str) -> list[str]:
@@ -102,11 +101,12 @@ def fact_spans(ev: Evidence, kind: str) -> tuple[str, ...]:
     return spans
 
 
-def _entries(value) -> list[str]:
-    """A metadata value as the entries it holds: a list's first ``NAMES``, a text value alone."""
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value[:NAMES]]
-    return [value] if isinstance(value, str) and value.strip() else []
+def _entries(value, names: int = NAMES) -> list[str]:
+    """A metadata value's entries as the prompt shows them (``catalog.metadata_entries``): a
+    list's first ``names``, a text value alone unless blank."""
+    if isinstance(value, str) and not value.strip():
+        return []
+    return [str(v) for v in metadata_entries(value)[:names]]
 
 
 def shared_details(ev: Evidence) -> list[tuple[str, str]]:

@@ -250,6 +250,7 @@ def test_a_continuation_is_made_of_the_facts_own_phrases(packaged_model):
     job = text_job(Evidence(RONIN, [HEAT]), "draft")
     assert job.spans == ("Mercenaries chase a briefcase through France.",)
     assert {"mercenaries", "Mercenaries", "about", "with"} <= set(job.words)
+    assert TextJob(job.messages, job.prefix).words == []  # no facts to write with: any word
     explain = text_job(Evidence(RONIN, [HEAT]), "explanation")
     assert "Heat" not in explain.words  # titles cited are Muse's to write
     assert fact_words(['Robbers hold up a night-train. Bound "north"!']) == [
