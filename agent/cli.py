@@ -15,6 +15,8 @@
     muse finetune build-data    logged impressions + feedback -> SFT/DPO/KTO JSONL (leak-guarded)
     muse finetune train         a new ranker adapter (SFT, DPO or KTO) from those files, into the registry
     muse finetune promote       candidate vs current adapter on held-out data; promote only if better
+    muse finetune text-data     text adapter data: sampled texts that pass the checks (self-distillation)
+    muse finetune promote-text  text adapter vs base model on held-out picks; promote only if better
     muse finetune ab-report     engagement per adapter (A/B arm) from logged impressions
     muse loop simulate          replay ml-latest-small users through the feedback loop, N rounds
     muse demo                   ingest the shipped demo catalog, index it, show recommendations
@@ -34,7 +36,6 @@ from pathlib import Path
 
 from agent.llm import registry
 from agent.llm.hardware import resolve_dtype
-from agent.llm.model_files import model_path
 
 DEMO_DIR = Path(__file__).parent / "data"
 
@@ -278,21 +279,54 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_texts(args: argparse.Namespace, settings) -> int:
-    """``--stage texts``: the ways of writing texts on the same picks (``agent.evaluation.text_eval``),
-    over the store ``muse serve`` answers from, through vLLM (``MUSE_LLM_URL``, or one started)."""
-    from agent.evaluation.text_eval import WAYS, run_text_eval
+def _served_agent(settings, stack: ExitStack, adapter: str | None = None):
+    """``(agent, engine)``: a ``MuseAgent`` over the store ``muse serve`` answers from, and vLLM
+    (``MUSE_LLM_URL``, or one started) serving the base model and, by name, ``adapter`` as LoRA."""
     from agent.indexing import load_retriever
     from agent.llm.session import open_engine
     from agent.pipeline.recommender import MuseAgent
     from agent.store import open_store
 
+    adapters = {}
+    if adapter:
+        registry.check_adapter(adapter, registry.adapters(settings))
+        adapters = {adapter: registry.adapters(settings)[adapter]}
+    engine = stack.enter_context(open_engine(settings, engine="vllm", adapters=adapters or None))
+    return MuseAgent(settings, open_store(settings.store_url), load_retriever(settings), engine), engine
+
+
+def _held_out_picks(folder: Path | None):
+    """The held-out picks of a ``muse finetune text-data`` folder, as a predicate on item ids."""
+    if folder is None:
+        return None
+    from finetune.text_data import held_out
+
+    share = json.loads((Path(folder) / "report.json").read_text())["config"]["eval_share"]
+    return lambda item_id: held_out(item_id, share)
+
+
+def _eval_texts(args: argparse.Namespace, settings) -> int:
+    """``--stage texts``: the ways of writing texts on the same picks (``agent.evaluation.text_eval``),
+    over the store ``muse serve`` answers from, through vLLM (``MUSE_LLM_URL``, or one started);
+    ``--adapter``: the base model's facts' phrases beside the adapter's; ``--held-out``: only the
+    held-out picks of a text-data folder."""
+    from agent.evaluation.text_eval import WAYS, run_text_eval
+
     if args.data is not None:
         raise ValueError("--stage texts reads the store muse serve answers from (MUSE_DATA_DIR); give no --data")
-    store = open_store(settings.store_url)
-    with open_engine(settings, engine="vllm") as engine:
-        agent = MuseAgent(settings, store, load_retriever(settings), engine)
-        report = run_text_eval(agent, engine, args.answers, seed=args.seed)
+    ways = ("facts' phrases", "adapter") if args.adapter else WAYS
+    with ExitStack() as stack:
+        agent, engine = _served_agent(settings, stack, args.adapter)
+        report = run_text_eval(
+            agent,
+            engine,
+            args.answers,
+            seed=args.seed,
+            ways=ways,
+            adapter=args.adapter,
+            picks=_held_out_picks(args.held_out),
+        )
+    report.pop("informativeness")
     if _report_out(args, report):
         return 0
     print(f"{report['answers']} answers of {report['k']} picks, seed {report['seed']}")
@@ -301,11 +335,11 @@ def _eval_texts(args: argparse.Namespace, settings) -> int:
             f"{way}: {r['written_whole']} of {r['texts']} texts written whole, unsupported words "
             f"{r['unsupported_word_rate']}, texts with any {r['texts_with_unsupported_share']}, "
             f"{r['content_words_per_text']} content words a text; refused {r['refused'] or 'none'}; "
-            f"shown {r['shown']}; engine {r['engine_s']} s"
+            f"shown {r['shown']}; informativeness {r['informativeness']}; engine {r['engine_s']} s"
         )
     for row in report["samples"][:10]:
         print(f"- {row['pick']} ({row['kind']})")
-        for way in (*WAYS, "template"):
+        for way in (*ways, "template"):
             print(f"    {way}: {row[way]}")
     return 0
 
@@ -502,9 +536,11 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
     from agent.llm.server import ServerConfig, VLLMServer
 
     settings = _settings()
-    adapters = registry.adapters(settings)
+    # With a text adapter, the served checkpoint is it merged into the base model: LoRA adapters,
+    # trained on the base model itself, do not ride on that (agent.llm.session does the same).
+    adapters = {} if registry.text_adapter(settings) else registry.adapters(settings)
     config = ServerConfig(
-        model_path(settings),
+        registry.text_checkpoint(settings),
         adapters,
         host=args.host,
         port=args.port or settings.llm_port,
@@ -609,6 +645,43 @@ def cmd_finetune_promote(args: argparse.Namespace) -> int:
     say(("promoted: " if result["promoted"] else "refused: ") + result["reason"])
     print(json.dumps(result))
     return 0 if result["promoted"] else 1
+
+
+def cmd_finetune_text_data(args: argparse.Namespace) -> int:
+    from finetune.text_data import TextDataConfig, bootstrap
+
+    cfg = TextDataConfig(args.out, args.answers, args.k, args.samples, args.temperature, args.eval_share, args.seed)
+    with ExitStack() as stack:
+        agent, engine = _served_agent(_settings(), stack)
+        report = bootstrap(agent, engine, cfg)
+    say(f"wrote {', '.join(f'{n}: {c}' for n, c in report['files'].items())} to {args.out} in {report['seconds']} s")
+    print(json.dumps({k: v for k, v in report.items() if k != "held_out_items"}))
+    return 0
+
+
+def cmd_finetune_promote_text(args: argparse.Namespace) -> int:
+    from agent.evaluation.text_eval import run_text_eval
+    from finetune.promote_text import judge, record
+
+    settings = _settings()
+    with ExitStack() as stack:
+        agent, engine = _served_agent(settings, stack, args.candidate)
+        report = run_text_eval(
+            agent,
+            engine,
+            args.answers,
+            seed=args.seed,
+            ways=("facts' phrases", "adapter"),
+            adapter=args.candidate,
+            picks=_held_out_picks(args.data),
+        )
+    verdict = judge(report)
+    record(settings.adapters_dir, args.candidate, verdict)
+    say(("promoted: " if verdict["promoted"] else "refused: ") + verdict["reason"])
+    print(json.dumps(verdict))
+    if args.samples:
+        Path(args.samples).write_text(json.dumps(report["samples"], indent=1))
+    return 0 if verdict["promoted"] else 1
 
 
 def cmd_loop_simulate(args: argparse.Namespace) -> int:
@@ -750,6 +823,10 @@ def _add_data_commands(sub) -> None:
         "with the support measure of the model's words",
     )
     p.add_argument("--answers", type=int, default=20, help="--stage texts: answers planned")
+    p.add_argument("--adapter", default=None, help="--stage texts: a text adapter beside the base model")
+    p.add_argument(
+        "--held-out", type=Path, default=None, help="--stage texts: only the held-out picks of this text-data folder"
+    )
     p.add_argument(
         "--mdd",
         type=Path,
@@ -888,6 +965,24 @@ def _add_finetune_commands(sub) -> None:
     p.add_argument("--url", default=None, help="a running Muse service: switch it to the candidate at once")
     p.add_argument("--split", action="store_true", help="with --url: A/B split users between old and new")
     p.set_defaults(func=cmd_finetune_promote)
+    p = ft.add_parser(
+        "text-data", help="text adapter data: the model's sampled texts that pass the checks, most informative kept"
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for text_sft_{train,eval}.jsonl")
+    p.add_argument("--answers", type=int, default=150, help="answers planned for seeded users of the served store")
+    p.add_argument("--k", type=int, default=5, help="picks per answer")
+    p.add_argument("--samples", type=int, default=4, help="sampled candidates per text, besides the greedy one")
+    p.add_argument("--temperature", type=float, default=0.9, help="sampling temperature")
+    p.add_argument("--eval-share", type=float, default=0.2, help="share of picks held out (by id hash)")
+    p.add_argument("--seed", type=int, default=0, help="seed of users and sampling")
+    p.set_defaults(func=cmd_finetune_text_data)
+    p = ft.add_parser("promote-text", help="text adapter vs base model on held-out picks; promote only if better")
+    p.add_argument("--candidate", required=True, help="a registered text adapter")
+    p.add_argument("--data", type=Path, required=True, help="its text-data folder (the held-out picks)")
+    p.add_argument("--answers", type=int, default=100, help="answers planned")
+    p.add_argument("--seed", type=int, default=1, help="seed of the users drawn (not text-data's)")
+    p.add_argument("--samples", type=Path, default=None, help="write each text of both ways here (JSON)")
+    p.set_defaults(func=cmd_finetune_promote_text)
     p = ft.add_parser("ab-report", help="engagement per ranker adapter (A/B arm) from the event store")
     p.add_argument("--report", type=Path, default=None, help="folder for an HTML report with a plot (index.html)")
     p.set_defaults(func=cmd_finetune_ab_report)

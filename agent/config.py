@@ -70,6 +70,13 @@ class Settings(BaseSettings):
         None, description="ranker adapter name; unset = the last registered `rank-*`, or the base model"
     )
 
+    text_adapter: str | None = Field(
+        None,
+        description="text adapter name (a registered `muse finetune train --method text_sft` adapter); "
+        "unset = the one `muse finetune promote-text` last promoted, or the base model; 'none' = the base model. "
+        "It writes the texts folded into the served checkpoint (merged: no LoRA cost)",
+    )
+
     ab_adapters: str | None = Field(
         None,
         description="comma-separated ranker adapters to split users between (stable hash of the "

@@ -17,7 +17,10 @@ impression keeps its texts with their prompts):
 
 - **text KTO** rows: the prompt that asked for the explanation or draft, the text as shown,
   and the thumb;
-- **text DPO** pairs: for one prompt, a liked text chosen over a disliked one.
+- **text DPO** pairs: for one prompt, a liked text chosen over a disliked one;
+- **text SFT** rows: a liked text the model wrote, as ``muse finetune text-data`` writes its
+  rows (``{"prompt", "prefix", "completion"}``: the continuation after Muse's start), so
+  ``muse finetune train --method text_sft`` takes real thumbs and bootstrapped data alike.
 
 Rules:
 
@@ -51,7 +54,7 @@ class LeakError(AssertionError):
 
 @dataclass
 class Row:
-    kind: str  # "sft", "dpo", "kto", "text_kto" or "text_dpo"
+    kind: str  # "sft", "dpo", "kto", "text_kto", "text_dpo" or "text_sft"
     split: str  # "train" or "eval"
     user_id: str
     item_id: str  # the answer's item (DPO: the chosen one)
@@ -104,6 +107,11 @@ def build_rows(
                 skipped["held_out_item"] += 1
             else:
                 rows.append(Row("text_kto", split, user, item, imp.created_at, data))
+        for item, data in liked_texts(imp, reacted):
+            if split == "train" and (user, item) in held_out:
+                skipped["held_out_item"] += 1
+            else:
+                rows.append(Row("text_sft", split, user, item, imp.created_at, data))
         history = user_sequences(
             [e for e in by_user.get(user, []) if e.timestamp < imp.created_at and e.impression_id != imp.id]
         ).get(user, [])
@@ -156,6 +164,22 @@ def text_thumbs(impression: Impression, reacted: Sequence[Interaction]) -> list[
                         "label": e.kind.endswith("_like"),
                     },
                 )
+            )
+    return out
+
+
+def liked_texts(impression: Impression, reacted: Sequence[Interaction]) -> list[tuple[str, dict]]:
+    """Text SFT rows from thumbs up on texts the model wrote (``source`` "llm", logged with the
+    start Muse gave it): the prompt, the start and the model's continuation."""
+    out = []
+    for e in reacted:
+        if e.kind not in TEXT_RATING_KINDS or not e.kind.endswith("_like"):
+            continue
+        shown = impression.shown_text(e.item_id, e.kind.split("_")[0]) or {}
+        prefix = shown.get("prefix")
+        if shown.get("source") == "llm" and prefix and shown["text"].startswith(prefix):
+            out.append(
+                (e.item_id, {"prompt": shown["prompt"], "prefix": prefix, "completion": shown["text"][len(prefix) :]})
             )
     return out
 
@@ -219,7 +243,7 @@ def write_rows(rows: Sequence[Row], out_dir: Path) -> dict[str, int]:
     trainers drop it), so forgetting a user can find their rows (``agent.store.remove_user_rows``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
-    for kind in ("sft", "dpo", "kto", "text_dpo", "text_kto"):
+    for kind in ("sft", "dpo", "kto", "text_dpo", "text_kto", "text_sft"):
         for split in ("train", "eval"):
             name = f"{kind}_{split}.jsonl"
             chosen = [r for r in rows if r.kind == kind and r.split == split]

@@ -18,11 +18,22 @@ adapter goes; ``FeedbackTrainConfig`` how (the shared LoRA/trainer knobs of
 - ``kto``: TRL's ``KTOTrainer`` on unpaired thumbs up/down. Ethayarajh et al., "KTO: Model
   Alignment as Prospect Theoretic Optimization", ICML 2024.
 
+A *text* adapter (the one that writes explanations and pitches) trains the same way from the
+texts' rows:
+
+- ``text_sft``: cross-entropy over the continuation Muse asked the model for (after Muse's own
+  start), from ``muse finetune text-data`` (the model's best checked samples) or from texts
+  readers liked (``build-data``); the prompt and the start are exactly what the engines send;
+- ``text_dpo`` / ``text_kto``: TRL's trainers on texts rated by readers (``build-data``).
+
+A text adapter serves once ``muse finetune promote-text`` has found it better on held-out picks.
+
 Ready-to-paste commands (repository root; ``MUSE_DATA_DIR`` names the event store)::
 
     muse finetune build-data --out .muse/feedback
     muse finetune train --method dpo --data .muse/feedback --name rank-dpo-1
     muse finetune train --method sft --data .muse/feedback --name rank-sft-1 --parent none --max_steps 2
+    muse finetune train --method text_sft --data .muse/text-data --name text-sft-1 --parent none
 """
 
 from __future__ import annotations
@@ -42,7 +53,8 @@ from finetune.manifest import training_manifest
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("sft", "dpo", "kto")
+METHODS = ("sft", "dpo", "kto", "text_sft", "text_dpo", "text_kto")
+TEXT_METHODS = ("text_sft", "text_dpo", "text_kto")  # train a text adapter (the rest: a ranker adapter)
 
 
 @dataclass
@@ -55,7 +67,8 @@ class FeedbackJob:
     parent: str | None = field(
         default="current",
         metadata={
-            "help": "registered adapter to start from; 'current': the serving ranker adapter; 'none': a fresh LoRA"
+            "help": "registered adapter to start from; 'current': the serving ranker (text methods: text) "
+            "adapter; 'none': a fresh LoRA"
         },
     )
 
@@ -75,7 +88,11 @@ class FeedbackTrainConfig(LoRATrainConfig):
     a child keeps its parent's layout)."""
 
     method: str = field(
-        default="sft", metadata={"help": "sft (label loss on engaged items), dpo (engaged over skipped) or kto"}
+        default="sft",
+        metadata={
+            "help": "sft (label loss on engaged items), dpo (engaged over skipped), kto; text_sft (the "
+            "continuation's loss), text_dpo, text_kto: a text adapter"
+        },
     )
     output_dir: Path | None = field(
         default=None, metadata={"help": "checkpoints (the resume point); default DATA/runs/NAME"}
@@ -109,6 +126,21 @@ def sft_rows(rows: list[dict], tokenizer, label_ids: dict[str, int]) -> list[dic
     for row in rows:
         *prompt, answer = row["messages"]
         out.append(label_row(prompt_ids(tokenizer, prompt), label_ids[answer["content"]]))
+    return out
+
+
+def text_sft_rows(rows: list[dict], tokenizer) -> list[dict]:
+    """``{"prompt", "prefix", "completion"}`` rows -> ``{"input_ids", "completion_mask"}``: the
+    prompt and Muse's start as the engines send them (``continuation_ids``), then the
+    continuation and the end of the turn, the only tokens with a loss (mask 1)."""
+    from agent.llm.engine import TextJob
+    from agent.llm.transformers_engine import continuation_ids
+
+    out = []
+    for row in rows:
+        head = continuation_ids(tokenizer, TextJob(row["prompt"], row["prefix"]))
+        tail = tokenizer.encode(row["completion"], add_special_tokens=False) + [tokenizer.eos_token_id]
+        out.append({"input_ids": head + tail, "completion_mask": [0] * len(head) + [1] * len(tail)})
     return out
 
 
@@ -146,6 +178,17 @@ def method_trainer(cfg: FeedbackTrainConfig, model, lora, tokenizer, rows):
     """The trainer of ``cfg.method`` over ``rows``: ``sft`` the label-only loss of
     ``rank_sft.label_trainer_class``; ``dpo`` and ``kto`` TRL's ``DPOTrainer`` / ``KTOTrainer``."""
     args = cfg.training_arguments()
+    if cfg.method == "text_sft":
+        from datasets import Dataset
+        from trl import SFTConfig, SFTTrainer
+
+        return SFTTrainer(
+            model=model,
+            args=SFTConfig(**args, max_length=None, completion_only_loss=True),
+            train_dataset=Dataset.from_list(text_sft_rows(list(rows), tokenizer)),
+            processing_class=tokenizer,
+            peft_config=lora,
+        )
     if cfg.method == "sft":
         from datasets import Dataset
         from trl import SFTConfig
@@ -163,7 +206,7 @@ def method_trainer(cfg: FeedbackTrainConfig, model, lora, tokenizer, rows):
             peft_config=lora,
             label_ids=list(labels.values()),
         )
-    if cfg.method == "dpo":
+    if cfg.method in ("dpo", "text_dpo"):
         from trl import DPOConfig as MethodConfig
         from trl import DPOTrainer as MethodTrainer
     else:
@@ -213,7 +256,7 @@ def train(job: FeedbackJob, cfg: FeedbackTrainConfig) -> Path:
         k: v for k, v in parent_manifest.get("config", {}).items() if k in ("history_items", "title_chars")
     }
     manifest = training_manifest(
-        "ranker",
+        "text" if cfg.method in TEXT_METHODS else "ranker",
         cfg,
         model_dir,
         result,
@@ -238,7 +281,8 @@ def config_from_args(argv: list[str], settings) -> tuple[FeedbackJob, FeedbackTr
     from transformers import HfArgumentParser
 
     job, cfg = HfArgumentParser((FeedbackJob, FeedbackTrainConfig)).parse_args_into_dataclasses(argv)
-    return job.resolve(registry.ranker_adapter(settings)), cfg
+    current = registry.text_adapter(settings) if cfg.method in TEXT_METHODS else registry.ranker_adapter(settings)
+    return job.resolve(current), cfg
 
 
 def main(argv: list[str] | None = None) -> int:

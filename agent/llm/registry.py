@@ -15,6 +15,7 @@ from agent.config import Settings
 from agent.llm.engine import UnknownAdapterError
 
 PROMOTED_FILE = "promoted.json"  # in the registry: the serving ranker adapter and its promotions
+TEXT_PROMOTED_FILE = "promoted_text.json"  # the serving text adapter and its promotions
 
 
 def discover_adapters(folder: Path | None) -> dict[str, Path]:
@@ -35,9 +36,10 @@ def read_manifest(path: Path) -> dict:
     return json.loads(file.read_text()) if file.exists() else {}
 
 
-def promoted_adapter(registry: Path) -> str | None:
-    """The adapter `muse finetune promote` last made the serving one, or None."""
-    file = Path(registry) / PROMOTED_FILE
+def promoted_adapter(registry: Path, file_name: str = PROMOTED_FILE) -> str | None:
+    """The adapter `muse finetune promote` (``promote-text`` for ``TEXT_PROMOTED_FILE``) last
+    made the serving one, or None."""
+    file = Path(registry) / file_name
     return json.loads(file.read_text())["serving"] if file.exists() else None
 
 
@@ -89,3 +91,37 @@ def fusion_weight(settings: Settings, adapter: str | None) -> float:
     if settings.rank_weight is not None:
         return settings.rank_weight
     return fusion_weight_of(adapters(settings).get(adapter))
+
+
+def text_adapter(settings: Settings) -> str | None:
+    """The adapter that writes the texts: ``MUSE_TEXT_ADAPTER`` (it must be registered; 'none':
+    the base model), else the one `muse finetune promote-text` last promoted, else None (the
+    base model). Never picked by name alone: a text adapter serves only once it is promoted or
+    named. It is served folded into the text model's checkpoint (``text_checkpoint``), so it
+    cannot ride with ranker adapters served as LoRA on the same engine. Raises
+    ``UnknownAdapterError``, or ``ValueError`` with ``MUSE_RANK_ENGINE=lora``."""
+    if settings.text_adapter == "none":
+        return None
+    chosen = settings.text_adapter or promoted_adapter(settings.adapters_dir, TEXT_PROMOTED_FILE)
+    if chosen:
+        check_adapter(chosen, adapters(settings))
+        if settings.rank_engine == "lora":
+            raise ValueError(
+                f"text adapter {chosen!r} is served merged into the LLM's checkpoint, which MUSE_RANK_ENGINE=lora "
+                "shares with the ranker adapters; set MUSE_TEXT_ADAPTER=none or MUSE_RANK_ENGINE=merged"
+            )
+    return chosen
+
+
+def text_checkpoint(settings: Settings) -> Path:
+    """The checkpoint the LLM engine serves: the packaged (or configured) base model, or, with a
+    text adapter (``text_adapter``), that adapter merged into a copy of it (written once under
+    ``MUSE_DATA_DIR/merged``: the CPU serves it at the base model's cost, where vLLM's LoRA path
+    cost 5x, README "The LLM ranker")."""
+    from agent.llm.merged import merged_checkpoint
+    from agent.llm.model_files import model_path
+
+    adapter = text_adapter(settings)
+    if adapter is None:
+        return model_path(settings)
+    return merged_checkpoint(model_path(settings), adapters(settings)[adapter], settings.data_dir)

@@ -35,11 +35,14 @@ def open_engine(
     # writes the texts serves the base model alone and pays no LoRA cost.
     if adapters is None:
         adapters = registry.adapters(settings) if settings.rank_engine == "lora" or with_adapters else {}
+    # Serving alone (no LoRA adapters on the engine), the checkpoint holds the promoted text
+    # adapter merged in; LoRA adapters are trained on, and ride on, the base model itself.
+    checkpoint = model_path(settings) if adapters else registry.text_checkpoint(settings)
     with ExitStack() as stack:
         if kind == "transformers":
             from agent.llm.transformers_engine import TransformersEngine
 
-            llm: Engine = TransformersEngine(model_path(settings), adapters, dtype=resolve_dtype(settings.llm_dtype))
+            llm: Engine = TransformersEngine(checkpoint, adapters, dtype=resolve_dtype(settings.llm_dtype))
         else:
             from agent.llm.server import ServerConfig, Supervisor, VLLMServer
             from agent.llm.vllm_engine import VLLMEngine
@@ -48,7 +51,7 @@ def open_engine(
             if not urls:
                 settings.data_dir.mkdir(parents=True, exist_ok=True)
                 config = ServerConfig(
-                    model_path(settings),
+                    checkpoint,
                     adapters,
                     port=settings.llm_port,
                     dtype=resolve_dtype(settings.llm_dtype),

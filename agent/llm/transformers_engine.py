@@ -40,6 +40,16 @@ def continuation_ids(tokenizer, job: TextJob) -> list[int]:
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
+def _sampling(temperature: float, seed: int) -> dict:
+    """``generate``'s sampling arguments: greedy at temperature 0, else sampled from ``seed``."""
+    if temperature <= 0:
+        return {"do_sample": False}
+    import torch
+
+    torch.manual_seed(seed)
+    return {"do_sample": True, "temperature": temperature}
+
+
 class TransformersEngine:
     def __init__(
         self,
@@ -241,10 +251,7 @@ class TransformersEngine:
                 texts = tokenizer.batch_decode(input_ids[:, self.width :], skip_special_tokens=True)
                 return torch.tensor([complete_sentences(t)[1] >= self.limit for t in texts])
 
-        groups: dict[tuple[int, int, tuple[str, ...]], list[int]] = {}
-        for n, job in enumerate(jobs):
-            groups.setdefault((job.max_tokens, job.sentences, job.avoid), []).append(n)
-        for (max_tokens, sentences, _), rows in sorted(groups.items()):  # the shortest texts first
+        for (max_tokens, sentences, _, adapter, temperature, seed), rows in self._groups(jobs):
             for start in range(0, len(rows), self.batch_size):
                 batch = rows[start : start + self.batch_size]
                 if halted():
@@ -255,11 +262,11 @@ class TransformersEngine:
                 width = enc["input_ids"].shape[1]
                 avoid = [tokenizer.encode(form, add_special_tokens=False) for form in jobs[batch[0]].avoided_forms()]
                 keep = self.allowed_mask([jobs[r] for r in batch])
-                with self._lock, torch.inference_mode(), self._adapter(None):
+                with self._lock, torch.inference_mode(), self._adapter(adapter or None):
                     ids = self.model.generate(
                         **enc,
                         max_new_tokens=max_tokens,
-                        do_sample=False,
+                        **_sampling(temperature, seed),
                         top_p=None,
                         top_k=None,
                         bad_words_ids=avoid or None,
@@ -274,6 +281,17 @@ class TransformersEngine:
                 wrote = (written != tokenizer.pad_token_id).sum(dim=1).tolist()
                 for row, (r, text) in enumerate(zip(batch, tokenizer.batch_decode(written, skip_special_tokens=True))):
                     yield r, text_result(text, int(read[row]), int(wrote[row]))
+
+    def _groups(self, jobs: Sequence[TextJob]) -> list[tuple[tuple, list[int]]]:
+        """Jobs that can share one ``generate`` call (token bound, sentences, banned words,
+        adapter, sampling) with their indices, the shortest texts first. Raises
+        ``UnknownAdapterError`` for a job's adapter outside the allow-list."""
+        groups: dict[tuple, list[int]] = {}
+        for n, job in enumerate(jobs):
+            check_adapter(job.adapter, self.adapters)
+            key = (job.max_tokens, job.sentences, job.avoid, job.adapter or "", job.temperature, job.seed or 0)
+            groups.setdefault(key, []).append(n)
+        return sorted(groups.items())
 
     def _adapter(self, name: str | None):
         from contextlib import nullcontext

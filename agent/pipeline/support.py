@@ -135,6 +135,18 @@ def support(text: str, facts: Iterable[str]) -> Support:
     return Support(words, tuple(w for w in words if not supported(w)))
 
 
+def informativeness(text: str, facts: Iterable[str]) -> float:
+    """Supported facts per word (issue 24, item 3): the distinct content words of ``text`` that
+    ``facts`` support, divided by all its words (0.0 for a text with no words). "where a
+    submarine's sonar officer uncovers a mutiny plot." -> 5 / 9 ("plot" is a glue word); "where
+    the same alley." -> 1 / 4."""
+    measured = support(text, facts)
+    words = re.findall(r"\w+(?:['’]\w+)?", text)
+    if not words:
+        return 0.0
+    return len(set(measured.words) - set(measured.unsupported)) / len(words)
+
+
 def content_words(text: str) -> list[str]:
     """The words of ``text`` the support measure counts, lower-case, in order: not function or
     glue words, not single letters; a possessive is cut ("crew's" -> "crew")."""

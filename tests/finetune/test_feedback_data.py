@@ -25,6 +25,8 @@ def test_rows_per_kind(logged, tmp_path):
         "text_dpo_eval.jsonl": 0,
         "text_kto_train.jsonl": 0,
         "text_kto_eval.jsonl": 0,
+        "text_sft_train.jsonl": 0,
+        "text_sft_eval.jsonl": 0,
     }
     assert report["skipped"] == {"too_little_history": 1}
     dpo = [json.loads(line) for line in (tmp_path / "dpo_train.jsonl").read_text().splitlines()]
@@ -142,7 +144,7 @@ def test_thumbs_on_texts_become_kto_rows_and_pairs(store, tmp_path):
     def shown(text):
         return {
             "c1": {
-                "draft": {"prompt": prompt, "text": text, "source": "llm"},
+                "draft": {"prompt": prompt, "prefix": "Watch", "text": text, "source": "llm"},
                 "explanation": {"prompt": prompt[:1], "text": "Because.", "source": "llm"},
             }
         }
@@ -174,5 +176,8 @@ def test_thumbs_on_texts_become_kto_rows_and_pairs(store, tmp_path):
     (pair,) = [json.loads(line) for line in (tmp_path / "text_dpo_train.jsonl").read_text().splitlines()]
     assert pair["prompt"] == prompt and pair["chosen"][0]["content"] == "Watch it."
     assert pair["rejected"][0]["content"] == "Meh."
+    (liked,) = [json.loads(line) for line in (tmp_path / "text_sft_train.jsonl").read_text().splitlines()]
+    assert (liked["prefix"], liked["completion"]) == ("Watch", " it.")  # the liked draft's continuation
     guarded = fd.build_data(store, tmp_path / "guarded", fd.BuildConfig(cutoff=float("inf")), held_out={("u1", "c1")})
-    assert guarded["files"]["text_kto_train.jsonl"] == 0 and guarded["skipped"]["held_out_item"] == 3
+    assert guarded["files"]["text_kto_train.jsonl"] == guarded["files"]["text_sft_train.jsonl"] == 0
+    assert guarded["skipped"]["held_out_item"] == 4  # three thumbs, one liked text

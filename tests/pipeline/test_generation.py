@@ -16,6 +16,7 @@ import pytest
 from agent.catalog import Item
 from agent.llm.engine import (
     RUN_WORDS,
+    SENTENCE_WORDS,
     TextJob,
     TextResult,
     complete_sentences,
@@ -211,7 +212,11 @@ def test_a_continuation_is_made_of_the_facts_own_phrases(packaged_model):
 
     tokenizer = AutoTokenizer.from_pretrained(packaged_model)
     compiler = xgr.GrammarCompiler(xgr.TokenizerInfo.from_huggingface(tokenizer))
-    facts = ("Mercenaries chase a briefcase through France.", "Robert De Niro, Jean Reno", "Action")
+    facts = (
+        "Mercenaries chase a briefcase through France. Nobody trusts anyone when the deal goes wrong.",
+        "Robert De Niro, Jean Reno",
+        "Action",
+    )
     grammar = compiler.compile_grammar(span_grammar(facts))
 
     def accepts(text: str) -> bool:
@@ -219,16 +224,30 @@ def test_a_continuation_is_made_of_the_facts_own_phrases(packaged_model):
         return matcher.accept_string(text) and matcher.accept_token(tokenizer.eos_token_id)
 
     assert accepts(" mercenaries chase a briefcase through France.")  # a run, its first word in lower case
-    assert accepts(" about a briefcase through France with Robert De Niro.")  # a lead, two runs, a join
+    assert accepts(" about mercenaries chase a briefcase through France with Robert De Niro.")  # lead, runs, join
+    assert accepts(" where nobody trusts anyone when the deal goes wrong.")  # a run starts where a sentence does
+    assert not accepts(" the deal goes wrong.")  # nor after a subordinator ("when"): half a sentence
+    assert not accepts(" when the deal goes wrong.")  # nor on it: a subordinate clause alone
+    long_main = " ".join(f"w{i}" for i in range(RUN_WORDS + 4))  # a main clause longer than a run
+    opened = compiler.compile_grammar(span_grammar([f"When the deal goes wrong, {long_main}."]))
+    assert xgr.GrammarMatcher(opened).accept_string(f" when the deal goes wrong, {long_main}.")  # whole
+    assert xgr.GrammarMatcher(opened).accept_string(f" {long_main}.")  # or its main clause, whatever its length
+    assert not xgr.GrammarMatcher(opened).accept_string(" when the deal goes wrong.")
+    assert not accepts(" about a briefcase through France.")  # never inside a clause (after "chase")
+    assert not accepts(" mercenaries chase a briefcase through France nobody trusts anyone.")  # nor on past its end
     assert accepts(", Jean Reno and mercenaries chase a briefcase through France.")  # a run may start after a comma
     assert not accepts(" mercenaries chase a briefcase with Jean Reno.")  # a run ends where a clause does
     assert not accepts(" with Robert De Niro, mercenaries chase a briefcase and Action.")  # three runs: two at most
-    text = " " + " ".join(f"w{i}" for i in range(RUN_WORDS))  # a run is a phrase, not a page
+    text = " " + " ".join(f"w{i}" for i in range(SENTENCE_WORDS))  # a run is a sentence at most, not a page
     matcher = xgr.GrammarMatcher(compiler.compile_grammar(span_grammar([text.strip()])))
     assert matcher.accept_string(text + ".") and matcher.accept_token(tokenizer.eos_token_id)
     with pytest.raises(ValueError, match="no phrase of the facts fits a run"):
-        span_grammar([text.strip() + " w99"])  # one clause, one word too long, no determiner inside
-    page = Item("p", "Page", " ".join(f"w{i}" for i in range(RUN_WORDS + 1)) + ".", ("Drama",), 2000)
+        span_grammar([text.strip() + " w99"])  # one clause, one word too long
+    clause = " ".join(f"w{i}" for i in range(RUN_WORDS))  # a run inside a sentence: RUN_WORDS at most
+    inner = compiler.compile_grammar(span_grammar([f"Hello, {clause} w99."]))
+    assert xgr.GrammarMatcher(inner).accept_string(f" hello, {clause} w99.")  # the whole sentence
+    assert not xgr.GrammarMatcher(inner).accept_string(f" {clause} w99.")  # its clause, one word too long
+    page = Item("p", "Page", " ".join(f"w{i}" for i in range(SENTENCE_WORDS + 1)) + ".", ("Drama",), 2000)
     assert text_job(Evidence(page, []), "draft").spans == ()  # no phrase fits: free decoding, checked after
     assert not accepts(", an action chase through France.")  # "an" is no fact word
     assert not accepts(" with robert De Niro, Jean Reno.")  # a name keeps its capital
@@ -238,7 +257,17 @@ def test_a_continuation_is_made_of_the_facts_own_phrases(packaged_model):
     assert not accepts(" France through a briefcase.")  # only in the facts' order
     assert not accepts(" a briefcase. a chase.")  # one sentence
     assert not accepts(" mercenaries chase a briefcase")  # a sentence end
-    assert not accepts(" briefcase through France.")  # a run starts where a phrase does ("a", a fact's start)
+    assert not accepts(" briefcase through France.")  # a run starts where a clause does
+    joined = compiler.compile_grammar(span_grammar(["Regulars rally for one final dance, and two partners confess."]))
+    assert xgr.GrammarMatcher(joined).accept_string(" two partners confess.")  # after ", and"
+    island = compiler.compile_grammar(
+        span_grammar(["On a small island, two keepers fall out.", "Jean Reno"], leads=(" where", ""))
+    )
+    assert xgr.GrammarMatcher(island).accept_string(" where two keepers fall out.")
+    assert not xgr.GrammarMatcher(island).accept_string(" where on a small island, two keepers fall out.")
+    assert xgr.GrammarMatcher(island).accept_string(" on a small island, two keepers fall out.")  # no lead: any run
+    assert not xgr.GrammarMatcher(island).accept_string(" two keepers fall out with on a small island.")
+    assert not xgr.GrammarMatcher(joined).accept_string(" and two partners confess.")  # never on the "and"
     assert not accepts(" about mercenaries chase a.")  # and does not end on "a"
     # the worked examples the prompts show are what the grammar lets the model write
     for kind, examples in json.loads((PROMPTS_DIR / "text_examples.json").read_text()).items():
