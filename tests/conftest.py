@@ -18,6 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 MOVIELENS = ROOT.parent / "shared" / "data" / "ml-latest-small"
 DEMO = ROOT / "agent" / "data"
 
+# The repository ships a promoted text adapter (adapters/promoted_text.json), which a service
+# would merge into its checkpoint on start; tests pin the base model unless they name one
+# (tests/finetune/test_text_adapter.py merges the shipped one).
+os.environ.setdefault("MUSE_TEXT_ADAPTER", "none")
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):

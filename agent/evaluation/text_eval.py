@@ -15,7 +15,9 @@ among them). Reported per way: the support measure (``support.support``) of ever
 model wrote whole, before any check (unsupported-word rate, share of texts with any, content
 words per text), what the checks refused by reason, what is shown, the engine's seconds; and
 per pick its texts side by side with the template. ``picks`` keeps only the texts of those
-items (the held-out picks of a text adapter's data); each text's informativeness
+items (the held-out picks of a text adapter's data). A text asked again (the same pick, kind and
+start: a user drawn twice) is measured once, so the paired comparison counts distinct texts.
+Each text's informativeness
 (``support.informativeness``, 0 for a refused one) is kept per way, paired by text.
 """
 
@@ -70,11 +72,17 @@ def run_text_eval(
     }
     stats = {way: Counter() for way in ways}
     informative: dict[str, list[float]] = {way: [] for way in ways}
+    asked: set[tuple[str, str, str]] = set()  # (pick, kind, Muse's start): a text already measured
     samples = []
     for n in range(answers):
         plan = agent.plan(Ask(rng.choice(users), k))
         texts, shown = plan.texts, {}
-        keep = [j for j, (pick, _) in enumerate(texts.keys) if picks is None or picks(texts.evidence[pick].item.id)]
+        keep = []
+        for j, (pick, kind) in enumerate(texts.keys):
+            job = (texts.evidence[pick].item.id, kind, texts.jobs[j].prefix)
+            if (picks is None or picks(job[0])) and job not in asked:  # each text measured once
+                keep.append(j)
+                asked.add(job)
         if not keep:
             continue
         for way in ways:

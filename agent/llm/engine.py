@@ -75,6 +75,7 @@ SENTENCE_WORDS = 32  # ... unless it is one whole sentence of it (many have no s
 # nor after a subordinate clause's opener (". when their ship's engine fails", "where fighting
 # over the fate of the seal colony"; tried and read on 2026-12-08), and never on the
 # conjunction or the opener itself (a clause that needs its main one).
+OPENER_WORDS = 3  # a subordinator among a sentence's first three words opens a subordinate clause
 SUBORDINATORS = frozenset("when after before while until because since once though although if as whereas".split())  # noqa: SIM905
 RUN_AFTER_COMMA = frozenset(("and", "but", "yet", "so"))
 # Leads and joins that a noun phrase must follow ("... is a comedy where two teenagers ...",
@@ -228,8 +229,9 @@ def _run_budgets(words: list[tuple[str, str]], boundary: list[bool], stop: list[
     opener, main_at = False, None
     for i, (word, _) in enumerate(words):
         whole = i == 0 or stop[i - 1]  # a sentence starts here: it may be copied whole
-        if whole:
-            opener, main_at = word.lower() in SUBORDINATORS, None
+        if whole:  # "When X, Y." and "Ten years after X, Y.": X needs Y
+            head = [w.lower() for w, _ in words[i : i + OPENER_WORDS]]
+            opener, main_at = any(w in SUBORDINATORS for w in head), None
         main = not whole and boundary[i - 1] and opener and main_at is None
         if main:
             main_at = i

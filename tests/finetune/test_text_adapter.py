@@ -151,7 +151,7 @@ def test_the_text_adapter_is_the_named_or_promoted_one(tmp_path):
     for name in ("rank-1", "text-1", "text-2"):
         (folder / name).mkdir(parents=True)
         (folder / name / "adapter_config.json").write_text("{}")
-    settings = Settings(data_dir=tmp_path, adapters_dir=folder)
+    settings = Settings(data_dir=tmp_path, adapters_dir=folder, text_adapter=None)  # not the suite's "none"
     assert registry.text_adapter(settings) is None  # never by name alone: only once promoted or named
     (folder / "promoted_text.json").write_text('{"serving": "text-1", "history": []}')
     assert registry.text_adapter(settings) == "text-1"
@@ -162,3 +162,24 @@ def test_the_text_adapter_is_the_named_or_promoted_one(tmp_path):
         registry.text_adapter(settings.model_copy(update={"text_adapter": "text-9"}))
     with pytest.raises(ValueError, match="MUSE_RANK_ENGINE=lora"):
         registry.text_adapter(settings.model_copy(update={"rank_engine": "lora"}))
+
+
+@pytest.mark.slow
+def test_the_shipped_text_adapter_is_promoted_and_served_merged(tmp_path):
+    """`make run` serves adapters/text-sft-1 (promoted_text.json) folded into the checkpoint the
+    LLM engine loads; the merged weights differ from the base model's only where LoRA sits."""
+    from safetensors.torch import load_file
+
+    from agent.config import ADAPTERS_DIR, Settings
+    from agent.llm import registry
+    from agent.llm.model_files import model_path
+
+    settings = Settings(data_dir=tmp_path, adapters_dir=ADAPTERS_DIR, text_adapter=None)
+    assert registry.text_adapter(settings) == "text-sft-1"
+    assert json.loads((ADAPTERS_DIR / "text-sft-1" / "manifest.json").read_text())["held_out"]["promoted"]
+    merged = registry.text_checkpoint(settings)
+    assert merged != model_path(settings) and (merged / "config.json").exists()
+    base = load_file(str(model_path(settings) / "model.safetensors"))
+    mine = load_file(str(next(merged.glob("*.safetensors"))))
+    changed = {k for k in base if k in mine and not (base[k] == mine[k]).all()}
+    assert changed and all("proj" in k for k in changed)  # the LoRA targets, nothing else

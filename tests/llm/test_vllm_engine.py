@@ -319,3 +319,27 @@ def test_stop_takes_the_whole_server_down(served):
         httpx.get(f"{server.url}/v1/models", timeout=2)
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)
+
+
+def test_a_text_job_is_written_by_the_adapter_it_names(served):
+    """A text adapter rides on vLLM as LoRA by name (the held-out comparison of
+    `muse finetune promote-text`): its text keeps the grammar; a name outside the allow-list is
+    refused before any request."""
+    import dataclasses
+    import time
+
+    from agent.catalog import load_file
+    from agent.llm.engine import UnknownAdapterError
+    from agent.pipeline.generation import Evidence, text_job
+    from tests.conftest import DEMO
+
+    server, adapters = served
+    engine = VLLMEngine(server.url, adapters)
+    item = next(it for it in load_file(DEMO / "demo_items.jsonl").items if it.text)
+    job = dataclasses.replace(text_job(Evidence(item, []), "draft"), adapter="rank-test")
+    [(n, result)] = list(engine.complete([job], time.monotonic() + 300))
+    written = re.findall(r"[^\W_]+(?:['’][^\W_]+)*", result.text.lower())
+    assert n == 0 and result.complete and set(written) <= {w.lower() for w in job.words}
+    with pytest.raises(UnknownAdapterError):
+        list(engine.complete([dataclasses.replace(job, adapter="text-nowhere")], time.monotonic() + 60))
+    engine.close()

@@ -233,6 +233,9 @@ def test_a_continuation_is_made_of_the_facts_own_phrases(packaged_model):
     assert xgr.GrammarMatcher(opened).accept_string(f" when the deal goes wrong, {long_main}.")  # whole
     assert xgr.GrammarMatcher(opened).accept_string(f" {long_main}.")  # or its main clause, whatever its length
     assert not xgr.GrammarMatcher(opened).accept_string(" when the deal goes wrong.")
+    later = compiler.compile_grammar(span_grammar(["Ten years after a girl vanished, a host gathers the suspects."]))
+    assert not xgr.GrammarMatcher(later).accept_string(" ten years after a girl vanished.")  # needs its main clause
+    assert xgr.GrammarMatcher(later).accept_string(" a host gathers the suspects.")
     assert not accepts(" about a briefcase through France.")  # never inside a clause (after "chase")
     assert not accepts(" mercenaries chase a briefcase through France nobody trusts anyone.")  # nor on past its end
     assert accepts(", Jean Reno and mercenaries chase a briefcase through France.")  # a run may start after a comma
