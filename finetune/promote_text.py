@@ -52,6 +52,7 @@ def judge(report: dict) -> dict:
             "template_share": round(1 - w["shown"] / w["texts"], 4) if w["texts"] else None,
             "informativeness": w["informativeness"],
             "refused": w["refused"],
+            "engine_s": w["engine_s"],  # the adapter's way runs as LoRA beside the base model
         }
     mean, se = paired_gain(base, cand)
     z = mean / se if se > 0 else (math.inf if mean > 0 else 0.0)

@@ -119,6 +119,7 @@ def _report(base: list[float], cand: list[float], shown=(10, 10), unsupported=(0
             "shown": s,
             "unsupported_word_rate": u,
             "informativeness": sum(vals) / len(vals),
+            "engine_s": 1.0,
             "refused": {},
         }
     return {"ways": ways, "informativeness": {"facts' phrases": base, "adapter": cand}}
