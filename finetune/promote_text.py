@@ -1,5 +1,6 @@
-"""`muse finetune promote-text`: judge a text adapter against the model writing the texts now,
-on picks its data never trained on, and make it the serving one only if it is better.
+"""`muse finetune promote-text`: judge a text adapter against the base model, on picks its data
+never trained on, and make it the serving one only if it is better. (A child of a serving text
+adapter is judged against the base model too: comparing two adapters is not built yet.)
 
 The comparison is ``muse eval --stage texts`` (``agent.evaluation.text_eval``) with two ways on
 the same text jobs: "facts' phrases" (the base model, as served) and "adapter" (the candidate,

@@ -305,22 +305,6 @@ def test_replicas_spread_calls_and_skip_a_dead_one_until_it_is_back(served):
     first_dead.close()
 
 
-def test_stop_takes_the_whole_server_down(served):
-    """Runs last in this module: it stops the shared server (the fixture's own stop is then a
-    no-op) and checks that the API server and its engine processes are all gone."""
-    import os
-
-    import httpx
-
-    server, _ = served
-    pid = server.process.pid
-    server.stop()
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{server.url}/v1/models", timeout=2)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(pid, 0)
-
-
 def test_a_text_job_is_written_by_the_adapter_it_names(served):
     """A text adapter rides on vLLM as LoRA by name (the held-out comparison of
     `muse finetune promote-text`): its text keeps the grammar; a name outside the allow-list is
@@ -343,3 +327,19 @@ def test_a_text_job_is_written_by_the_adapter_it_names(served):
     with pytest.raises(UnknownAdapterError):
         list(engine.complete([dataclasses.replace(job, adapter="text-nowhere")], time.monotonic() + 60))
     engine.close()
+
+
+def test_stop_takes_the_whole_server_down(served):
+    """Runs last in this module: it stops the shared server (the fixture's own stop is then a
+    no-op) and checks that the API server and its engine processes are all gone."""
+    import os
+
+    import httpx
+
+    server, _ = served
+    pid = server.process.pid
+    server.stop()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/v1/models", timeout=2)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
