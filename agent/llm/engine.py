@@ -229,9 +229,9 @@ def _run_budgets(words: list[tuple[str, str]], boundary: list[bool], stop: list[
     opener, main_at = False, None
     for i, (word, _) in enumerate(words):
         whole = i == 0 or stop[i - 1]  # a sentence starts here: it may be copied whole
-        if whole:  # "When X, Y." and "Ten years after X, Y.": X needs Y
+        if whole:  # "When X, Y.", "Ten years after X, Y.", "During X, Y.": X needs Y
             head = [w.lower() for w, _ in words[i : i + OPENER_WORDS]]
-            opener, main_at = any(w in SUBORDINATORS for w in head), None
+            opener, main_at = any(w in SUBORDINATORS for w in head) or head[0] in NOT_NOUN, None
         main = not whole and boundary[i - 1] and opener and main_at is None
         if main:
             main_at = i

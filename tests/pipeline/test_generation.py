@@ -236,6 +236,9 @@ def test_a_continuation_is_made_of_the_facts_own_phrases(packaged_model):
     later = compiler.compile_grammar(span_grammar(["Ten years after a girl vanished, a host gathers the suspects."]))
     assert not xgr.GrammarMatcher(later).accept_string(" ten years after a girl vanished.")  # needs its main clause
     assert xgr.GrammarMatcher(later).accept_string(" a host gathers the suspects.")
+    during = compiler.compile_grammar(span_grammar([f"During a blackout, {long_main}."], leads=(" where",)))
+    assert not xgr.GrammarMatcher(during).accept_string(" where during a blackout.")  # an opening phrase alone
+    assert xgr.GrammarMatcher(during).accept_string(f" where {long_main}.")  # its main clause, whatever its length
     assert not accepts(" about a briefcase through France.")  # never inside a clause (after "chase")
     assert not accepts(" mercenaries chase a briefcase through France nobody trusts anyone.")  # nor on past its end
     assert accepts(", Jean Reno and mercenaries chase a briefcase through France.")  # a run may start after a comma
