@@ -305,27 +305,28 @@ def _held_out_picks(folder: Path | None):
     return lambda item_id: held_out(item_id, share)
 
 
+def _text_eval(settings, answers: int, seed: int, adapter: str | None, held_out: Path | None) -> dict:
+    """``run_text_eval`` over the served store: free decoding beside the facts' phrases, or with
+    ``adapter`` the base model's facts' phrases beside the adapter's (served as LoRA);
+    ``held_out``: only the held-out picks of that text-data folder."""
+    from agent.evaluation.text_eval import WAYS, run_text_eval
+
+    ways = ("facts' phrases", "adapter") if adapter else WAYS
+    with ExitStack() as stack:
+        agent, engine = _served_agent(settings, stack, adapter)
+        return run_text_eval(
+            agent, engine, answers, seed=seed, ways=ways, adapter=adapter, picks=_held_out_picks(held_out)
+        )
+
+
 def _eval_texts(args: argparse.Namespace, settings) -> int:
     """``--stage texts``: the ways of writing texts on the same picks (``agent.evaluation.text_eval``),
     over the store ``muse serve`` answers from, through vLLM (``MUSE_LLM_URL``, or one started);
     ``--adapter``: the base model's facts' phrases beside the adapter's; ``--held-out``: only the
     held-out picks of a text-data folder."""
-    from agent.evaluation.text_eval import WAYS, run_text_eval
-
     if args.data is not None:
         raise ValueError("--stage texts reads the store muse serve answers from (MUSE_DATA_DIR); give no --data")
-    ways = ("facts' phrases", "adapter") if args.adapter else WAYS
-    with ExitStack() as stack:
-        agent, engine = _served_agent(settings, stack, args.adapter)
-        report = run_text_eval(
-            agent,
-            engine,
-            args.answers,
-            seed=args.seed,
-            ways=ways,
-            adapter=args.adapter,
-            picks=_held_out_picks(args.held_out),
-        )
+    report = _text_eval(settings, args.answers, args.seed, args.adapter, args.held_out)
     report.pop("informativeness")
     if _report_out(args, report):
         return 0
@@ -339,7 +340,7 @@ def _eval_texts(args: argparse.Namespace, settings) -> int:
         )
     for row in report["samples"][:10]:
         print(f"- {row['pick']} ({row['kind']})")
-        for way in (*ways, "template"):
+        for way in (*report["ways"], "template"):
             print(f"    {way}: {row[way]}")
     return 0
 
@@ -660,21 +661,10 @@ def cmd_finetune_text_data(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune_promote_text(args: argparse.Namespace) -> int:
-    from agent.evaluation.text_eval import run_text_eval
     from finetune.promote_text import judge, record
 
     settings = _settings()
-    with ExitStack() as stack:
-        agent, engine = _served_agent(settings, stack, args.candidate)
-        report = run_text_eval(
-            agent,
-            engine,
-            args.answers,
-            seed=args.seed,
-            ways=("facts' phrases", "adapter"),
-            adapter=args.candidate,
-            picks=_held_out_picks(args.data),
-        )
+    report = _text_eval(settings, args.answers, args.seed, args.candidate, args.data)
     verdict = judge(report)
     record(settings.adapters_dir, args.candidate, verdict)
     say(("promoted: " if verdict["promoted"] else "refused: ") + verdict["reason"])

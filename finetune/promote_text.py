@@ -80,16 +80,13 @@ def judge(report: dict) -> dict:
 def record(registry: Path, candidate: str, verdict: dict) -> None:
     """The verdict into the candidate's manifest (``held_out``) and, when promoted, the
     candidate into ``promoted_text.json`` (each file written whole, then renamed)."""
+    from agent.evaluation.rerank_eval import write_json
+
     folder = Path(registry) / candidate
-    manifest = read_manifest(folder) | {"held_out": verdict}
-    tmp = folder / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(folder / "manifest.json")
+    write_json(folder / "manifest.json", read_manifest(folder) | {"held_out": verdict}, indent=2)
     if verdict["promoted"]:
         file = Path(registry) / TEXT_PROMOTED_FILE
         promoted = json.loads(file.read_text()) if file.exists() else {"history": []}
         promoted["history"].append({"adapter": candidate, "at": time.time(), "z": verdict["z"]})
         promoted["serving"] = candidate
-        tmp = Path(registry) / f".{TEXT_PROMOTED_FILE}.tmp"
-        tmp.write_text(json.dumps(promoted, indent=2))
-        tmp.replace(file)
+        write_json(file, promoted, indent=2)

@@ -49,13 +49,7 @@ def run_text_eval(
     ``ValueError`` when the store has no users or "adapter" is asked without one."""
     from agent.llm.engine import TextResult
     from agent.pipeline.answer import Ask
-    from agent.pipeline.generation import (
-        TextPlan,
-        draft_start,
-        explanation_start,
-        template_draft,
-        template_explanation,
-    )
+    from agent.pipeline.generation import TextPlan, template_draft, template_explanation
     from agent.pipeline.support import informativeness, support
     from agent.pipeline.text_facts import shown_facts
 
@@ -106,9 +100,7 @@ def run_text_eval(
                 if mine.texts[pick].outcomes[kind] == "llm":
                     s["shown"] += 1
                     shown[(pick, kind, way)] = getattr(mine.texts[pick], kind)
-                    ev = mine.evidence[pick]
-                    start = explanation_start(ev) if kind == "explanation" else draft_start(ev)
-                    added = shown[(pick, kind, way)].removeprefix(start)
+                    added = shown[(pick, kind, way)].removeprefix(mine.jobs[j].prefix)  # Muse's start
                     informative[way].append(informativeness(added, shown_facts(mine.evidence[pick], kind)))
                 else:
                     why = mine.texts[pick].rejected[kind].split(":")[0]
